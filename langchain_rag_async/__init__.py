@@ -1,0 +1,1 @@
+"""langchain-rag-async: async-first RAG for LangChain and LangGraph."""

@@ -1,0 +1,303 @@
+"""Settings: frozen, kw-only dataclasses, read from the environment in one place (`from_env`)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+from langchain_rag_async.errors import ConfigurationError
+
+__all__ = [
+    "EmbeddingConfig",
+    "EmbeddingProvider",
+    "LoaderConfig",
+    "PipelineConfig",
+    "RAGConfig",
+    "RateLimitConfig",
+    "RetryConfig",
+    "SplitterConfig",
+]
+
+EmbeddingProvider = Literal["local", "openai"]
+
+DEFAULT_OPENAI_EMBEDDING_MODEL = "text-embedding-3-small"
+DEFAULT_INDEX_DIR = Path(".rag-index")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LoaderConfig:
+    """How `AsyncDirectoryLoader` walks and reads a directory.
+
+    Attributes:
+        include: Glob patterns (relative to the root, ``**`` allowed) a file must match;
+            empty means every supported text format.
+        exclude: Glob patterns that drop a file even when included.
+        max_file_size: Files larger than this many bytes are reported and skipped.
+        max_open_files: At most this many files are read at once.
+        respect_gitignore: Skip paths ignored by ``.gitignore`` files under the root.
+        include_hidden: Also read dot-files and dot-directories.
+    """
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    max_file_size: int = 10 * 1024 * 1024
+    max_open_files: int = 16
+    respect_gitignore: bool = True
+    include_hidden: bool = False
+
+    def __post_init__(self) -> None:
+        _require_positive("max_file_size", self.max_file_size)
+        _require_positive("max_open_files", self.max_open_files)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SplitterConfig:
+    """How documents are cut into chunks.
+
+    Attributes:
+        chunk_size: Maximum characters per chunk.
+        chunk_overlap: Characters shared by consecutive chunks.
+        markdown_aware: Split Markdown on headings and code fences first.
+    """
+
+    chunk_size: int = 1000
+    chunk_overlap: int = 150
+    markdown_aware: bool = True
+
+    def __post_init__(self) -> None:
+        _require_positive("chunk_size", self.chunk_size)
+        if not 0 <= self.chunk_overlap < self.chunk_size:
+            raise ConfigurationError(
+                f"chunk_overlap must be >= 0 and smaller than chunk_size "
+                f"({self.chunk_size}); got {self.chunk_overlap}"
+            )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RateLimitConfig:
+    """Limits of one external service; ``None`` means unlimited.
+
+    Attributes:
+        requests_per_minute: Requests allowed per minute.
+        tokens_per_minute: Tokens (estimated) allowed per minute.
+    """
+
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("requests_per_minute", "tokens_per_minute"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigurationError(f"{name} must be positive or unset; got {value}")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RetryConfig:
+    """Retry policy for calls to an external service.
+
+    Attributes:
+        max_attempts: Attempts per request, the first included.
+        initial_backoff: Seconds before the first retry (grows exponentially, with jitter).
+        max_backoff: Longest single wait in seconds.
+        max_total_seconds: Give up on a request after this many seconds in all.
+    """
+
+    max_attempts: int = 6
+    initial_backoff: float = 0.5
+    max_backoff: float = 20.0
+    max_total_seconds: float = 120.0
+
+    def __post_init__(self) -> None:
+        _require_positive("max_attempts", self.max_attempts)
+        _require_positive("max_total_seconds", self.max_total_seconds)
+        if self.initial_backoff < 0 or self.max_backoff < 0:
+            raise ConfigurationError("backoff times must not be negative")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EmbeddingConfig:
+    """Which embedding model to use and how to call it.
+
+    Attributes:
+        provider: ``"local"`` (bundled ONNX MiniLM, offline) or ``"openai"``
+            (any OpenAI-compatible endpoint). A key in the environment alone never
+            switches to ``"openai"``.
+        model: Model name; ``None`` picks the provider's default.
+        batch_size: Texts per embedding request.
+        concurrency: Requests in flight at most.
+        rate_limit: Limits of the embedding service.
+        retry: Retry policy for the embedding service.
+        openai_api_key: Key for the OpenAI-compatible endpoint.
+        openai_base_url: Base URL of the OpenAI-compatible endpoint.
+        request_timeout: Seconds before one embedding request is abandoned.
+    """
+
+    provider: EmbeddingProvider = "local"
+    model: str | None = None
+    batch_size: int = 16
+    concurrency: int = 8
+    rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    openai_api_key: str | None = field(default=None, repr=False)
+    openai_base_url: str | None = None
+    request_timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.provider not in ("local", "openai"):
+            raise ConfigurationError(
+                f"unknown embeddings provider {self.provider!r}; use 'local' or 'openai'"
+            )
+        _require_positive("batch_size", self.batch_size)
+        _require_positive("concurrency", self.concurrency)
+        _require_positive("request_timeout", self.request_timeout)
+
+    @property
+    def model_name(self) -> str:
+        """The model name with the provider default filled in."""
+        if self.model:
+            return self.model
+        if self.provider == "openai":
+            return DEFAULT_OPENAI_EMBEDDING_MODEL
+        from langchain_rag_async.embeddings.local import LOCAL_MODEL_ID
+
+        return LOCAL_MODEL_ID
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PipelineConfig:
+    """Shape of the overlapped indexing pipeline.
+
+    Attributes:
+        queue_size: Capacity of each bounded queue between stages (back-pressure).
+        split_workers: Concurrent splitting tasks (each runs in an executor).
+        store_batch_size: Chunks written to the vector store per store call.
+        checkpoint_every: Save the index after this many stored chunks (0: only at the end).
+    """
+
+    queue_size: int = 64
+    split_workers: int = 2
+    store_batch_size: int = 256
+    checkpoint_every: int = 0
+
+    def __post_init__(self) -> None:
+        _require_positive("queue_size", self.queue_size)
+        _require_positive("split_workers", self.split_workers)
+        _require_positive("store_batch_size", self.store_batch_size)
+        if self.checkpoint_every < 0:
+            raise ConfigurationError("checkpoint_every must not be negative")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RAGConfig:
+    """All settings of langchain-rag-async in one object.
+
+    Build it directly, or with :meth:`from_env`, and derive variants with
+    :func:`dataclasses.replace` (or :meth:`with_overrides`).
+    """
+
+    index_dir: Path = DEFAULT_INDEX_DIR
+    loader: LoaderConfig = field(default_factory=LoaderConfig)
+    splitter: SplitterConfig = field(default_factory=SplitterConfig)
+    embeddings: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> RAGConfig:
+        """Read settings from environment variables.
+
+        Recognised: ``RAG_INDEX_DIR``, ``RAG_EMBEDDINGS`` (``local``/``openai``),
+        ``RAG_EMBEDDING_MODEL``, ``RAG_EMBEDDING_BATCH_SIZE``, ``RAG_EMBEDDING_CONCURRENCY``,
+        ``RAG_EMBEDDING_RPM``, ``RAG_EMBEDDING_TPM``, ``RAG_CHUNK_SIZE``, ``RAG_CHUNK_OVERLAP``,
+        ``RAG_MAX_FILE_SIZE``, ``OPENAI_API_KEY``, ``OPENAI_BASE_URL``.
+
+        Args:
+            environ: The mapping to read; ``os.environ`` by default.
+
+        Raises:
+            ConfigurationError: A variable holds a value of the wrong kind.
+        """
+        env = os.environ if environ is None else environ
+        provider = env.get("RAG_EMBEDDINGS", "local").strip().lower() or "local"
+        if provider not in ("local", "openai"):
+            raise ConfigurationError(
+                f"RAG_EMBEDDINGS={provider!r} is not supported; use 'local' or 'openai'"
+            )
+        defaults_e = EmbeddingConfig()
+        defaults_s = SplitterConfig()
+        embeddings = EmbeddingConfig(
+            provider=provider,  # type: ignore[arg-type]
+            model=env.get("RAG_EMBEDDING_MODEL") or None,
+            batch_size=_int(env, "RAG_EMBEDDING_BATCH_SIZE", defaults_e.batch_size),
+            concurrency=_int(env, "RAG_EMBEDDING_CONCURRENCY", defaults_e.concurrency),
+            rate_limit=RateLimitConfig(
+                requests_per_minute=_float_or_none(env, "RAG_EMBEDDING_RPM"),
+                tokens_per_minute=_float_or_none(env, "RAG_EMBEDDING_TPM"),
+            ),
+            openai_api_key=env.get("OPENAI_API_KEY") or None,
+            openai_base_url=env.get("OPENAI_BASE_URL") or None,
+        )
+        splitter = SplitterConfig(
+            chunk_size=_int(env, "RAG_CHUNK_SIZE", defaults_s.chunk_size),
+            chunk_overlap=_int(env, "RAG_CHUNK_OVERLAP", defaults_s.chunk_overlap),
+        )
+        loader = LoaderConfig(
+            max_file_size=_int(env, "RAG_MAX_FILE_SIZE", LoaderConfig().max_file_size)
+        )
+        index_dir = Path(env.get("RAG_INDEX_DIR") or DEFAULT_INDEX_DIR)
+        return cls(index_dir=index_dir, loader=loader, splitter=splitter, embeddings=embeddings)
+
+    def with_overrides(
+        self,
+        *,
+        index_dir: Path | None = None,
+        provider: EmbeddingProvider | None = None,
+        batch_size: int | None = None,
+        concurrency: int | None = None,
+        requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None,
+    ) -> RAGConfig:
+        """Return a copy with the given values (``None`` keeps the current one)."""
+        emb = self.embeddings
+        rate = emb.rate_limit
+        rate = replace(
+            rate,
+            requests_per_minute=requests_per_minute or rate.requests_per_minute,
+            tokens_per_minute=tokens_per_minute or rate.tokens_per_minute,
+        )
+        emb = replace(
+            emb,
+            provider=provider or emb.provider,
+            batch_size=batch_size or emb.batch_size,
+            concurrency=concurrency or emb.concurrency,
+            rate_limit=rate,
+        )
+        return replace(self, index_dir=index_dir or self.index_dir, embeddings=emb)
+
+
+def _require_positive(name: str, value: float) -> None:
+    if value <= 0:
+        raise ConfigurationError(f"{name} must be positive; got {value}")
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} must be a whole number; got {raw!r}") from exc
+
+
+def _float_or_none(env: Mapping[str, str], name: str) -> float | None:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} must be a number; got {raw!r}") from exc

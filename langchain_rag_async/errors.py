@@ -1,0 +1,176 @@
+"""The one exception tree of langchain-rag-async.
+
+Every error the library raises on purpose is a :class:`RAGError`::
+
+    RAGError
+    ├── ConfigurationError            bad settings or an unusable combination of them
+    ├── LoadingError                  a file could not be read into a Document (path, reason)
+    │   ├── BinaryFileError           the file is binary, not text
+    │   ├── FileTooLargeError         the file exceeds the configured maximum size
+    │   └── DecodingError             no text encoding fits the bytes
+    ├── EmbeddingError                texts could not be embedded after retries (count, sources)
+    ├── VectorStoreError              the vector index cannot be used
+    │   ├── IndexCorruptedError       a saved index file is truncated, missing or malformed
+    │   ├── IndexNotFoundError        no index was ever built in the directory
+    │   ├── IndexLockedError          another process holds the index lock too long
+    │   └── EmbeddingModelMismatchError   the index was built with another embedding model
+    ├── IndexingError                 the indexing pipeline failed as a whole
+    ├── RetrievalError                a search could not be served
+    └── GenerationError               the answer model failed or timed out
+
+Errors carry context as attributes, chain their cause with ``raise ... from exc``
+and their message says what to do next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = [
+    "BinaryFileError",
+    "ConfigurationError",
+    "DecodingError",
+    "EmbeddingError",
+    "EmbeddingModelMismatchError",
+    "FileTooLargeError",
+    "GenerationError",
+    "IndexCorruptedError",
+    "IndexLockedError",
+    "IndexNotFoundError",
+    "IndexingError",
+    "LoadingError",
+    "RAGError",
+    "RetrievalError",
+    "VectorStoreError",
+]
+
+
+class RAGError(Exception):
+    """Base class of every error raised by langchain-rag-async."""
+
+
+class ConfigurationError(RAGError):
+    """A setting is missing, malformed or inconsistent with another one."""
+
+
+class LoadingError(RAGError):
+    """A file could not be turned into a Document.
+
+    Attributes:
+        path: The file that failed.
+        reason: A short, human-readable reason (also used in indexing summaries).
+    """
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class BinaryFileError(LoadingError):
+    """The file holds binary data, not text."""
+
+
+class FileTooLargeError(LoadingError):
+    """The file is larger than the configured maximum."""
+
+
+class DecodingError(LoadingError):
+    """No text encoding could decode the file."""
+
+
+class EmbeddingError(RAGError):
+    """Texts could not be embedded, even after retries.
+
+    Attributes:
+        failed_count: How many texts did not get a vector.
+        sources: The distinct ``source`` values of the failed texts, when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        failed_count: int = 0,
+        sources: Sequence[str] = (),
+    ) -> None:
+        self.failed_count = failed_count
+        self.sources = tuple(sources)
+        detail = f" ({failed_count} text(s) failed"
+        if self.sources:
+            shown = ", ".join(self.sources[:5])
+            more = f" and {len(self.sources) - 5} more" if len(self.sources) > 5 else ""
+            detail += f", from {shown}{more}"
+        detail += ")"
+        super().__init__(message + (detail if failed_count else ""))
+
+
+class VectorStoreError(RAGError):
+    """The vector store cannot serve the request."""
+
+
+class IndexCorruptedError(VectorStoreError):
+    """A saved index file is truncated, missing or malformed.
+
+    Attributes:
+        path: The file that could not be read.
+    """
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(
+            f"index file {self.path} is unusable: {reason}. "
+            "Restore it from a backup or rebuild the index with `rag-async index`."
+        )
+
+
+class IndexNotFoundError(VectorStoreError):
+    """No index has been built in the given directory.
+
+    Attributes:
+        index_dir: The directory that holds no index.
+    """
+
+    def __init__(self, index_dir: str | Path) -> None:
+        self.index_dir = str(index_dir)
+        super().__init__(
+            f"no index found in {self.index_dir}. "
+            f"Build one with `rag-async index PATH --index-dir {self.index_dir}`."
+        )
+
+
+class IndexLockedError(VectorStoreError):
+    """Another process kept the index lock longer than the timeout."""
+
+
+class EmbeddingModelMismatchError(VectorStoreError):
+    """The index was built with a different embedding model than the one configured.
+
+    Attributes:
+        index_model: Identity of the model that built the index.
+        configured_model: Identity of the model configured now.
+    """
+
+    def __init__(self, index_model: str, configured_model: str, where: str = "") -> None:
+        self.index_model = index_model
+        self.configured_model = configured_model
+        location = f" in {where}" if where else ""
+        super().__init__(
+            f"the index{location} was built with embedding model {index_model}, "
+            f"but {configured_model} is configured. Use the same model "
+            "(--embeddings / RAG_EMBEDDINGS, RAG_EMBEDDING_MODEL) or rebuild into a new --index-dir."
+        )
+
+
+class IndexingError(RAGError):
+    """The indexing pipeline failed as a whole (not a single file)."""
+
+
+class RetrievalError(RAGError):
+    """A search could not be served."""
+
+
+class GenerationError(RAGError):
+    """The answer model failed or timed out."""

@@ -1,0 +1,1 @@
+"""indexing of langchain-rag-async."""

@@ -1,0 +1,1 @@
+"""loaders of langchain-rag-async."""

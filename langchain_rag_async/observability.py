@@ -1,0 +1,132 @@
+"""Tracing and logging in one place: OpenTelemetry spans and structlog with context ids.
+
+Every stage opens its span through :func:`span`; every log line goes through
+:func:`get_logger` and carries the ``request_id`` and ``task_id`` bound in contextvars,
+so interleaved concurrent work stays readable.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import sys
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import structlog
+from opentelemetry import trace
+from opentelemetry.trace import Span, Status, StatusCode
+
+__all__ = [
+    "TRACER_NAME",
+    "bind_request_id",
+    "bind_task_id",
+    "configure_logging",
+    "get_logger",
+    "request_id_var",
+    "span",
+    "task_id_var",
+]
+
+TRACER_NAME = "langchain_rag_async"
+
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "rag_request_id", default=None
+)
+task_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "rag_task_id", default=None
+)
+
+AttributeValue = str | bool | int | float
+
+
+def _tracer() -> trace.Tracer:
+    return trace.get_tracer(TRACER_NAME)
+
+
+@contextmanager
+def span(name: str, **attributes: AttributeValue | None) -> Iterator[Span]:
+    """Run the block inside an OpenTelemetry span named ``name``.
+
+    The current ``request_id`` / ``task_id`` are attached as attributes; ``None``
+    attribute values are dropped. An exception marks the span as failed and is re-raised.
+
+    Args:
+        name: Span name, e.g. ``"embed"``.
+        **attributes: Span attributes (str, bool, int or float).
+
+    Yields:
+        The span, to add attributes known only at the end (``set_attribute``).
+    """
+    attrs: dict[str, AttributeValue] = {k: v for k, v in attributes.items() if v is not None}
+    request_id = request_id_var.get()
+    if request_id is not None:
+        attrs.setdefault("rag.request_id", request_id)
+    task_id = task_id_var.get()
+    if task_id is not None:
+        attrs.setdefault("rag.task_id", task_id)
+    with _tracer().start_as_current_span(
+        name, attributes=attrs, record_exception=True, set_status_on_exception=False
+    ) as current:
+        try:
+            yield current
+        except BaseException as exc:
+            current.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+            raise
+
+
+def bind_request_id(request_id: str | None = None) -> str:
+    """Set the ``request_id`` of the current context (a new one when not given)."""
+    value = request_id or uuid.uuid4().hex[:12]
+    request_id_var.set(value)
+    return value
+
+
+def bind_task_id(task_id: str) -> contextvars.Token[str | None]:
+    """Set the ``task_id`` of the current context; returns the token to reset it."""
+    return task_id_var.set(task_id)
+
+
+def _add_context_ids(
+    _logger: Any, _method: str, event_dict: dict[str, Any]
+) -> Mapping[str, Any]:
+    request_id = request_id_var.get()
+    if request_id is not None:
+        event_dict.setdefault("request_id", request_id)
+    task_id = task_id_var.get()
+    if task_id is not None:
+        event_dict.setdefault("task_id", task_id)
+    return event_dict
+
+
+_configured = False
+
+
+def configure_logging(level: int = logging.WARNING, *, json: bool = False) -> None:
+    """Configure structlog once: context ids, log level, console or JSON output."""
+    global _configured
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            _add_context_ids,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso"),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    _configured = True
+
+
+def get_logger(name: str) -> Any:
+    """Return a structlog logger carrying ``request_id`` and ``task_id`` from contextvars."""
+    if not _configured:
+        configure_logging()
+    return structlog.get_logger(name)

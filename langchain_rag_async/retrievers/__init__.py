@@ -1,0 +1,1 @@
+"""Retrievers of langchain-rag-async."""

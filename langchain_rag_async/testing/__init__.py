@@ -1,0 +1,1 @@
+"""testing of langchain-rag-async."""

@@ -1,0 +1,1 @@
+"""vectorstores of langchain-rag-async."""
