@@ -1,1 +1,166 @@
-"""langchain-rag-async: async-first RAG for LangChain and LangGraph."""
+"""langchain-rag-async: async-first RAG components for LangChain and LangGraph.
+
+Public names are imported lazily on first use, so ``import langchain_rag_async`` stays
+fast and does not load FAISS, onnxruntime or LangGraph until they are needed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from langchain_rag_async.chat_models import ExtractiveChatModel
+    from langchain_rag_async.config import (
+        EmbeddingConfig,
+        LoaderConfig,
+        PipelineConfig,
+        RAGConfig,
+        RateLimitConfig,
+        RetryConfig,
+        SplitterConfig,
+    )
+    from langchain_rag_async.embeddings import (
+        CachedEmbeddings,
+        LocalMiniLMEmbeddings,
+        RateLimitedEmbeddings,
+        ServiceLimiter,
+        SQLiteEmbeddingCache,
+        build_embeddings,
+    )
+    from langchain_rag_async.errors import (
+        ConfigurationError,
+        EmbeddingError,
+        EmbeddingModelMismatchError,
+        GenerationError,
+        IndexCorruptedError,
+        IndexingError,
+        IndexLockedError,
+        IndexNotFoundError,
+        LoadingError,
+        RAGError,
+        RetrievalError,
+        VectorStoreError,
+    )
+    from langchain_rag_async.indexing import (
+        IndexingContext,
+        IndexingSummary,
+        SQLiteRecordManager,
+        aindex_directory,
+        build_indexing_graph,
+        index_directory,
+    )
+    from langchain_rag_async.loaders import AsyncDirectoryLoader
+    from langchain_rag_async.prompts import ANSWER_PROMPT
+    from langchain_rag_async.retrievers import (
+        FTS5Index,
+        reciprocal_rank_fusion,
+        weighted_score_fusion,
+    )
+    from langchain_rag_async.search import asearch_index, search_index
+    from langchain_rag_async.splitters import RunnableTextSplitter, chunk_id
+    from langchain_rag_async.vectorstores import AsyncFAISS
+
+_EXPORTS: dict[str, str] = {
+    "ANSWER_PROMPT": "langchain_rag_async.prompts",
+    "AsyncDirectoryLoader": "langchain_rag_async.loaders",
+    "AsyncFAISS": "langchain_rag_async.vectorstores",
+    "CachedEmbeddings": "langchain_rag_async.embeddings",
+    "ConfigurationError": "langchain_rag_async.errors",
+    "EmbeddingConfig": "langchain_rag_async.config",
+    "EmbeddingError": "langchain_rag_async.errors",
+    "EmbeddingModelMismatchError": "langchain_rag_async.errors",
+    "ExtractiveChatModel": "langchain_rag_async.chat_models",
+    "FTS5Index": "langchain_rag_async.retrievers",
+    "GenerationError": "langchain_rag_async.errors",
+    "IndexCorruptedError": "langchain_rag_async.errors",
+    "IndexLockedError": "langchain_rag_async.errors",
+    "IndexNotFoundError": "langchain_rag_async.errors",
+    "IndexingContext": "langchain_rag_async.indexing",
+    "IndexingError": "langchain_rag_async.errors",
+    "IndexingSummary": "langchain_rag_async.indexing",
+    "LoaderConfig": "langchain_rag_async.config",
+    "LoadingError": "langchain_rag_async.errors",
+    "LocalMiniLMEmbeddings": "langchain_rag_async.embeddings",
+    "PipelineConfig": "langchain_rag_async.config",
+    "RAGConfig": "langchain_rag_async.config",
+    "RAGError": "langchain_rag_async.errors",
+    "RateLimitConfig": "langchain_rag_async.config",
+    "RateLimitedEmbeddings": "langchain_rag_async.embeddings",
+    "RetrievalError": "langchain_rag_async.errors",
+    "RetryConfig": "langchain_rag_async.config",
+    "RunnableTextSplitter": "langchain_rag_async.splitters",
+    "SQLiteEmbeddingCache": "langchain_rag_async.embeddings",
+    "SQLiteRecordManager": "langchain_rag_async.indexing",
+    "ServiceLimiter": "langchain_rag_async.embeddings",
+    "SplitterConfig": "langchain_rag_async.config",
+    "VectorStoreError": "langchain_rag_async.errors",
+    "aindex_directory": "langchain_rag_async.indexing",
+    "asearch_index": "langchain_rag_async.search",
+    "build_embeddings": "langchain_rag_async.embeddings",
+    "build_indexing_graph": "langchain_rag_async.indexing",
+    "chunk_id": "langchain_rag_async.splitters",
+    "index_directory": "langchain_rag_async.indexing",
+    "reciprocal_rank_fusion": "langchain_rag_async.retrievers",
+    "search_index": "langchain_rag_async.search",
+    "weighted_score_fusion": "langchain_rag_async.retrievers",
+}
+
+__all__ = [
+    "ANSWER_PROMPT",
+    "AsyncDirectoryLoader",
+    "AsyncFAISS",
+    "CachedEmbeddings",
+    "ConfigurationError",
+    "EmbeddingConfig",
+    "EmbeddingError",
+    "EmbeddingModelMismatchError",
+    "ExtractiveChatModel",
+    "FTS5Index",
+    "GenerationError",
+    "IndexCorruptedError",
+    "IndexLockedError",
+    "IndexNotFoundError",
+    "IndexingContext",
+    "IndexingError",
+    "IndexingSummary",
+    "LoaderConfig",
+    "LoadingError",
+    "LocalMiniLMEmbeddings",
+    "PipelineConfig",
+    "RAGConfig",
+    "RAGError",
+    "RateLimitConfig",
+    "RateLimitedEmbeddings",
+    "RetrievalError",
+    "RetryConfig",
+    "RunnableTextSplitter",
+    "SQLiteEmbeddingCache",
+    "SQLiteRecordManager",
+    "ServiceLimiter",
+    "SplitterConfig",
+    "VectorStoreError",
+    "aindex_directory",
+    "asearch_index",
+    "build_embeddings",
+    "build_indexing_graph",
+    "chunk_id",
+    "index_directory",
+    "reciprocal_rank_fusion",
+    "search_index",
+    "weighted_score_fusion",
+]
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'langchain_rag_async' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -160,7 +160,8 @@ class EmbeddingModelMismatchError(VectorStoreError):
         super().__init__(
             f"the index{location} was built with embedding model {index_model}, "
             f"but {configured_model} is configured. Use the same model "
-            "(--embeddings / RAG_EMBEDDINGS, RAG_EMBEDDING_MODEL) or rebuild into a new --index-dir."
+            "(--embeddings / RAG_EMBEDDINGS, RAG_EMBEDDING_MODEL) "
+            "or rebuild into a new --index-dir."
         )
 
 

@@ -7,13 +7,16 @@ so interleaved concurrent work stays readable.
 
 from __future__ import annotations
 
+import atexit
 import contextvars
 import logging
+import logging.handlers
+import queue
 import sys
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 from opentelemetry import trace
@@ -90,7 +93,7 @@ def bind_task_id(task_id: str) -> contextvars.Token[str | None]:
 
 
 def _add_context_ids(
-    _logger: Any, _method: str, event_dict: dict[str, Any]
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> Mapping[str, Any]:
     request_id = request_id_var.get()
     if request_id is not None:
@@ -102,14 +105,14 @@ def _add_context_ids(
 
 
 _configured = False
+_listener: logging.handlers.QueueListener | None = None
+
+# A library never prints on its own: without an application handler, logs go nowhere.
+logging.getLogger(TRACER_NAME).addHandler(logging.NullHandler())
 
 
-def configure_logging(level: int = logging.WARNING, *, json: bool = False) -> None:
-    """Configure structlog once: context ids, log level, console or JSON output."""
+def _configure_structlog(renderer: Any) -> None:
     global _configured
-    renderer: Any = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
-    )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -118,15 +121,52 @@ def configure_logging(level: int = logging.WARNING, *, json: bool = False) -> No
             structlog.processors.TimeStamper(fmt="iso"),
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # Through stdlib logging, so applications route our logs like any other library's.
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,
     )
     _configured = True
 
 
+def configure_logging(
+    level: int = logging.WARNING, *, json: bool = False, stream: TextIO | None = None
+) -> None:
+    """Send the package's logs to ``stream`` (stderr) without blocking the event loop.
+
+    Records are put on a queue by a ``QueueHandler`` (cheap, non-blocking) and written by
+    a ``QueueListener`` thread, so a log line never stalls the loop on a slow terminal.
+
+    Args:
+        level: Lowest level shown.
+        json: One JSON object per line instead of the console format.
+        stream: Where to write; ``sys.stderr`` by default.
+    """
+    global _listener
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    _configure_structlog(renderer)
+    if _listener is not None:
+        _listener.stop()
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    handler = logging.StreamHandler(stream or sys.stderr)
+    _listener = logging.handlers.QueueListener(records, handler)
+    _listener.start()
+    atexit.register(_listener.stop)
+    package_logger = logging.getLogger(TRACER_NAME)
+    for old in [h for h in package_logger.handlers if isinstance(h, logging.handlers.QueueHandler)]:
+        package_logger.removeHandler(old)
+    package_logger.addHandler(logging.handlers.QueueHandler(records))
+    package_logger.setLevel(level)
+
+
 def get_logger(name: str) -> Any:
-    """Return a structlog logger carrying ``request_id`` and ``task_id`` from contextvars."""
+    """Return a structlog logger carrying ``request_id`` and ``task_id`` from contextvars.
+
+    Args:
+        name: The module's ``__name__`` (under ``langchain_rag_async``).
+    """
     if not _configured:
-        configure_logging()
+        _configure_structlog(structlog.dev.ConsoleRenderer(colors=False))
     return structlog.get_logger(name)

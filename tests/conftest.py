@@ -43,3 +43,31 @@ def rust_book() -> Path:
     if not RUST_BOOK.is_dir():
         pytest.skip(f"shared corpus missing: {RUST_BOOK}")
     return RUST_BOOK
+
+
+_SPAN_EXPORTER: object | None = None
+
+
+@pytest.fixture
+def spans() -> Iterator[object]:
+    """An in-memory OpenTelemetry exporter attached to the global SDK tracer provider."""
+    global _SPAN_EXPORTER
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    if _SPAN_EXPORTER is None:
+        provider = trace.get_tracer_provider()
+        if not isinstance(provider, TracerProvider):
+            provider = TracerProvider()
+            trace.set_tracer_provider(provider)
+        provider = trace.get_tracer_provider()
+        assert isinstance(provider, TracerProvider)
+        exporter = InMemorySpanExporter()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        _SPAN_EXPORTER = exporter
+    assert isinstance(_SPAN_EXPORTER, InMemorySpanExporter)
+    _SPAN_EXPORTER.clear()
+    yield _SPAN_EXPORTER
+    _SPAN_EXPORTER.clear()

@@ -1,1 +1,11 @@
-"""Retrievers of langchain-rag-async."""
+"""Retrieval: the SQLite FTS5 keyword index and rank fusion."""
+
+from __future__ import annotations
+
+from langchain_rag_async.retrievers.fusion import (
+    reciprocal_rank_fusion,
+    weighted_score_fusion,
+)
+from langchain_rag_async.retrievers.sparse import FTS5Index, to_fts5_query
+
+__all__ = ["FTS5Index", "reciprocal_rank_fusion", "to_fts5_query", "weighted_score_fusion"]

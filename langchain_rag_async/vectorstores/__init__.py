@@ -1,1 +1,7 @@
-"""vectorstores of langchain-rag-async."""
+"""Vector stores of langchain-rag-async: :class:`AsyncFAISS` and its on-disk format."""
+
+from __future__ import annotations
+
+from langchain_rag_async.vectorstores.faiss import AsyncFAISS, read_manifest
+
+__all__ = ["AsyncFAISS", "read_manifest"]

@@ -1,0 +1,40 @@
+# langchain-rag-async: `make demo` and `make test` work on a fresh machine with Python 3.11.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_INDEX ?= .rag-index-demo
+
+.PHONY: demo test test-fast lint type bench eval clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## demo: index the project's own docs and README offline, then search them
+demo: $(STAMP)
+	$(BIN)/rag-async index . --index-dir $(DEMO_INDEX) --include 'README.md' --include 'docs/**'
+	$(BIN)/rag-async index . --index-dir $(DEMO_INDEX) --include 'README.md' --include 'docs/**'
+	$(BIN)/rag-async search "how does incremental indexing skip unchanged files?" --index-dir $(DEMO_INDEX) -k 3
+
+## test: the whole suite (unit + end to end), offline, no keys
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not e2e and not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+type: $(STAMP)
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python scripts/bench_async.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_INDEX) .rag-index .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""LangGraph graphs that deployments load (see langgraph.json)."""

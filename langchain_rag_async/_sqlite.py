@@ -1,0 +1,341 @@
+"""Shared SQLite connection handling for the record manager and the embedding cache.
+
+:class:`SQLiteDatabase` keeps one aiosqlite connection per event loop plus a sync
+sqlite3 twin, serialises writes and turns SQLite errors into the package's error tree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import threading
+import uuid
+import weakref
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from langchain_rag_async.errors import (
+    ConfigurationError,
+    IndexCorruptedError,
+    IndexLockedError,
+    RAGError,
+    VectorStoreError,
+)
+from langchain_rag_async.observability import get_logger
+
+__all__ = ["Row", "SQLiteDatabase", "translate_sqlite_error"]
+
+_log = get_logger(__name__)
+
+Row = tuple[Any, ...]
+
+_STALE_CLOSE_TIMEOUT = 5.0
+
+
+# ----------------------------------------------------
+
+
+@dataclass(slots=True)
+class _LoopState:
+    """The aiosqlite connection and lock that belong to one event loop."""
+
+    loop: weakref.ref[asyncio.AbstractEventLoop]
+    lock: asyncio.Lock
+    conn: aiosqlite.Connection | None = None
+
+
+class SQLiteDatabase:
+    """One SQLite database used from async code (aiosqlite) and from sync code (sqlite3).
+
+    Async callers share one aiosqlite connection per event loop (a new loop, e.g. a second
+    ``asyncio.run``, gets a new connection and the old one is closed; use one loop at a
+    time); all its operations are serialised by an ``asyncio.Lock`` so transactions never
+    interleave. Sync callers
+    share one sqlite3 connection behind a ``threading.Lock``. File databases use WAL and a
+    busy timeout, so both sides (and other processes) can use the file at once.
+
+    ``":memory:"`` becomes a private shared-cache in-memory database: the sync connection
+    is kept open as its anchor, so the data lives until :meth:`close` / :meth:`aclose`.
+    Do not run sync and async writes on one in-memory database at the same moment
+    (shared-cache table locks are not covered by the busy timeout).
+
+    Connections open lazily and reopen after a close. Every ``sqlite3.Error`` surfaces as
+    a :class:`~langchain_rag_async.errors.RAGError` that names the file.
+    """
+
+    __slots__ = (
+        "_astate",
+        "_busy_timeout",
+        "_database",
+        "_init_script",
+        "_is_memory",
+        "_stale",
+        "_sync_conn",
+        "_sync_lock",
+        "_uri",
+        "path",
+    )
+
+    def __init__(
+        self,
+        db_path: str | Path,
+        *,
+        schema: str,
+        synchronous: str = "FULL",
+        busy_timeout: float = 30.0,
+    ) -> None:
+        """Describe the database; nothing is opened yet.
+
+        Args:
+            db_path: A file path, ``":memory:"`` or a ``file:`` URI.
+            schema: SQL script creating the tables (``IF NOT EXISTS``), run on every open.
+            synchronous: SQLite ``synchronous`` pragma (``FULL`` or ``NORMAL``).
+            busy_timeout: Seconds to wait for another writer before failing.
+
+        Raises:
+            ConfigurationError: ``synchronous`` is not a SQLite level.
+        """
+        if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ConfigurationError(f"unknown SQLite synchronous level {synchronous!r}")
+        self.path = os.fspath(db_path)
+        self._is_memory = self.path == ":memory:"
+        self._uri = self._is_memory or self.path.startswith("file:")
+        if self._is_memory:
+            self._database = f"file:rag-{uuid.uuid4().hex}?mode=memory&cache=shared"
+        else:
+            self._database = self.path
+        journal = "" if self._is_memory else "PRAGMA journal_mode=WAL;\n"
+        self._init_script = (
+            f"{journal}PRAGMA synchronous={synchronous};\nBEGIN IMMEDIATE;\n{schema}\nCOMMIT;\n"
+        )
+        self._busy_timeout = busy_timeout
+        self._astate: _LoopState | None = None
+        self._stale: list[aiosqlite.Connection] = []
+        self._sync_conn: sqlite3.Connection | None = None
+        self._sync_lock = threading.Lock()
+
+    # -- async side --
+
+    @asynccontextmanager
+    async def alocked(self) -> AsyncIterator[aiosqlite.Connection]:
+        """Hold this loop's connection exclusively; sqlite3 errors become RAG errors."""
+        state = self._state_for_running_loop()
+        async with state.lock:
+            try:
+                if state.conn is None:
+                    await self._aclose_stale()
+                    state.conn = await self._aopen()
+                yield state.conn
+            except sqlite3.Error as exc:
+                raise self._translate(exc) from exc
+
+    @asynccontextmanager
+    async def atransaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """Run the block in one ``BEGIN IMMEDIATE`` transaction: all of it or nothing."""
+        async with self.alocked() as conn:
+            try:
+                await conn.execute("BEGIN IMMEDIATE")
+                yield conn
+                await conn.execute("COMMIT")
+            except BaseException:  # also a cancellation: never leave a transaction open
+                await self._arollback(conn)
+                raise
+
+    async def afetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Run one query and return all its rows."""
+        async with self.alocked() as conn:
+            rows = await conn.execute_fetchall(sql, params)
+        return [tuple(row) for row in rows]
+
+    async def aclose(self) -> None:
+        """Close every connection (async and sync); the database reopens on next use."""
+        state = self._astate
+        if state is not None and state.conn is not None:
+            if state.loop() is asyncio.get_running_loop():
+                async with state.lock:
+                    if state.conn is not None:
+                        conn, state.conn = state.conn, None
+                        await conn.close()
+            else:
+                self._stale.append(state.conn)
+                state.conn = None
+        await self._aclose_stale()
+        if self._sync_conn is not None:
+            await asyncio.to_thread(self._close_sync)
+
+    def _state_for_running_loop(self) -> _LoopState:
+        loop = asyncio.get_running_loop()
+        state = self._astate
+        if state is not None and state.loop() is loop:
+            return state
+        if state is not None and state.conn is not None:
+            self._stale.append(state.conn)  # its loop is gone or elsewhere: close it later
+        state = _LoopState(loop=weakref.ref(loop), lock=asyncio.Lock())
+        self._astate = state
+        return state
+
+    async def _aopen(self) -> aiosqlite.Connection:
+        if self._is_memory:
+            await asyncio.to_thread(self._ensure_sync)  # the anchor keeps the data alive
+        elif not self._uri:
+            await asyncio.to_thread(_make_parent_dir, self.path)
+        conn = await aiosqlite.connect(
+            self._database, uri=self._uri, timeout=self._busy_timeout, isolation_level=None
+        )
+        try:
+            await conn.executescript(self._init_script)
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
+
+    async def _aclose_stale(self) -> None:
+        stale, self._stale = self._stale, []
+        for conn in stale:
+            try:
+                async with asyncio.timeout(_STALE_CLOSE_TIMEOUT):
+                    await conn.close()
+            except (TimeoutError, sqlite3.Error, ValueError) as exc:
+                _log.warning("sqlite_stale_close_failed", path=self.path, error=repr(exc))
+
+    async def _arollback(self, conn: aiosqlite.Connection) -> None:
+        try:
+            await conn.rollback()
+        except sqlite3.Error as exc:  # keep the original error
+            _log.warning("sqlite_rollback_failed", path=self.path, error=repr(exc))
+
+    # -- sync side --
+
+    @contextmanager
+    def locked(self) -> Iterator[sqlite3.Connection]:
+        """Hold the sync connection exclusively; sqlite3 errors become RAG errors."""
+        with self._sync_lock:
+            try:
+                yield self._sync_connection()
+            except sqlite3.Error as exc:
+                raise self._translate(exc) from exc
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Sync twin of :meth:`atransaction`."""
+        with self.locked() as conn:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                self._rollback(conn)
+                raise
+
+    def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Sync twin of :meth:`afetchall`."""
+        with self.locked() as conn:
+            return [tuple(row) for row in conn.execute(sql, params).fetchall()]
+
+    def close(self) -> None:
+        """Sync twin of :meth:`aclose`; also stops connections opened by async callers."""
+        state = self._astate
+        if state is not None and state.conn is not None:
+            self._stale.append(state.conn)
+            state.conn = None
+        stale, self._stale = self._stale, []
+        for conn in stale:
+            _stop_from_sync(conn)
+        self._close_sync()
+
+    def _rollback(self, conn: sqlite3.Connection) -> None:
+        try:
+            conn.rollback()
+        except sqlite3.Error as exc:  # keep the original error
+            _log.warning("sqlite_rollback_failed", path=self.path, error=repr(exc))
+
+    def _ensure_sync(self) -> None:
+        with self._sync_lock:
+            self._sync_connection()
+
+    def _sync_connection(self) -> sqlite3.Connection:
+        if self._sync_conn is None:
+            if not self._uri:
+                _make_parent_dir(self.path)
+            conn = sqlite3.connect(
+                self._database,
+                uri=self._uri,
+                timeout=self._busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            try:
+                conn.executescript(self._init_script)
+            except BaseException:
+                conn.close()
+                raise
+            self._sync_conn = conn
+        return self._sync_conn
+
+    def _close_sync(self) -> None:
+        with self._sync_lock:
+            conn, self._sync_conn = self._sync_conn, None
+            if conn is not None:
+                conn.close()
+
+    def _translate(self, exc: sqlite3.Error) -> RAGError:
+        return translate_sqlite_error(exc, self.path, self._busy_timeout)
+
+
+def translate_sqlite_error(exc: sqlite3.Error, path: str, busy_timeout: float) -> RAGError:
+    """Map a ``sqlite3`` error to the library's error tree, with what to do next.
+
+    Args:
+        exc: The error raised by sqlite3 or aiosqlite.
+        path: The database file, for the message.
+        busy_timeout: The busy timeout in seconds, for the message.
+
+    Returns:
+        The error to raise (chain it with ``from exc``).
+    """
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+        return IndexCorruptedError(path, f"SQLite reports {name}: {exc}")
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return IndexLockedError(
+            f"SQLite database {path} stayed locked for more than {busy_timeout:g}s ({exc}). "
+            "Another process is writing to it: wait for it to finish, then retry."
+        )
+    if name.startswith("SQLITE_CANTOPEN"):
+        return VectorStoreError(
+            f"cannot open SQLite database {path} ({exc}). "
+            "Check that its directory exists and is writable."
+        )
+    if "no such table" in str(exc) or "no such column" in str(exc):
+        hint = "The file was written by another version: rebuild into a new directory."
+    elif name.startswith("SQLITE_CONSTRAINT"):
+        hint = "A record breaks the table's constraints: check the values passed in."
+    elif name.startswith("SQLITE_FULL"):
+        hint = "Free some disk space, then retry."
+    else:
+        hint = "Retry; if it persists, report it with this message."
+    return VectorStoreError(f"SQLite database {path} failed: {exc} ({name or 'no code'}). {hint}")
+
+
+def _make_parent_dir(path: str) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _stop_from_sync(conn: aiosqlite.Connection) -> None:
+    """Close an aiosqlite connection from sync code (on a private loop when none runs)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(conn.close())
+        finally:
+            loop.close()
+    else:
+        conn.stop()  # a loop runs in this thread: let its worker thread finish on its own

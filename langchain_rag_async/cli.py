@@ -1,0 +1,209 @@
+"""The ``rag-async`` command line: ``index`` a directory, ``search`` the index."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from langchain_rag_async.config import LoaderConfig, RAGConfig
+from langchain_rag_async.errors import RAGError
+from langchain_rag_async.indexing.events import IndexingSummary
+from langchain_rag_async.observability import configure_logging
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``rag-async``."""
+    parser = argparse.ArgumentParser(
+        prog="rag-async", description="Async-first RAG: index a directory, then search it."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    index = sub.add_parser("index", help="index a directory incrementally")
+    index.add_argument("path", type=Path, help="directory (or file) to index")
+    _add_common(index)
+    index.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    index.add_argument("--batch-size", type=int, help="texts per embedding request")
+    index.add_argument("--concurrency", type=int, help="embedding requests in flight at most")
+    index.add_argument("--rpm", type=float, help="embedding requests per minute at most")
+    index.add_argument("--tpm", type=float, help="embedding tokens per minute at most")
+    index.add_argument(
+        "--include", action="append", default=[], metavar="GLOB", help="only files matching"
+    )
+    index.add_argument(
+        "--exclude", action="append", default=[], metavar="GLOB", help="skip files matching"
+    )
+    index.add_argument("--no-progress", action="store_true", help="no live progress bar")
+
+    search = sub.add_parser("search", help="dense similarity search over an index")
+    search.add_argument("question", help="what to look for")
+    _add_common(search)
+    search.add_argument("-k", type=int, default=4, help="how many chunks to show")
+    search.add_argument("--json", action="store_true", help="print results as JSON")
+    return parser
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--index-dir", type=Path, default=None, help="index directory (default ./.rag-index)"
+    )
+    parser.add_argument(
+        "--embeddings", choices=["local", "openai"], default=None, help="embedding provider"
+    )
+
+
+def _config_from_args(args: argparse.Namespace) -> RAGConfig:
+    config = RAGConfig.from_env().with_overrides(
+        index_dir=args.index_dir,
+        provider=args.embeddings,
+        batch_size=getattr(args, "batch_size", None),
+        concurrency=getattr(args, "concurrency", None),
+        requests_per_minute=getattr(args, "rpm", None),
+        tokens_per_minute=getattr(args, "tpm", None),
+    )
+    include = tuple(getattr(args, "include", ()) or ())
+    exclude = tuple(getattr(args, "exclude", ()) or ())
+    if include or exclude:
+        loader: LoaderConfig = replace(config.loader, include=include, exclude=exclude)
+        config = replace(config, loader=loader)
+    return config
+
+
+class _ProgressView:
+    """A rich progress display fed by the indexing graph's progress events."""
+
+    def __init__(self, console: Console) -> None:
+        self._progress = Progress(
+            TextColumn("[bold]{task.description:<9}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self._files: TaskID | None = None
+        self._chunks: TaskID | None = None
+
+    def __enter__(self) -> _ProgressView:
+        self._progress.start()
+        self._files = self._progress.add_task("files", total=None, detail="scanning")
+        self._chunks = self._progress.add_task("embedded", total=None, detail="")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        assert self._files is not None and self._chunks is not None
+        if event.get("type") == "plan":
+            detail = f"{event['files_unchanged']} unchanged, {event['files_deleted']} deleted"
+            self._progress.update(self._files, total=event["files_to_load"], detail=detail)
+            return
+        if event.get("type") != "progress":
+            return
+        self._progress.update(
+            self._files,
+            completed=event["files_done"],
+            total=event["files_total"],
+            detail=f"loaded {event['files_loaded']}",
+        )
+        task = self._progress.tasks[self._chunks]
+        rate = task.speed or 0.0
+        self._progress.update(
+            self._chunks,
+            completed=event["chunks_embedded"],
+            total=max(event["chunks_to_embed"], 1),
+            detail=f"{event['chunks_total']} chunks, stored {event['chunks_stored']}, {rate:.0f}/s",
+        )
+
+
+def _print_summary(console: Console, summary: IndexingSummary) -> None:
+    console.print(
+        f"[bold]Indexed[/bold] {summary.files_indexed} file(s), "
+        f"skipped {summary.files_skipped} unchanged, "
+        f"failed {len(summary.files_failed)}, deleted {summary.files_deleted}; "
+        f"chunks: +{summary.chunks_added} -{summary.chunks_deleted}, "
+        f"embedded {summary.chunks_embedded} (cached {summary.chunks_cached}) "
+        f"in {summary.seconds:.1f}s → {summary.index_dir}"
+    )
+    for failed in summary.files_failed:
+        console.print(f"  [red]failed[/red] {failed.path}: {failed.reason}")
+
+
+async def _run_index(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from langchain_rag_async.indexing.api import aindex_directory
+
+    config = _config_from_args(args)
+    show = not args.no_progress and not args.json
+    if show:
+        with _ProgressView(err) as view:
+            summary = await aindex_directory(args.path, config=config, on_progress=view)
+    else:
+        summary = await aindex_directory(args.path, config=config)
+    if args.json:
+        out.print_json(json.dumps(summary.to_dict()))
+    else:
+        _print_summary(out, summary)
+    return 0
+
+
+async def _run_search(args: argparse.Namespace, out: Console) -> int:
+    from langchain_rag_async.search import asearch_index
+
+    config = _config_from_args(args)
+    results = await asearch_index(args.question, config=config, k=args.k)
+    if args.json:
+        out.print_json(json.dumps(results))
+        return 0
+    for rank, hit in enumerate(results, 1):
+        out.print(
+            f"[bold]{rank}.[/bold] {hit['source']} (chunk {hit['chunk_index']}, "
+            f"relevance {hit['score']:.3f})"
+        )
+        out.print("   " + " ".join(hit["text"].split())[:240])
+    if not results:
+        out.print("no results")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``rag-async``; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    configure_logging(logging.WARNING)
+    out = Console(soft_wrap=True)
+    err = Console(stderr=True)
+    try:
+        if args.command == "index":
+            return asyncio.run(_run_index(args, out, err))
+        return asyncio.run(_run_search(args, out))
+    except RAGError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        return 2
+    except KeyboardInterrupt:
+        err.print("interrupted: the saved index is unchanged since its last checkpoint")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

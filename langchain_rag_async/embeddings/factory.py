@@ -1,0 +1,98 @@
+"""Build the embedding stack from configuration: base model, rate limits, cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from langchain_core.embeddings import Embeddings
+
+from langchain_rag_async.config import EmbeddingConfig
+from langchain_rag_async.embeddings.cache import CachedEmbeddings, SQLiteEmbeddingCache
+from langchain_rag_async.embeddings.limits import ServiceLimiter
+from langchain_rag_async.embeddings.rate_limited import RateLimitedEmbeddings
+from langchain_rag_async.errors import ConfigurationError
+
+__all__ = [
+    "EMBEDDING_CACHE_FILE",
+    "build_base_embeddings",
+    "build_embeddings",
+    "embedding_model_id",
+]
+
+EMBEDDING_CACHE_FILE = "embedding_cache.sqlite"
+# A local model runs on the CPU cores of this machine: more requests in flight than one
+# only oversubscribe them (onnxruntime already uses every core for one batch).
+LOCAL_MAX_CONCURRENCY = 1
+
+
+def embedding_model_id(config: EmbeddingConfig) -> str:
+    """Identity of the configured model, stored with the index (``provider:model``)."""
+    return f"{config.provider}:{config.model_name}"
+
+
+def build_base_embeddings(config: EmbeddingConfig) -> Embeddings:
+    """Create the provider's own LangChain ``Embeddings`` (no limits, no cache).
+
+    Raises:
+        ConfigurationError: OpenAI was asked for without a key or endpoint.
+    """
+    if config.provider == "local":
+        from langchain_rag_async.embeddings.local import LocalMiniLMEmbeddings
+
+        return LocalMiniLMEmbeddings()
+    if not config.openai_api_key and not config.openai_base_url:
+        raise ConfigurationError(
+            "--embeddings openai needs OPENAI_API_KEY (or OPENAI_BASE_URL for an "
+            "OpenAI-compatible server); set it, or use the offline default --embeddings local"
+        )
+    from langchain_openai import OpenAIEmbeddings
+    from pydantic import SecretStr
+
+    return OpenAIEmbeddings(
+        model=config.model_name,
+        api_key=SecretStr(config.openai_api_key or "not-needed"),
+        base_url=config.openai_base_url,
+        # Retries, limits and concurrency belong to RateLimitedEmbeddings, and the
+        # token-length check would download a tiktoken table: both off here.
+        max_retries=0,
+        check_embedding_ctx_length=False,
+        chunk_size=config.batch_size,
+        timeout=config.request_timeout,
+    )
+
+
+def build_embeddings(
+    config: EmbeddingConfig,
+    *,
+    limiter: ServiceLimiter | None = None,
+    cache_dir: Path | None = None,
+    base: Embeddings | None = None,
+) -> Embeddings:
+    """Create the full stack: ``CachedEmbeddings(RateLimitedEmbeddings(base))``.
+
+    Args:
+        config: Embedding settings.
+        limiter: The one limiter of the embedding service; created from ``config`` when
+            not given (pass it in to share it between components).
+        cache_dir: Directory of the SQLite embedding cache; no cache when ``None``.
+        base: A ready base model to wrap instead of building one from ``config``.
+
+    Returns:
+        A LangChain ``Embeddings`` that batches, limits, retries and caches.
+    """
+    inner = base if base is not None else build_base_embeddings(config)
+    if limiter is None:
+        limiter = ServiceLimiter.from_config(f"embeddings:{config.provider}", config)
+        if config.provider == "local" and base is None:
+            limiter = ServiceLimiter("embeddings:local", max_concurrency=LOCAL_MAX_CONCURRENCY)
+    limited = RateLimitedEmbeddings(
+        inner,
+        limiter=limiter,
+        batch_size=config.batch_size,
+        retry=config.retry,
+        request_timeout=config.request_timeout,
+    )
+    if cache_dir is None:
+        return limited
+    cache = SQLiteEmbeddingCache(Path(cache_dir) / EMBEDDING_CACHE_FILE)
+    return CachedEmbeddings(limited, cache, model_id=embedding_model_id(config))

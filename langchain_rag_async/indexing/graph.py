@@ -1,0 +1,172 @@
+"""The indexing LangGraph: ``plan`` (scan and diff) → ``index`` (the overlapped pipeline).
+
+Progress events go to the ``custom`` stream mode; the final state holds the summary.
+Runtime objects (settings, a caller's embedding model, the shared limiter) travel in
+the run's ``context`` (:class:`IndexingContext`), never in the checkpointable state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypedDict
+
+from langchain_core.embeddings import Embeddings
+from langchain_core.runnables.config import run_in_executor
+from langgraph.config import get_stream_writer
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.runtime import Runtime
+
+from langchain_rag_async._paths import aresolve
+from langchain_rag_async.config import RAGConfig
+from langchain_rag_async.embeddings.limits import ServiceLimiter
+from langchain_rag_async.indexing.events import FailedFile
+from langchain_rag_async.indexing.pipeline import IndexingPipeline, SparseWriter
+from langchain_rag_async.indexing.plan import IndexPlan, plan_indexing
+from langchain_rag_async.indexing.record_manager import SQLiteRecordManager
+from langchain_rag_async.indexing.resources import (
+    RECORDS_FILE,
+    RECORDS_NAMESPACE,
+    check_model,
+    open_index_resources,
+    resolve_model_id,
+)
+from langchain_rag_async.loaders import AsyncDirectoryLoader, FileInfo
+from langchain_rag_async.observability import span
+from langchain_rag_async.splitters import RunnableTextSplitter
+
+__all__ = ["IndexingContext", "IndexingState", "build_indexing_graph"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class IndexingContext:
+    """What an indexing run needs besides its input.
+
+    Attributes:
+        config: All settings; ``config.index_dir`` is where the index lives.
+        embeddings: A caller's own base embedding model (replaces the configured one).
+        limiter: The one shared limiter of the embedding service.
+        sparse: A keyword index to keep in step with the vector store.
+    """
+
+    config: RAGConfig = field(default_factory=RAGConfig)
+    embeddings: Embeddings | None = None
+    limiter: ServiceLimiter | None = None
+    sparse: SparseWriter | None = None
+
+
+class IndexingState(TypedDict, total=False):
+    """State of the indexing graph (JSON-serialisable)."""
+
+    path: str
+    index_dir: str
+    plan: dict[str, Any]
+    summary: dict[str, Any]
+
+
+def _context(runtime: Runtime[IndexingContext]) -> IndexingContext:
+    return runtime.context if runtime.context is not None else IndexingContext()
+
+
+def _plan_to_state(plan: IndexPlan, failed: list[FailedFile]) -> dict[str, Any]:
+    return {
+        "to_load": [[f.source, f.size, f.mtime] for f in plan.to_load],
+        "unchanged": list(plan.unchanged),
+        "deleted": list(plan.deleted),
+        "scan_failures": [[f.path, f.reason] for f in failed],
+    }
+
+
+def _plan_from_state(data: dict[str, Any]) -> tuple[IndexPlan, list[FailedFile]]:
+    plan = IndexPlan(
+        to_load=tuple(FileInfo(Path(p), int(s), float(m)) for p, s, m in data["to_load"]),
+        unchanged=tuple(data["unchanged"]),
+        deleted=tuple(data["deleted"]),
+    )
+    return plan, [FailedFile(p, r) for p, r in data["scan_failures"]]
+
+
+async def plan_node(state: IndexingState, runtime: Runtime[IndexingContext]) -> IndexingState:
+    """Walk the directory and compare it with the file table (nothing is read yet)."""
+    ctx = _context(runtime)
+    config = ctx.config
+    root = await aresolve(state["path"])
+    index_dir = await aresolve(state.get("index_dir") or config.index_dir)
+    with span("plan", path=str(root)):
+        await run_in_executor(None, index_dir.mkdir, parents=True, exist_ok=True)
+        manifest = await check_model(index_dir, resolve_model_id(config, ctx.embeddings))
+        loader = AsyncDirectoryLoader(root, config=config.loader)
+        scanned = await loader.ascan()
+        failures = [FailedFile(f.path, f.reason) for f in loader.failures]
+        async with SQLiteRecordManager(
+            RECORDS_NAMESPACE, db_path=index_dir / RECORDS_FILE
+        ) as records:
+            await records.acreate_schema()
+            known = await records.aget_files()
+            if manifest is None and known:
+                # Records without a saved index (index files removed by hand): start over.
+                await records.adelete_keys(await records.alist_keys())
+                await records.adelete_files(list(known))
+                known = {}
+        plan = plan_indexing(root, scanned, known, excluded=[f.path for f in failures])
+    get_stream_writer()(
+        {
+            "type": "plan",
+            "files_to_load": len(plan.to_load),
+            "files_unchanged": len(plan.unchanged),
+            "files_deleted": len(plan.deleted),
+        }
+    )
+    return {"index_dir": str(index_dir), "plan": _plan_to_state(plan, failures)}
+
+
+async def index_node(state: IndexingState, runtime: Runtime[IndexingContext]) -> IndexingState:
+    """Run the overlapped pipeline over the plan and save the index."""
+    ctx = _context(runtime)
+    config = ctx.config
+    index_dir = Path(state["index_dir"])
+    plan, scan_failures = _plan_from_state(state["plan"])
+    writer = get_stream_writer()
+    run_config = RAGConfig(
+        index_dir=index_dir,
+        loader=config.loader,
+        splitter=config.splitter,
+        embeddings=config.embeddings,
+        pipeline=config.pipeline,
+    )
+    async with open_index_resources(
+        run_config, embeddings=ctx.embeddings, limiter=ctx.limiter
+    ) as res:
+        pipeline = IndexingPipeline(
+            loader=AsyncDirectoryLoader(Path(state["path"]), config=config.loader),
+            splitter=RunnableTextSplitter(config=config.splitter),
+            embeddings=res.embeddings,
+            store=res.store,
+            record_manager=res.records,
+            index_dir=index_dir,
+            config=config.pipeline,
+            batch_size=config.embeddings.batch_size,
+            concurrency=config.embeddings.concurrency,
+            known=await res.records.aget_files(),
+            sparse=ctx.sparse,
+            on_progress=writer,
+        )
+        summary = await pipeline.arun(plan)
+    summary.files_failed[:0] = scan_failures
+    return {"summary": summary.to_dict()}
+
+
+def build_indexing_graph() -> CompiledStateGraph[IndexingState, IndexingContext, Any, Any]:
+    """Compile the indexing graph (``plan`` → ``index``).
+
+    Use it with ``await graph.ainvoke({"path": "docs"}, context=IndexingContext(...))``
+    or ``graph.astream(..., stream_mode=["custom", "values"])`` for progress events.
+    """
+    builder = StateGraph(IndexingState, context_schema=IndexingContext)
+    builder.add_node("plan", plan_node)
+    builder.add_node("index", index_node)
+    builder.add_edge(START, "plan")
+    builder.add_edge("plan", "index")
+    builder.add_edge("index", END)
+    return builder.compile(name="indexing")

@@ -1,0 +1,424 @@
+"""The overlapped indexing pipeline: load → split → embed → store over bounded queues.
+
+Each stage is a task under one :class:`asyncio.TaskGroup`; the queues between them are
+bounded, so a slow stage pushes back on the ones before it and memory stays bounded
+whatever the corpus size. The index is saved at checkpoints: first the vector store
+(atomically), then the record manager, so a crash or cancellation at any point leaves a
+saved index that agrees with its records (at worst the next run re-stores a few chunks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+
+from langchain_rag_async.config import PipelineConfig
+from langchain_rag_async.embeddings.cache import CachedEmbeddings
+from langchain_rag_async.errors import EmbeddingError
+from langchain_rag_async.indexing.events import FailedFile, IndexingProgress, IndexingSummary
+from langchain_rag_async.indexing.plan import IndexPlan
+from langchain_rag_async.indexing.record_manager import FileRecord, SQLiteRecordManager
+from langchain_rag_async.loaders import AsyncDirectoryLoader
+from langchain_rag_async.observability import get_logger, span
+from langchain_rag_async.splitters import RunnableTextSplitter
+from langchain_rag_async.vectorstores import AsyncFAISS
+
+__all__ = ["IndexingPipeline", "ProgressCallback", "SparseWriter"]
+
+ProgressCallback = Callable[[dict[str, Any]], None]
+_DONE = object()
+_log = get_logger(__name__)
+
+
+class SparseWriter(Protocol):
+    """A keyword index kept in step with the vector store (e.g. ``FTS5Index``)."""
+
+    async def aapply(
+        self, *, upserts: Sequence[Document] = (), deletes: Sequence[str] = ()
+    ) -> None:
+        """Apply one batch of upserts and deletes in one transaction."""
+        ...
+
+
+@dataclass(slots=True)
+class _FileWork:
+    """One file travelling through split → embed → store."""
+
+    record: FileRecord
+    chunks: list[Document] = field(default_factory=list)
+    new_chunks: list[Document] = field(default_factory=list)
+    stale_ids: list[str] = field(default_factory=list)
+    vectors: list[list[float] | None] = field(default_factory=list)
+    remaining: int = 0
+    error: str | None = None
+    unchanged_content: bool = False
+
+
+class IndexingPipeline:
+    """Run one indexing plan through the four overlapped stages.
+
+    Args:
+        loader: Reads the files of the plan.
+        splitter: Cuts documents into chunks with deterministic ids.
+        embeddings: The embedding stack (ideally cached and rate limited).
+        store: The vector store to update.
+        record_manager: Keeps chunk keys and the file table.
+        index_dir: Where checkpoints are saved.
+        config: Queue sizes, workers and checkpoint interval.
+        batch_size: Texts per embedding call.
+        concurrency: Embedding calls in flight at most.
+        known: The file table as read before the run, by source.
+        sparse: An optional keyword index kept in step with the store.
+        on_progress: Called with a progress event dict after every change.
+    """
+
+    def __init__(
+        self,
+        *,
+        loader: AsyncDirectoryLoader,
+        splitter: RunnableTextSplitter,
+        embeddings: Embeddings,
+        store: AsyncFAISS,
+        record_manager: SQLiteRecordManager,
+        index_dir: Path,
+        config: PipelineConfig,
+        batch_size: int,
+        concurrency: int,
+        known: dict[str, FileRecord],
+        sparse: SparseWriter | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> None:
+        self._loader = loader
+        self._splitter = splitter
+        self._embeddings = embeddings
+        self._store = store
+        self._records = record_manager
+        self._index_dir = index_dir
+        self._config = config
+        self._batch_size = batch_size
+        self._concurrency = concurrency
+        self._known = known
+        self._sparse = sparse
+        self._on_progress = on_progress
+        self.progress = IndexingProgress()
+        self.summary = IndexingSummary(index_dir=str(index_dir))
+        self._pending: list[_FileWork] = []
+        self._pending_deletes: list[str] = []
+        self._deleted_files: list[str] = []
+        self._stored_since_checkpoint = 0
+
+    # -- public -----------------------------------------------------------------------
+
+    async def arun(self, plan: IndexPlan) -> IndexingSummary:
+        """Execute ``plan`` and return the summary (also kept in ``self.summary``)."""
+        started = time.perf_counter()
+        self.summary.files_skipped = len(plan.unchanged)
+        self.progress.files_total = len(plan.to_load)
+        self._emit("plan")
+        counters = _CacheCounters.start(self._embeddings)
+        q = self._config.queue_size
+        split_q: asyncio.Queue[Any] = asyncio.Queue(q)
+        embed_q: asyncio.Queue[Any] = asyncio.Queue(q)
+        store_q: asyncio.Queue[Any] = asyncio.Queue(q)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._load_stage(plan, split_q))
+            tg.create_task(self._split_stage(split_q, embed_q))
+            tg.create_task(self._embed_stage(embed_q, store_q))
+            tg.create_task(self._store_stage(store_q))
+        await self._forget_deleted(plan.deleted)
+        await self._checkpoint()
+        self.summary.chunks_embedded, self.summary.chunks_cached = counters.finish(
+            self._embeddings, self.progress.chunks_to_embed
+        )
+        self.summary.seconds = time.perf_counter() - started
+        self._emit("done")
+        return self.summary
+
+    # -- stages -----------------------------------------------------------------------
+
+    async def _load_stage(self, plan: IndexPlan, out: asyncio.Queue[Any]) -> None:
+        with span("load", files=len(plan.to_load)):
+            seen: set[str] = set()
+            docs = self._loader.alazy_load_files(plan.to_load)
+            async with contextlib.aclosing(docs):
+                async for doc in docs:
+                    seen.add(str(doc.metadata["source"]))
+                    self.progress.files_loaded += 1
+                    self._emit("load")
+                    await out.put(doc)
+            for failure in self._loader.failures:
+                seen.add(failure.path)
+                self.summary.files_failed.append(FailedFile(failure.path, failure.reason))
+            # Files that read as empty: index them as having no chunks.
+            for info in plan.to_load:
+                if info.source not in seen:
+                    await out.put(_empty_document(info.source, info.size, info.mtime))
+        for _ in range(self._config.split_workers):
+            await out.put(_DONE)
+
+    async def _split_stage(self, inbox: asyncio.Queue[Any], out: asyncio.Queue[Any]) -> None:
+        with span("split", workers=self._config.split_workers):
+            async with asyncio.TaskGroup() as tg:
+                for _ in range(self._config.split_workers):
+                    tg.create_task(self._split_worker(inbox, out))
+        await out.put(_DONE)
+
+    async def _split_worker(self, inbox: asyncio.Queue[Any], out: asyncio.Queue[Any]) -> None:
+        while (doc := await inbox.get()) is not _DONE:
+            out_work = await self._prepare_file(doc)
+            self.progress.chunks_total += len(out_work.chunks)
+            self.progress.chunks_to_embed += len(out_work.new_chunks)
+            self._emit("split")
+            await out.put(out_work)
+
+    async def _prepare_file(self, doc: Document) -> _FileWork:
+        meta = doc.metadata
+        source = str(meta["source"])
+        known = self._known.get(source)
+        record = FileRecord(
+            path=source,
+            size=int(meta.get("size", 0)),
+            mtime=float(meta.get("mtime", 0.0)),
+            content_hash=str(meta.get("content_hash", "")),
+            status="indexed",
+        )
+        if (
+            known is not None
+            and known.status == "indexed"
+            and known.content_hash
+            and (known.content_hash == record.content_hash)
+        ):
+            # Only the mtime moved: same bytes, same chunks. Just refresh the record.
+            keep = FileRecord(**{**_record_fields(record), "chunk_count": known.chunk_count})
+            return _FileWork(record=keep, unchanged_content=True)
+        chunks = await self._splitter.asplit_document(doc) if doc.page_content else []
+        old_keys = set(await self._records.alist_keys(group_ids=[source]))
+        new_ids = [str(c.id) for c in chunks]
+        new_id_set = set(new_ids)
+        new_chunks = [c for c in chunks if c.id not in old_keys]
+        stale = sorted(old_keys - new_id_set)
+        record = FileRecord(**{**_record_fields(record), "chunk_count": len(chunks)})
+        return _FileWork(
+            record=record,
+            chunks=chunks,
+            new_chunks=new_chunks,
+            stale_ids=stale,
+            vectors=[None] * len(new_chunks),
+            remaining=len(new_chunks),
+        )
+
+    async def _embed_stage(self, inbox: asyncio.Queue[Any], out: asyncio.Queue[Any]) -> None:
+        slots = asyncio.Semaphore(self._concurrency)
+        buffer: list[tuple[_FileWork, int]] = []
+        async with asyncio.TaskGroup() as tg:
+
+            async def flush(items: list[tuple[_FileWork, int]]) -> None:
+                await slots.acquire()  # back-pressure: at most `concurrency` batches
+                tg.create_task(self._embed_batch(items, slots, out))
+
+            while (work := await inbox.get()) is not _DONE:
+                if work.remaining == 0:
+                    await out.put(work)
+                    continue
+                buffer.extend((work, i) for i in range(len(work.new_chunks)))
+                while len(buffer) >= self._batch_size:
+                    batch, buffer = buffer[: self._batch_size], buffer[self._batch_size :]
+                    await flush(batch)
+                if buffer and inbox.empty():
+                    # Nothing else is waiting: send the partial batch rather than idle.
+                    batch, buffer = buffer, []
+                    await flush(batch)
+            if buffer:
+                await flush(buffer)
+        await out.put(_DONE)
+
+    async def _embed_batch(
+        self,
+        items: list[tuple[_FileWork, int]],
+        slots: asyncio.Semaphore,
+        out: asyncio.Queue[Any],
+    ) -> None:
+        texts = [work.new_chunks[i].page_content for work, i in items]
+        sources = [work.record.path for work, _ in items]
+        vectors: list[list[float] | None]
+        try:
+            vectors = list(await self._embed_texts(texts, sources))
+        except EmbeddingError as exc:
+            _log.warning("embedding failed", error=str(exc), texts=len(texts))
+            for work, _ in items:
+                work.error = work.error or f"embedding failed: {exc}"
+            vectors = [None] * len(items)
+        finally:
+            slots.release()
+        finished: list[_FileWork] = []
+        for (work, i), vector in zip(items, vectors, strict=True):
+            work.vectors[i] = vector
+            work.remaining -= 1
+            if work.remaining == 0:
+                finished.append(work)
+        self.progress.chunks_embedded += len(items)
+        self._emit("embed")
+        for work in finished:
+            await out.put(work)
+
+    async def _embed_texts(self, texts: list[str], sources: list[str]) -> list[list[float]]:
+        embed = getattr(self._embeddings, "aembed_documents")  # noqa: B009
+        if isinstance(self._embeddings, CachedEmbeddings) or _accepts_sources(self._embeddings):
+            result: list[list[float]] = await embed(texts, sources=sources)
+            return result
+        return await self._embeddings.aembed_documents(texts)
+
+    async def _store_stage(self, inbox: asyncio.Queue[Any]) -> None:
+        batch: list[_FileWork] = []
+        size = 0
+        while (work := await inbox.get()) is not _DONE:
+            batch.append(work)
+            size += len(work.new_chunks) + len(work.stale_ids)
+            if size >= self._config.store_batch_size or inbox.empty():
+                await self._store_batch(batch)
+                batch, size = [], 0
+        if batch:
+            await self._store_batch(batch)
+
+    # -- store and checkpoints ----------------------------------------------------------
+
+    async def _store_batch(self, works: list[_FileWork]) -> None:
+        good = [w for w in works if w.error is None]
+        for work in works:
+            if work.error is not None:
+                self.summary.files_failed.append(FailedFile(work.record.path, work.error))
+        adds = [c for w in good for c in w.new_chunks]
+        vectors = [v for w in good for v in w.vectors]
+        deletes = [i for w in good for i in w.stale_ids]
+        with span("store", chunks_added=len(adds), chunks_deleted=len(deletes)):
+            if adds:
+                await self._store.aadd_embeddings(
+                    [(c.page_content, _vector(v)) for c, v in zip(adds, vectors, strict=True)],
+                    metadatas=[dict(c.metadata) for c in adds],
+                    ids=[str(c.id) for c in adds],
+                )
+            if deletes:
+                await self._store.adelete(deletes)
+            if self._sparse is not None and (adds or deletes):
+                await self._sparse.aapply(upserts=adds, deletes=deletes)
+        for work in good:
+            if work.unchanged_content:
+                self.summary.files_skipped += 1
+            else:
+                self.summary.files_indexed += 1
+        self.summary.chunks_added += len(adds)
+        self.summary.chunks_deleted += len(deletes)
+        self.progress.chunks_stored += len(adds)
+        self.progress.files_done += len(works)
+        self._pending.extend(good)
+        self._stored_since_checkpoint += len(adds) + len(deletes)
+        self._emit("store")
+        every = self._config.checkpoint_every
+        if every and self._stored_since_checkpoint >= every:
+            await self._checkpoint()
+
+    async def _forget_deleted(self, deleted: Sequence[str]) -> None:
+        if not deleted:
+            return
+        keys = await self._records.alist_keys(group_ids=list(deleted))
+        with span("store", chunks_deleted=len(keys), files_deleted=len(deleted)):
+            if keys:
+                await self._store.adelete(keys)
+                if self._sparse is not None:
+                    await self._sparse.aapply(deletes=keys)
+        self._pending_deletes.extend(keys)
+        self._deleted_files = list(deleted)
+        self.summary.files_deleted = len(deleted)
+        self.summary.chunks_deleted += len(keys)
+
+    async def _checkpoint(self) -> None:
+        """Save the store, then record what it now holds, as one uncancellable step.
+
+        A cancellation arriving meanwhile waits for both halves to finish and is then
+        re-raised: a save without its record commit would leave the records claiming
+        chunks the saved index no longer has (harmless, but untidy until the next run).
+        """
+        step = asyncio.ensure_future(self._save_and_commit())
+        try:
+            await asyncio.shield(step)
+        except asyncio.CancelledError:
+            await step
+            raise
+
+    async def _save_and_commit(self) -> None:
+        works, self._pending = self._pending, []
+        deletes, self._pending_deletes = self._pending_deletes, []
+        deleted_files, self._deleted_files = self._deleted_files, []
+        self._stored_since_checkpoint = 0
+        with span("checkpoint", files=len(works)):
+            await self._store.asave_local(str(self._index_dir))
+            keys = [str(c.id) for w in works for c in w.chunks]
+            groups: list[str | None] = [w.record.path for w in works for _ in w.chunks]
+            stale = [i for w in works for i in w.stale_ids] + deletes
+            await self._records.acommit_file_batch(
+                files=[w.record for w in works], keys=keys, group_ids=groups, delete_keys=stale
+            )
+            if deleted_files:
+                await self._records.adelete_files(deleted_files)
+
+    def _emit(self, stage: str) -> None:
+        self.progress.stage = stage
+        if self._on_progress is not None:
+            self._on_progress(self.progress.to_event())
+
+
+@dataclass(slots=True)
+class _CacheCounters:
+    hits: int = 0
+    misses: int = 0
+
+    @classmethod
+    def start(cls, embeddings: Embeddings) -> _CacheCounters:
+        if isinstance(embeddings, CachedEmbeddings):
+            return cls(hits=embeddings.hits, misses=embeddings.misses)
+        return cls()
+
+    def finish(self, embeddings: Embeddings, total: int) -> tuple[int, int]:
+        """Return (embedded by the model, served from cache) during the run."""
+        if isinstance(embeddings, CachedEmbeddings):
+            return embeddings.misses - self.misses, embeddings.hits - self.hits
+        return total, 0
+
+
+def _vector(value: list[float] | None) -> list[float]:
+    if value is None:  # only files whose every batch succeeded reach the store
+        raise AssertionError("a chunk without a vector reached the store stage")
+    return value
+
+
+def _empty_document(source: str, size: int, mtime: float) -> Document:
+    meta = {"source": source, "size": size, "mtime": mtime, "content_hash": ""}
+    return Document(page_content="", metadata=meta)
+
+
+def _record_fields(record: FileRecord) -> dict[str, Any]:
+    return {
+        "path": record.path,
+        "size": record.size,
+        "mtime": record.mtime,
+        "content_hash": record.content_hash,
+        "status": record.status,
+    }
+
+
+def _accepts_sources(embeddings: Embeddings) -> bool:
+    import inspect
+
+    try:
+        params = inspect.signature(embeddings.aembed_documents).parameters
+    except (TypeError, ValueError):
+        return False
+    return "sources" in params

@@ -1,0 +1,134 @@
+"""Open what an index directory holds: vector store, record manager, embedding stack."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from langchain_core.embeddings import Embeddings
+from langchain_core.runnables.config import run_in_executor
+
+from langchain_rag_async._paths import aresolve
+from langchain_rag_async.config import RAGConfig
+from langchain_rag_async.embeddings.factory import build_embeddings, embedding_model_id
+from langchain_rag_async.embeddings.limits import ServiceLimiter
+from langchain_rag_async.errors import EmbeddingModelMismatchError
+from langchain_rag_async.indexing.record_manager import SQLiteRecordManager
+from langchain_rag_async.vectorstores import AsyncFAISS
+from langchain_rag_async.vectorstores.faiss import read_manifest
+
+__all__ = ["RECORDS_FILE", "RECORDS_NAMESPACE", "IndexResources", "open_index_resources"]
+
+RECORDS_FILE = "records.sqlite"
+RECORDS_NAMESPACE = "rag-async"
+
+
+@dataclass(slots=True)
+class IndexResources:
+    """The live objects of one index directory.
+
+    Attributes:
+        index_dir: The directory.
+        model_id: Identity of the embedding model (``provider:model``).
+        embeddings: The full embedding stack (cache, limits, retries).
+        store: The FAISS store, loaded or new.
+        records: The record manager with its file table.
+        is_new: True when no index had been saved in the directory yet.
+    """
+
+    index_dir: Path
+    model_id: str
+    embeddings: Embeddings
+    store: AsyncFAISS
+    records: SQLiteRecordManager
+    is_new: bool
+
+
+def resolve_model_id(config: RAGConfig, base: Embeddings | None) -> str:
+    """Identity stored with the index: from the config, or from a caller's own model."""
+    if base is None:
+        return embedding_model_id(config.embeddings)
+    own = getattr(base, "model_id", None) or getattr(base, "model", None)
+    return f"custom:{type(base).__name__}" + (f":{own}" if isinstance(own, str) else "")
+
+
+def _known_dimension(config: RAGConfig, base: Embeddings | None) -> int | None:
+    if base is None and config.embeddings.provider == "local":
+        from langchain_rag_async.embeddings.local import LOCAL_DIMENSION
+
+        return LOCAL_DIMENSION
+    return None
+
+
+async def check_model(index_dir: Path, model_id: str) -> dict[str, Any] | None:
+    """Read the saved manifest and refuse an index built with another model.
+
+    Returns:
+        The manifest, or ``None`` when no index was saved in ``index_dir``.
+
+    Raises:
+        EmbeddingModelMismatchError: The index was built with another model.
+    """
+    manifest = await run_in_executor(None, read_manifest, str(index_dir))
+    if manifest is None:
+        return None
+    stored = manifest.get("embedding_model_id")
+    if stored and stored != model_id:
+        raise EmbeddingModelMismatchError(str(stored), model_id, where=str(index_dir))
+    return manifest
+
+
+@asynccontextmanager
+async def open_index_resources(
+    config: RAGConfig,
+    *,
+    embeddings: Embeddings | None = None,
+    limiter: ServiceLimiter | None = None,
+    create: bool = True,
+) -> AsyncIterator[IndexResources]:
+    """Open (or create) the index in ``config.index_dir``.
+
+    Args:
+        config: Settings; ``config.index_dir`` is the directory.
+        embeddings: A caller's own base model instead of the configured one.
+        limiter: The shared limiter of the embedding service.
+        create: Create the directory and an empty store when none exists.
+
+    Yields:
+        The open resources; closed again on exit.
+    """
+    index_dir = await aresolve(config.index_dir)
+    if create:
+        await run_in_executor(None, index_dir.mkdir, parents=True, exist_ok=True)
+    model_id = resolve_model_id(config, embeddings)
+    manifest = await check_model(index_dir, model_id)
+    stack = build_embeddings(
+        config.embeddings, limiter=limiter, cache_dir=index_dir, base=embeddings
+    )
+    records = SQLiteRecordManager(RECORDS_NAMESPACE, db_path=index_dir / RECORDS_FILE)
+    try:
+        await records.acreate_schema()
+        if manifest is None:
+            store = AsyncFAISS.create(
+                stack,
+                dimension=_known_dimension(config, embeddings),
+                embedding_model_id=model_id,
+            )
+        else:
+            store = await AsyncFAISS.aload_local(str(index_dir), stack, expected_model_id=model_id)
+        yield IndexResources(
+            index_dir=index_dir,
+            model_id=model_id,
+            embeddings=stack,
+            store=store,
+            records=records,
+            is_new=manifest is None,
+        )
+    finally:
+        await records.aclose()
+        close = getattr(stack, "aclose", None)
+        if close is not None:
+            await close()

@@ -1,0 +1,338 @@
+"""Cut Documents into chunks with deterministic ids, as an LCEL Runnable.
+
+:class:`RunnableTextSplitter` wraps LangChain's ``RecursiveCharacterTextSplitter``:
+Markdown files split on headings first (a heading stays with its section), source code
+on its language's definitions, everything else on paragraphs, lines and words.
+Splitting is CPU-bound, so the async methods run it in an executor, never on the loop.
+
+Every chunk gets a stable id, :func:`chunk_id`, derived from its source, its position
+and the sha256 of its text (:func:`content_hash`): re-splitting unchanged content gives
+the same ids, changed content gives new ones, which is what incremental indexing needs.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import re
+import uuid
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import PurePath
+from typing import Any
+
+from langchain_core.documents import Document
+from langchain_core.runnables import RunnableConfig, RunnableSerializable
+from langchain_core.runnables.config import run_in_executor
+from langchain_text_splitters import Language, RecursiveCharacterTextSplitter
+from pydantic import ConfigDict, Field
+
+from langchain_rag_async.config import SplitterConfig
+from langchain_rag_async.observability import span
+
+__all__ = [
+    "CHUNK_ID_NAMESPACE",
+    "RunnableTextSplitter",
+    "chunk_id",
+    "content_hash",
+]
+
+#: Namespace of the UUID5 chunk ids: ``uuid5(NAMESPACE_URL, "https://langchain-rag-async/chunk-id")``.
+#: Never change it: every stored chunk id depends on it.
+CHUNK_ID_NAMESPACE = uuid.UUID("da85bfbd-4d52-5348-a437-68354eb566b6")
+
+_NON_SPACE = re.compile(r"\S")
+_MARKDOWN_SUFFIXES = frozenset({".md", ".markdown", ".mdx"})
+
+# Only languages whose separators end with paragraphs, lines and words; the others
+# (HTML, LaTeX, COBOL, ...) would cut loader-extracted plain text mid-word.
+_CODE_LANGUAGES: dict[str, Language] = {
+    ".c": Language.C,
+    ".h": Language.C,
+    ".cc": Language.CPP,
+    ".cpp": Language.CPP,
+    ".cxx": Language.CPP,
+    ".hh": Language.CPP,
+    ".hpp": Language.CPP,
+    ".cs": Language.CSHARP,
+    ".ex": Language.ELIXIR,
+    ".exs": Language.ELIXIR,
+    ".go": Language.GO,
+    ".hs": Language.HASKELL,
+    ".java": Language.JAVA,
+    ".js": Language.JS,
+    ".jsx": Language.JS,
+    ".mjs": Language.JS,
+    ".cjs": Language.JS,
+    ".kt": Language.KOTLIN,
+    ".kts": Language.KOTLIN,
+    ".lua": Language.LUA,
+    ".php": Language.PHP,
+    ".ps1": Language.POWERSHELL,
+    ".proto": Language.PROTO,
+    ".py": Language.PYTHON,
+    ".pyi": Language.PYTHON,
+    ".r": Language.R,
+    ".rb": Language.RUBY,
+    ".rs": Language.RUST,
+    ".rst": Language.RST,
+    ".scala": Language.SCALA,
+    ".sol": Language.SOL,
+    ".swift": Language.SWIFT,
+    ".ts": Language.TS,
+    ".tsx": Language.TS,
+}
+
+
+def content_hash(text: str) -> str:
+    """Return the sha256 hex digest of ``text`` encoded as UTF-8.
+
+    Args:
+        text: Any text, e.g. a chunk or a whole file.
+
+    Returns:
+        64 lowercase hex characters.
+    """
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def chunk_id(source: str, chunk_index: int, text: str) -> str:
+    """Return the deterministic id of a chunk.
+
+    The id is a UUID5 in :data:`CHUNK_ID_NAMESPACE` of ``source``, ``chunk_index`` and
+    ``content_hash(text)``, so it changes exactly when one of the three changes.
+
+    Args:
+        source: Where the parent document came from (its ``source`` metadata).
+        chunk_index: Position of the chunk within its parent, from 0.
+        text: The chunk text.
+
+    Returns:
+        The UUID as a canonical 36-character string.
+    """
+    name = f"{source}\x00{chunk_index}\x00{content_hash(text)}"
+    return str(uuid.uuid5(CHUNK_ID_NAMESPACE, name))
+
+
+def _document_source(doc: Document) -> str:
+    """The ``source`` used for a document's chunk ids.
+
+    The ``source`` metadata when present; otherwise the document's own ``id``; otherwise
+    ``""`` (then identical texts of source-less documents share their chunk ids).
+    """
+    source = doc.metadata.get("source")
+    if source is not None and str(source):
+        return str(source)
+    return doc.id or ""
+
+
+def _language_for(source: str, *, markdown_aware: bool) -> Language | None:
+    """Pick the separators' language from the source's file extension (None: plain text)."""
+    suffix = PurePath(source).suffix.lower()
+    if suffix in _MARKDOWN_SUFFIXES:
+        return Language.MARKDOWN if markdown_aware else None
+    return _CODE_LANGUAGES.get(suffix)
+
+
+@lru_cache(maxsize=128)
+def _text_splitter(
+    language: Language | None, chunk_size: int, chunk_overlap: int
+) -> RecursiveCharacterTextSplitter:
+    """Build (once) the LangChain splitter for a language and size; it holds no state."""
+    if language is None:
+        return RecursiveCharacterTextSplitter(chunk_size=chunk_size, chunk_overlap=chunk_overlap)
+    return RecursiveCharacterTextSplitter.from_language(
+        language, chunk_size=chunk_size, chunk_overlap=chunk_overlap
+    )
+
+
+def _start_indexes(text: str, chunks: Sequence[str], chunk_overlap: int) -> list[int]:
+    """Locate each chunk in ``text``, in order.
+
+    LangChain's ``add_start_index`` takes the first match after ``previous end - overlap``,
+    which lands on an earlier copy when a short chunk (a lone code fence, say) repeats
+    inside the previous chunk. Two facts pin the real position down: chunks cover every
+    non-whitespace character, so a chunk starts at the latest on the first one after the
+    previous chunk; and a chunk adds text past the previous end, unless it is only the
+    overlap (whose tail was whitespace, stripped away).
+    """
+    starts: list[int] = []
+    prev_end = 0
+    for chunk in chunks:
+        lower = max(0, prev_end - chunk_overlap)
+        found = _NON_SPACE.search(text, prev_end)
+        upper = found.start() if found else len(text)
+        start = _find_between(text, chunk, max(lower, prev_end - len(chunk) + 1), upper)
+        if start < 0:  # only overlap: it ends where the previous chunk ends
+            start = _find_between(text, chunk, lower, upper)
+        if start < 0:  # not expected; never give up on an offset that exists
+            start = text.find(chunk, lower)
+        if start < 0:
+            start = text.find(chunk)
+        starts.append(start)
+        prev_end = start + len(chunk) if start >= 0 else prev_end
+    return starts
+
+
+def _find_between(text: str, chunk: str, first: int, last: int) -> int:
+    """Index of the first occurrence of ``chunk`` starting within ``[first, last]``, or -1."""
+    return text.find(chunk, first, last + len(chunk)) if first <= last else -1
+
+
+def _as_documents(docs: Sequence[Document] | Document) -> Sequence[Document]:
+    return [docs] if isinstance(docs, Document) else docs
+
+
+class RunnableTextSplitter(RunnableSerializable[Sequence[Document], list[Document]]):
+    """Split Documents into chunks; a Runnable, so it composes in LCEL chains.
+
+    Each chunk keeps all of its parent's metadata and adds:
+
+    - ``source``: the parent's ``source`` (or, when missing, the parent's ``id``, else ``""``);
+    - ``start_index``: offset of the chunk in the parent text
+      (``text[start_index:start_index + len(chunk)] == chunk``);
+    - ``chunk_index``: position of the chunk in its parent, from 0;
+    - ``chunk_count``: how many chunks the parent gave;
+    - ``chunk_hash``: :func:`content_hash` of the chunk text.
+
+    ``Document.id`` is :func:`chunk_id` of ``source``, ``chunk_index`` and the text.
+    Empty or whitespace-only documents give no chunks.
+
+    Separators follow the ``source`` extension: Markdown (``.md``, ``.markdown``,
+    ``.mdx``) splits on headings and code fences first when ``config.markdown_aware``;
+    source code (``.py``, ``.rs``, ``.go``, ...) splits on its definitions; anything
+    else on paragraphs, lines, then words.
+
+    Example:
+        .. code-block:: python
+
+            splitter = RunnableTextSplitter(SplitterConfig(chunk_size=800, chunk_overlap=100))
+            chunks = await splitter.ainvoke(documents)
+    """
+
+    config: SplitterConfig = Field(default_factory=SplitterConfig)
+    """Chunk size, overlap and whether Markdown is split on its structure."""
+
+    model_config = ConfigDict(frozen=True)
+
+    def __init__(self, config: SplitterConfig | None = None, **kwargs: Any) -> None:
+        """Create a splitter.
+
+        Args:
+            config: Chunk size and overlap; the defaults of :class:`SplitterConfig` if None.
+            **kwargs: Other pydantic fields (none today; kept for ``model_copy`` and friends).
+        """
+        kwargs["config"] = config or SplitterConfig()
+        super().__init__(**kwargs)
+
+    # -- pure, synchronous core (runs in an executor from the async methods) -------------
+
+    def split_document(self, doc: Document) -> list[Document]:
+        """Split one document (blocking; prefer :meth:`asplit_document` in async code).
+
+        Args:
+            doc: The document to split.
+
+        Returns:
+            Its chunks, in order; empty when the text is empty or whitespace.
+        """
+        text = doc.page_content
+        if not text.strip():
+            return []
+        source = _document_source(doc)
+        language = _language_for(source, markdown_aware=self.config.markdown_aware)
+        splitter = _text_splitter(language, self.config.chunk_size, self.config.chunk_overlap)
+        texts = splitter.split_text(text)
+        starts = _start_indexes(text, texts, self.config.chunk_overlap)
+        return [
+            Document(
+                id=chunk_id(source, index, chunk),
+                page_content=chunk,
+                metadata={
+                    **copy.deepcopy(doc.metadata),
+                    "source": source,
+                    "start_index": start,
+                    "chunk_index": index,
+                    "chunk_count": len(texts),
+                    "chunk_hash": content_hash(chunk),
+                },
+            )
+            for index, (chunk, start) in enumerate(zip(texts, starts, strict=True))
+        ]
+
+    def split_documents(self, docs: Sequence[Document]) -> list[Document]:
+        """Split documents (blocking; prefer :meth:`asplit_documents` in async code).
+
+        Args:
+            docs: The documents to split (a single Document is accepted too).
+
+        Returns:
+            The chunks of all documents, in document order.
+        """
+        docs = _as_documents(docs)
+        with span("split", documents=len(docs)) as current:
+            chunks = [chunk for doc in docs for chunk in self.split_document(doc)]
+            current.set_attribute("chunks", len(chunks))
+        return chunks
+
+    # -- async API: the same work, off the event loop -------------------------------------
+
+    async def asplit_document(self, doc: Document) -> list[Document]:
+        """Split one document in an executor thread.
+
+        Args:
+            doc: The document to split.
+
+        Returns:
+            Its chunks, in order; empty when the text is empty or whitespace.
+        """
+        return await run_in_executor(None, self.split_document, doc)
+
+    async def asplit_documents(self, docs: Sequence[Document]) -> list[Document]:
+        """Split documents in an executor thread, keeping the event loop free.
+
+        Args:
+            docs: The documents to split (a single Document is accepted too).
+
+        Returns:
+            The chunks of all documents, in document order.
+        """
+        return await run_in_executor(None, self.split_documents, docs)
+
+    # -- Runnable protocol ----------------------------------------------------------------
+
+    def invoke(
+        self,
+        input: Sequence[Document],
+        config: RunnableConfig | None = None,
+        **kwargs: Any,
+    ) -> list[Document]:
+        """Split documents; see :meth:`split_documents`.
+
+        Args:
+            input: The documents to split.
+            config: The Runnable config (callbacks, tags, run name).
+            **kwargs: Ignored.
+
+        Returns:
+            The chunks of all documents, in document order.
+        """
+        return self._call_with_config(self.split_documents, input, config)
+
+    async def ainvoke(
+        self,
+        input: Sequence[Document],
+        config: RunnableConfig | None = None,
+        **kwargs: Any,
+    ) -> list[Document]:
+        """Split documents in an executor thread; see :meth:`asplit_documents`.
+
+        Args:
+            input: The documents to split.
+            config: The Runnable config (callbacks, tags, run name).
+            **kwargs: Ignored.
+
+        Returns:
+            The chunks of all documents, in document order.
+        """
+        return await self._acall_with_config(self.asplit_documents, input, config)

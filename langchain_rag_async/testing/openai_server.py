@@ -1,0 +1,550 @@
+"""A local OpenAI-compatible HTTP server for tests and benchmarks (loopback only, no keys).
+
+Serves ``POST /v1/embeddings`` (deterministic vectors), ``POST /v1/chat/completions``
+(plain and streamed) and ``GET /v1/models``, and can inject latency, rate limits (429 with
+``Retry-After``), error statuses and hanging requests, so that the real ``openai`` client and
+``langchain-openai`` classes can be exercised without a network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import json
+import re
+import threading
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from aiohttp import web
+from langchain_core.runnables.config import run_in_executor
+
+from langchain_rag_async.embeddings.limits import estimate_tokens
+
+__all__ = ["FakeOpenAIServer", "ServerStats", "fake_embedding", "split_reply"]
+
+DEFAULT_EMBEDDING_MODEL = "text-embedding-3-small"
+DEFAULT_CHAT_MODEL = "gpt-4o-mini"
+_HANG = -1  # marker status of a request that never answers
+_PASS = 0  # marker status of a request let through before later faults
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def fake_embedding(text: str | Sequence[int], dimension: int = 64) -> list[float]:
+    """The vector the fake server returns for ``text``: unit length, seeded by its SHA-256.
+
+    Values are float32 numbers, so JSON floats and base64 payloads decode to the same vector.
+
+    Args:
+        text: A string, or a list of token ids.
+        dimension: Length of the vector.
+    """
+    key = text if isinstance(text, str) else "tokens:" + ",".join(str(int(t)) for t in text)
+    seed = int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "little")
+    vector = np.random.default_rng(seed).standard_normal(dimension).astype(np.float32)
+    vector /= np.float32(np.linalg.norm(vector))
+    return [float(x) for x in vector]
+
+
+def _embedding_data(
+    inputs: Sequence[str | list[int]], dimension: int, as_base64: bool
+) -> list[dict[str, Any]]:
+    data: list[dict[str, Any]] = []
+    for index, item in enumerate(inputs):
+        vector = fake_embedding(item, dimension)
+        payload: list[float] | str = (
+            base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
+            if as_base64
+            else vector
+        )
+        data.append({"object": "embedding", "index": index, "embedding": payload})
+    return data
+
+
+def split_reply(reply: str) -> list[str]:
+    """Cut a reply into word tokens (with their trailing spaces) that join back to it."""
+    return re.findall(r"\S+\s*|\s+", reply)
+
+
+@dataclass(slots=True)
+class ServerStats:
+    """What the fake server has seen since start or :meth:`FakeOpenAIServer.reset_stats`.
+
+    Attributes:
+        requests: Requests received (every endpoint, failures and hangs included).
+        in_flight: Requests being handled now.
+        peak_in_flight: Most requests handled at once.
+        embedded_texts: Inputs answered with a vector.
+        status_counts: Answers per HTTP status.
+        request_times: ``time.monotonic()`` of each POST request's arrival.
+    """
+
+    requests: int = 0
+    in_flight: int = 0
+    peak_in_flight: int = 0
+    embedded_texts: int = 0
+    status_counts: Counter[int] = field(default_factory=Counter)
+    request_times: list[float] = field(default_factory=list)
+
+    def copy(self) -> ServerStats:
+        """Return an independent snapshot."""
+        return ServerStats(
+            requests=self.requests,
+            in_flight=self.in_flight,
+            peak_in_flight=self.peak_in_flight,
+            embedded_texts=self.embedded_texts,
+            status_counts=Counter(self.status_counts),
+            request_times=list(self.request_times),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Fault:
+    status: int
+    retry_after: float | None = None
+
+
+class _BadRequest(Exception):
+    """A request body the fake server refuses with 400."""
+
+
+def _error_response(
+    status: int, message: str, *, kind: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    body = {"error": {"message": message, "type": kind, "param": None, "code": None}}
+    return web.json_response(body, status=status, headers=headers)
+
+
+def _retry_after_headers(seconds: float) -> dict[str, str]:
+    return {"retry-after": f"{seconds:.3f}", "retry-after-ms": str(max(1, round(seconds * 1000)))}
+
+
+def _error_kind(status: int) -> str:
+    if status == 429:
+        return "rate_limit_exceeded"
+    return "server_error" if status >= 500 else "invalid_request_error"
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.read())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _BadRequest(f"the request body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise _BadRequest("the request body must be a JSON object")
+    return body
+
+
+def _embedding_inputs(body: dict[str, Any]) -> list[str | list[int]]:
+    raw = body.get("input")
+    if isinstance(raw, str):
+        return [raw]
+    if isinstance(raw, list) and raw and all(isinstance(t, int) for t in raw):
+        return [raw]  # one token-id list
+    if isinstance(raw, list) and raw:
+        if all(isinstance(item, str) for item in raw):
+            return list(raw)
+        if all(isinstance(item, list) and all(isinstance(t, int) for t in item) for item in raw):
+            return list(raw)
+    raise _BadRequest("'input' must be a non-empty string, list of strings or token-id lists")
+
+
+def _last_user_text(messages: object) -> str:
+    if not isinstance(messages, list):
+        raise _BadRequest("'messages' must be a list")
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str):
+                return content
+            if isinstance(content, list):
+                return "".join(
+                    str(part.get("text", "")) for part in content if isinstance(part, dict)
+                )
+    return ""
+
+
+class FakeOpenAIServer:
+    """An OpenAI-compatible server on ``127.0.0.1`` with injectable latency and failures.
+
+    Use ``async with FakeOpenAIServer() as server`` inside a running loop, or
+    ``with FakeOpenAIServer.run_in_thread() as server`` from sync code (own loop in a daemon
+    thread). Point clients at :attr:`base_url`.
+
+    Args:
+        dimension: Length of the embedding vectors (unless a request asks for ``dimensions``).
+        latency: Seconds every POST request waits before answering.
+        requests_per_second: Server-side rate limit; requests above it get 429 with
+            ``Retry-After``. ``None``: unlimited.
+        chat_reply: Fixed chat reply; ``None`` echoes the last user message.
+        chat_token_delay: Seconds between streamed chat chunks.
+    """
+
+    def __init__(
+        self,
+        *,
+        dimension: int = 64,
+        latency: float = 0.0,
+        requests_per_second: float | None = None,
+        chat_reply: str | None = None,
+        chat_token_delay: float = 0.0,
+    ) -> None:
+        if dimension < 1 or latency < 0 or chat_token_delay < 0:
+            raise ValueError("dimension must be positive and delays must not be negative")
+        if requests_per_second is not None and requests_per_second <= 0:
+            raise ValueError("requests_per_second must be positive or None")
+        self.dimension = dimension
+        self.latency = latency
+        self.requests_per_second = requests_per_second
+        self.chat_reply = chat_reply
+        self.chat_token_delay = chat_token_delay
+        self._lock = threading.Lock()  # guards faults and stats (run_in_thread mode)
+        self._faults: deque[_Fault] = deque()
+        self._stats = ServerStats()
+        self._bucket_level = 0.0
+        self._bucket_checked = 0.0
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+        self._release_hangs: asyncio.Event | None = None
+        self._in_flight_changed: asyncio.Condition | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT/v1``, for ``base_url=`` of OpenAI clients."""
+        if self._port is None:
+            raise RuntimeError("the fake OpenAI server is not running; call start() first")
+        return f"http://127.0.0.1:{self._port}/v1"
+
+    async def start(self) -> None:
+        """Listen on a free loopback port in the running event loop."""
+        if self._runner is not None:
+            raise RuntimeError("the fake OpenAI server is already running")
+        self._release_hangs = asyncio.Event()
+        self._in_flight_changed = asyncio.Condition()
+        app = web.Application(middlewares=[self._middleware], client_max_size=256 * 1024**2)
+        app.router.add_post("/v1/embeddings", self._embeddings)
+        app.router.add_post("/v1/chat/completions", self._chat_completions)
+        app.router.add_get("/v1/models", self._models)
+        runner = web.AppRunner(
+            app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        self._runner = runner
+        self._port = int(runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        """Release hanging requests, close connections and stop listening."""
+        runner, self._runner = self._runner, None
+        if runner is None:
+            return
+        if self._release_hangs is not None:
+            self._release_hangs.set()
+        await runner.cleanup()
+        self._port = None
+
+    async def __aenter__(self) -> FakeOpenAIServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    @classmethod
+    @contextmanager
+    def run_in_thread(
+        cls,
+        *,
+        dimension: int = 64,
+        latency: float = 0.0,
+        requests_per_second: float | None = None,
+        chat_reply: str | None = None,
+        chat_token_delay: float = 0.0,
+    ) -> Iterator[FakeOpenAIServer]:
+        """Run a server on its own event loop in a daemon thread, for sync callers.
+
+        Args are those of the constructor.
+
+        Yields:
+            The running server; it is stopped and its thread joined on exit.
+        """
+        server = cls(
+            dimension=dimension,
+            latency=latency,
+            requests_per_second=requests_per_second,
+            chat_reply=chat_reply,
+            chat_token_delay=chat_token_delay,
+        )
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, name="fake-openai-server", daemon=True)
+        thread.start()
+        try:
+            asyncio.run_coroutine_threadsafe(server.start(), loop).result(timeout=30)
+            yield server
+        finally:
+            with contextlib.suppress(RuntimeError):
+                asyncio.run_coroutine_threadsafe(server.stop(), loop).result(timeout=30)
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=30)
+            if not thread.is_alive():
+                loop.close()
+
+    # -- fault injection and statistics ----------------------------------------------------
+
+    def fail_next(
+        self,
+        count: int,
+        *,
+        status: int = 429,
+        retry_after: float | None = None,
+        after: int = 0,
+    ) -> None:
+        """Answer the next ``count`` POST requests with ``status``.
+
+        Injected faults queue up in call order (with those of :meth:`hang_next`).
+
+        Args:
+            count: How many requests fail.
+            status: The HTTP error status to answer.
+            retry_after: Seconds sent as ``retry-after`` and ``retry-after-ms`` headers.
+            after: Let this many POST requests through normally first.
+        """
+        if not 400 <= status <= 599:
+            raise ValueError(f"status must be an HTTP error status; got {status}")
+        self._queue_faults(_Fault(status, retry_after), count, after)
+
+    def hang_next(self, count: int, *, after: int = 0) -> None:
+        """Never answer the next ``count`` POST requests (until the client gives up or stop).
+
+        Args:
+            count: How many requests hang.
+            after: Let this many POST requests through normally first.
+        """
+        self._queue_faults(_Fault(_HANG), count, after)
+
+    def clear_faults(self) -> None:
+        """Forget the injected faults not used yet."""
+        with self._lock:
+            self._faults.clear()
+
+    def _queue_faults(self, fault: _Fault, count: int, after: int) -> None:
+        if count < 0 or after < 0:
+            raise ValueError("count and after must not be negative")
+        with self._lock:
+            self._faults.extend(_Fault(_PASS) for _ in range(after))
+            self._faults.extend(fault for _ in range(count))
+
+    async def wait_for_in_flight(self, count: int) -> None:
+        """Wait until at least ``count`` requests are being handled (from the server's loop).
+
+        Wrap it in ``asyncio.timeout`` in tests.
+        """
+        condition = self._in_flight_changed
+        if condition is None:
+            raise RuntimeError("the fake OpenAI server is not running; call start() first")
+        async with condition:
+            await condition.wait_for(lambda: self.stats.in_flight >= count)
+
+    async def _notify_in_flight(self) -> None:
+        condition = self._in_flight_changed
+        if condition is not None:
+            async with condition:
+                condition.notify_all()
+
+    @property
+    def stats(self) -> ServerStats:
+        """A snapshot of the counters (see :class:`ServerStats`)."""
+        with self._lock:
+            return self._stats.copy()
+
+    def reset_stats(self) -> None:
+        """Zero the counters (requests in flight stay counted as in flight)."""
+        with self._lock:
+            in_flight = self._stats.in_flight
+            self._stats = ServerStats(in_flight=in_flight, peak_in_flight=in_flight)
+
+    # -- request handling ------------------------------------------------------------------
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
+        is_post = request.method == "POST"
+        with self._lock:
+            stats = self._stats
+            stats.requests += 1
+            stats.in_flight += 1
+            stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
+            if is_post:
+                stats.request_times.append(time.monotonic())
+            fault = self._faults.popleft() if is_post and self._faults else None
+        try:
+            await self._notify_in_flight()
+            response = await self._answer(request, handler, fault)
+            with self._lock:
+                self._stats.status_counts[response.status] += 1
+            return response
+        finally:
+            with self._lock:
+                self._stats.in_flight -= 1
+
+    async def _answer(
+        self, request: web.Request, handler: _Handler, fault: _Fault | None
+    ) -> web.StreamResponse:
+        if fault is not None and fault.status == _PASS:
+            fault = None
+        if fault is not None and fault.status == _HANG:
+            if self._release_hangs is not None:
+                await self._release_hangs.wait()
+            return _error_response(503, "the server is shutting down", kind="server_error")
+        if fault is not None:
+            headers = None if fault.retry_after is None else _retry_after_headers(fault.retry_after)
+            message = f"injected failure with status {fault.status}"
+            return _error_response(
+                fault.status, message, kind=_error_kind(fault.status), headers=headers
+            )
+        if request.method == "POST":
+            wait = self._take_rate_token()
+            if wait > 0:
+                return _error_response(
+                    429,
+                    "Rate limit reached for requests; please try again later.",
+                    kind="rate_limit_exceeded",
+                    headers=_retry_after_headers(wait),
+                )
+            if self.latency:
+                await asyncio.sleep(self.latency)
+        try:
+            return await handler(request)
+        except _BadRequest as exc:
+            return _error_response(400, str(exc), kind="invalid_request_error")
+
+    def _take_rate_token(self) -> float:
+        """Spend one request from the server's bucket; return seconds to wait if empty."""
+        rate = self.requests_per_second
+        if rate is None:
+            return 0.0
+        capacity = max(1.0, rate)
+        now = time.monotonic()
+        with self._lock:
+            if self._bucket_checked:
+                elapsed = now - self._bucket_checked
+                self._bucket_level = max(0.0, self._bucket_level - elapsed * rate)
+            self._bucket_checked = now
+            if self._bucket_level + 1.0 > capacity:
+                return (self._bucket_level + 1.0 - capacity) / rate
+            self._bucket_level += 1.0
+            return 0.0
+
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        inputs = _embedding_inputs(body)
+        dimension = body.get("dimensions") or self.dimension
+        if not isinstance(dimension, int) or dimension < 1:
+            raise _BadRequest("'dimensions' must be a positive integer")
+        as_base64 = body.get("encoding_format") == "base64"
+        data = await run_in_executor(None, _embedding_data, inputs, dimension, as_base64)
+        tokens = sum(len(i) if isinstance(i, list) else estimate_tokens([i]) for i in inputs)
+        with self._lock:
+            self._stats.embedded_texts += len(inputs)
+        return web.json_response(
+            {
+                "object": "list",
+                "data": data,
+                "model": body.get("model") or DEFAULT_EMBEDDING_MODEL,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
+
+    async def _chat_completions(self, request: web.Request) -> web.StreamResponse:
+        body = await _json_body(request)
+        messages = body.get("messages")
+        echo = _last_user_text(messages)
+        reply = self.chat_reply if self.chat_reply is not None else echo
+        tokens = split_reply(reply)
+        prompt_tokens = estimate_tokens(
+            str(m.get("content", "")) for m in messages or [] if isinstance(m, dict)
+        )
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": len(tokens),
+            "total_tokens": prompt_tokens + len(tokens),
+        }
+        model = str(body.get("model") or DEFAULT_CHAT_MODEL)
+        if body.get("stream"):
+            options = body.get("stream_options") or {}
+            include_usage = bool(isinstance(options, dict) and options.get("include_usage"))
+            return await self._stream_chat(request, model, tokens, usage if include_usage else None)
+        return web.json_response(
+            {
+                "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": reply},
+                        "finish_reason": "stop",
+                        "logprobs": None,
+                    }
+                ],
+                "usage": usage,
+            }
+        )
+
+    async def _stream_chat(
+        self,
+        request: web.Request,
+        model: str,
+        tokens: list[str],
+        usage: dict[str, int] | None,
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        await response.prepare(request)
+        async for chunk in self._chat_chunks(model, tokens, usage):
+            await response.write(b"data: " + json.dumps(chunk).encode("utf-8") + b"\n\n")
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+    async def _chat_chunks(
+        self, model: str, tokens: list[str], usage: dict[str, int] | None
+    ) -> AsyncIterator[dict[str, Any]]:
+        base = {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+        }
+
+        def chunk(delta: dict[str, str], finish: str | None = None) -> dict[str, Any]:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+            return {**base, "choices": [choice]}
+
+        yield chunk({"role": "assistant", "content": ""})
+        for position, token in enumerate(tokens):
+            if position and self.chat_token_delay:
+                await asyncio.sleep(self.chat_token_delay)
+            yield chunk({"content": token})
+        yield chunk({}, "stop")
+        if usage is not None:
+            yield {**base, "choices": [], "usage": usage}
+
+    async def _models(self, request: web.Request) -> web.Response:
+        models = [
+            {"id": name, "object": "model", "created": 0, "owned_by": "fake-openai-server"}
+            for name in (DEFAULT_EMBEDDING_MODEL, DEFAULT_CHAT_MODEL)
+        ]
+        return web.json_response({"object": "list", "data": models})

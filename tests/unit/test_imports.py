@@ -1,0 +1,68 @@
+"""The public surface is pinned: every exported name imports and nothing disappears."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import langchain_rag_async
+
+EXPECTED = {
+    "ANSWER_PROMPT", "AsyncDirectoryLoader", "AsyncFAISS", "CachedEmbeddings",
+    "ConfigurationError", "EmbeddingConfig", "EmbeddingError", "EmbeddingModelMismatchError",
+    "ExtractiveChatModel", "FTS5Index", "GenerationError", "IndexCorruptedError",
+    "IndexLockedError", "IndexNotFoundError", "IndexingContext", "IndexingError",
+    "IndexingSummary", "LoaderConfig", "LoadingError", "LocalMiniLMEmbeddings",
+    "PipelineConfig", "RAGConfig", "RAGError", "RateLimitConfig", "RateLimitedEmbeddings",
+    "RetrievalError", "RetryConfig", "RunnableTextSplitter", "SQLiteEmbeddingCache",
+    "SQLiteRecordManager", "ServiceLimiter", "SplitterConfig", "VectorStoreError",
+    "aindex_directory", "asearch_index", "build_embeddings", "build_indexing_graph",
+    "chunk_id", "index_directory", "reciprocal_rank_fusion", "search_index",
+    "weighted_score_fusion",
+}  # fmt: skip
+
+
+def test_all_is_pinned() -> None:
+    assert set(langchain_rag_async.__all__) == EXPECTED
+
+
+def test_every_name_imports() -> None:
+    for name in langchain_rag_async.__all__:
+        assert getattr(langchain_rag_async, name) is not None, name
+
+
+def test_components_are_langchain_components() -> None:
+    from langchain_core.document_loaders import BaseLoader
+    from langchain_core.embeddings import Embeddings
+    from langchain_core.indexing import RecordManager
+    from langchain_core.language_models import BaseChatModel
+    from langchain_core.runnables import Runnable
+    from langchain_core.vectorstores import VectorStore
+
+    import langchain_rag_async as rag
+
+    assert issubclass(rag.AsyncDirectoryLoader, BaseLoader)
+    assert issubclass(rag.RunnableTextSplitter, Runnable)
+    assert issubclass(rag.RateLimitedEmbeddings, Embeddings)
+    assert issubclass(rag.LocalMiniLMEmbeddings, Embeddings)
+    assert issubclass(rag.CachedEmbeddings, Embeddings)
+    assert issubclass(rag.AsyncFAISS, VectorStore)
+    assert issubclass(rag.SQLiteRecordManager, RecordManager)
+    assert issubclass(rag.ExtractiveChatModel, BaseChatModel)
+
+
+def test_errors_form_one_tree() -> None:
+    from langchain_rag_async import errors
+
+    for name in errors.__all__:
+        assert issubclass(getattr(errors, name), errors.RAGError), name
+
+
+def test_import_is_light() -> None:
+    code = (
+        "import sys, langchain_rag_async;"
+        "heavy = [m for m in ('faiss', 'onnxruntime', 'langgraph') if m in sys.modules];"
+        "print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

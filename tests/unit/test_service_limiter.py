@@ -1,0 +1,376 @@
+"""ServiceLimiter and its adaptive concurrency gate: bounds, fairness, cancellation, loops."""
+
+from __future__ import annotations
+
+import asyncio
+import selectors
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import pytest
+
+from langchain_rag_async.config import EmbeddingConfig, RateLimitConfig
+from langchain_rag_async.embeddings.limits import (
+    AdaptiveConcurrencyGate,
+    ServiceLimiter,
+    estimate_tokens,
+    min_request_interval,
+    request_bucket,
+)
+from langchain_rag_async.errors import ConfigurationError
+
+T = TypeVar("T")
+
+
+# -- a loop with a virtual clock: timers fire at once, time advances by their delay ----------
+
+
+class _VirtualClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+
+class _VirtualSelector(selectors.DefaultSelector):
+    def __init__(self, clock: _VirtualClock) -> None:
+        super().__init__()
+        self._clock = clock
+
+    def select(self, timeout: float | None = None) -> list[Any]:
+        events = super().select(0)
+        if events or timeout == 0:
+            return events
+        if timeout is None:  # nothing scheduled: only real I/O can wake us
+            return super().select(None)
+        self._clock.now += timeout
+        return []
+
+
+class VirtualClockLoop(asyncio.SelectorEventLoop):
+    """Runs sleeps and timers instantly while ``time()`` advances as if they had elapsed."""
+
+    def __init__(self) -> None:
+        self._clock = _VirtualClock()
+        super().__init__(_VirtualSelector(self._clock))
+
+    def time(self) -> float:
+        return self._clock.now
+
+
+def run_virtual(main: Callable[[], Awaitable[T]]) -> T:
+    loop = VirtualClockLoop()
+    try:
+        return loop.run_until_complete(main())
+    finally:
+        loop.close()
+
+
+async def _settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+# -- pure helpers ------------------------------------------------------------------------
+
+
+def test_estimate_tokens_counts_a_quarter_of_the_characters_at_least_one_per_text() -> None:
+    assert estimate_tokens([]) == 0
+    assert estimate_tokens([""]) == 1
+    assert estimate_tokens(["abc"]) == 1
+    assert estimate_tokens(["a" * 40, "b" * 8, ""]) == 10 + 2 + 1
+
+
+def test_request_bucket_spreads_requests_over_about_a_second() -> None:
+    assert request_bucket(600) == (10.0, 1.0)
+    assert request_bucket(60) == (1.0, 1.0)
+    assert request_bucket(6) == (1.0, 10.0)  # slower than one a second: one at a time
+
+
+def test_min_request_interval_uses_the_tighter_limit() -> None:
+    assert min_request_interval(RateLimitConfig()) == 0.0
+    assert min_request_interval(RateLimitConfig(requests_per_minute=120)) == 0.5
+    tokens_bound = RateLimitConfig(requests_per_minute=120, tokens_per_minute=6000)
+    assert min_request_interval(tokens_bound, tokens=50) == 0.5
+    assert min_request_interval(tokens_bound, tokens=300) == 3.0
+    assert min_request_interval(tokens_bound, tokens=10**6) == 60.0  # clamped to capacity
+
+
+# -- the gate ----------------------------------------------------------------------------
+
+
+async def test_gate_never_exceeds_its_limit_and_serves_in_order() -> None:
+    gate = AdaptiveConcurrencyGate(3)
+    holding, peak, order = 0, 0, []
+
+    async def user(number: int) -> None:
+        nonlocal holding, peak
+        await gate.acquire()
+        try:
+            order.append(number)
+            holding += 1
+            peak = max(peak, holding)
+            await _settle()
+            holding -= 1
+        finally:
+            gate.release()
+
+    async with asyncio.TaskGroup() as group:
+        for number in range(12):
+            group.create_task(user(number))
+    assert peak == 3
+    assert order == list(range(12))
+    assert gate.in_flight == 0
+    assert gate.waiting == 0
+
+
+async def test_gate_removes_cancelled_waiters() -> None:
+    gate = AdaptiveConcurrencyGate(1)
+    await gate.acquire()
+    waiters = [asyncio.create_task(gate.acquire()) for _ in range(3)]
+    await _settle()
+    assert gate.waiting == 3
+    waiters[0].cancel()
+    waiters[1].cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiters[0]
+    with pytest.raises(asyncio.CancelledError):
+        await waiters[1]
+    assert gate.waiting == 1
+    gate.release()
+    await waiters[2]  # the slot skips the cancelled waiters
+    assert gate.in_flight == 1
+    gate.release()
+    assert gate.in_flight == 0
+
+
+async def test_gate_passes_on_a_slot_handed_to_a_waiter_cancelled_before_it_ran() -> None:
+    gate = AdaptiveConcurrencyGate(1)
+    await gate.acquire()
+    first = asyncio.create_task(gate.acquire())
+    second = asyncio.create_task(gate.acquire())
+    await _settle()
+    gate.release()  # hands the slot to `first`...
+    first.cancel()  # ...which is cancelled before it could run
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    async with asyncio.timeout(10):  # a lost slot would leave `second` waiting forever
+        await second
+    assert gate.in_flight == 1
+    gate.release()
+    assert gate.in_flight == 0
+
+
+async def test_gate_limit_changes_wake_waiters_and_never_interrupt_holders() -> None:
+    gate = AdaptiveConcurrencyGate(2)
+    await gate.acquire()
+    await gate.acquire()
+    waiters = [asyncio.create_task(gate.acquire()) for _ in range(3)]
+    await _settle()
+    gate.set_limit(4)
+    await _settle()
+    assert [w.done() for w in waiters] == [True, True, False]
+    gate.set_limit(1)  # four holders stay; nobody new gets in until fewer than one remain
+    for _ in range(3):
+        gate.release()
+    await _settle()
+    assert not waiters[2].done()
+    gate.release()
+    await waiters[2]
+    assert gate.in_flight == 1
+    gate.set_limit(0)
+    assert gate.limit == 1
+
+
+def test_gate_rejects_bad_limits_and_extra_releases() -> None:
+    with pytest.raises(ConfigurationError):
+        AdaptiveConcurrencyGate(0)
+    with pytest.raises(RuntimeError):
+        AdaptiveConcurrencyGate(1).release()
+
+
+# -- the service limiter -------------------------------------------------------------------
+
+
+def test_from_config_takes_rate_limit_and_concurrency() -> None:
+    config = EmbeddingConfig(concurrency=3, rate_limit=RateLimitConfig(requests_per_minute=90))
+    limiter = ServiceLimiter.from_config("openai", config)
+    assert limiter.name == "openai"
+    assert limiter.max_concurrency == limiter.concurrency_limit == 3
+    assert limiter.rate_limit.requests_per_minute == 90
+    with pytest.raises(ConfigurationError):
+        ServiceLimiter("bad", max_concurrency=0)
+
+
+def test_aimd_halves_on_rate_limit_and_grows_one_per_window_of_successes() -> None:
+    limiter = ServiceLimiter("svc", max_concurrency=8)
+    limits = []
+    for _ in range(5):
+        limiter.record_rate_limited()
+        limits.append(limiter.concurrency_limit)
+    assert limits == [4, 2, 1, 1, 1]
+    limiter.record_success()
+    assert limiter.concurrency_limit == 2
+    limiter.record_success()
+    assert limiter.concurrency_limit == 2
+    limiter.record_success()
+    assert limiter.concurrency_limit == 3
+    for _ in range(100):
+        limiter.record_success()
+    assert limiter.concurrency_limit == 8  # never above the configured bound
+    limiter.record_success()
+    assert limiter.concurrency_limit == 8
+
+
+async def test_slot_bounds_concurrency_and_tracks_peak() -> None:
+    limiter = ServiceLimiter("svc", max_concurrency=3)
+
+    async def request() -> None:
+        async with limiter.slot(tokens=10):
+            assert limiter.in_flight <= 3
+            await _settle()
+
+    async with asyncio.TaskGroup() as group:
+        for _ in range(10):
+            group.create_task(request())
+    assert limiter.peak_in_flight == 3
+    assert limiter.in_flight == 0
+    limiter.reset_peak()
+    assert limiter.peak_in_flight == 0
+
+
+async def test_shrinking_applies_to_new_requests_while_others_are_in_flight() -> None:
+    limiter = ServiceLimiter("svc", max_concurrency=4)
+    release = asyncio.Event()
+    entered = 0
+
+    async def request() -> None:
+        nonlocal entered
+        async with limiter.slot():
+            entered += 1
+            await release.wait()
+
+    tasks = [asyncio.create_task(request()) for _ in range(4)]
+    await _settle()
+    assert entered == 4
+    limiter.record_rate_limited()
+    limiter.record_rate_limited()  # limit 1 while 4 are in flight
+    late = [asyncio.create_task(request()) for _ in range(3)]
+    await _settle()
+    assert entered == 4
+    limiter.reset_peak()
+    release.set()
+    await asyncio.gather(*tasks, *late)
+    assert entered == 7
+    assert limiter.peak_in_flight == 4  # the ones already in flight at the reset
+    assert limiter.concurrency_limit == 1
+
+
+async def test_cancelled_slot_waiter_frees_everything() -> None:
+    limiter = ServiceLimiter("svc", rate_limit=RateLimitConfig(requests_per_minute=6))
+    async with limiter.slot():
+        pass  # spends the only request of the next ten seconds
+    waiter = asyncio.create_task(limiter.slot().__aenter__())
+    await _settle()  # holds a concurrency slot, waits for the request limiter
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert limiter.in_flight == 0
+    assert limiter._primitives().gate.in_flight == 0  # the concurrency slot was given back
+
+
+def test_request_rate_is_enforced_on_a_virtual_clock() -> None:
+    limiter = ServiceLimiter("svc", rate_limit=RateLimitConfig(requests_per_minute=120))
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        times = []
+        for _ in range(6):
+            async with limiter.slot():
+                times.append(loop.time())
+        return times
+
+    # a bucket of two, then one every half second
+    assert run_virtual(main) == pytest.approx([0.0, 0.0, 0.5, 1.0, 1.5, 2.0], abs=1e-6)
+
+
+def test_token_rate_is_enforced_and_oversized_requests_do_not_deadlock() -> None:
+    limiter = ServiceLimiter("svc", rate_limit=RateLimitConfig(tokens_per_minute=600))
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        times = []
+        for tokens in (300, 300, 300, 5000):
+            async with limiter.slot(tokens=tokens):
+                times.append(loop.time())
+        return times
+
+    # 600 tokens of capacity refilled at 10 a second; 5000 is clamped to a full bucket.
+    assert run_virtual(main) == pytest.approx([0.0, 0.0, 30.0, 90.0], abs=1e-6)
+
+
+def test_concurrent_requests_share_the_rate_on_a_virtual_clock() -> None:
+    limiter = ServiceLimiter(
+        "svc", rate_limit=RateLimitConfig(requests_per_minute=60), max_concurrency=4
+    )
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        times: list[float] = []
+
+        async def request() -> None:
+            async with limiter.slot():
+                times.append(loop.time())
+                await asyncio.sleep(10)  # long requests: the rate, not concurrency, binds
+
+        async with asyncio.TaskGroup() as group:
+            for _ in range(4):
+                group.create_task(request())
+        return sorted(times)
+
+    assert run_virtual(main) == pytest.approx([0.0, 1.0, 2.0, 3.0], abs=1e-6)
+    assert limiter.peak_in_flight == 4
+
+
+def test_limiter_works_across_event_loops_in_turn() -> None:
+    limiter = ServiceLimiter(
+        "svc", rate_limit=RateLimitConfig(requests_per_minute=6000), max_concurrency=2
+    )
+
+    async def burst() -> int:
+        async def request() -> None:
+            async with limiter.slot(tokens=5):
+                await asyncio.sleep(0)
+
+        await asyncio.gather(*(request() for _ in range(6)))
+        return limiter.peak_in_flight
+
+    assert asyncio.run(burst()) == 2
+    limiter.record_rate_limited()  # learned state carries over to the next loop
+    limiter.reset_peak()
+    assert asyncio.run(burst()) == 1  # no cross-loop error or RuntimeWarning either
+    assert limiter.in_flight == 0
+    assert len(limiter._bound) == 1  # the closed loop's primitives were dropped
+
+
+def test_growing_the_limit_from_another_thread_wakes_waiters() -> None:
+    limiter = ServiceLimiter("svc", max_concurrency=2)
+    limiter.record_rate_limited()  # limit 1
+
+    async def main() -> int:
+        hold = asyncio.Event()
+
+        async def request() -> None:
+            async with limiter.slot():
+                await hold.wait()
+
+        first = asyncio.create_task(request())
+        second = asyncio.create_task(request())
+        await _settle()
+        assert limiter.in_flight == 1
+        await asyncio.to_thread(limiter.record_success)  # limit 2, from a foreign thread
+        await _settle()
+        in_flight = limiter.in_flight
+        hold.set()
+        await asyncio.gather(first, second)
+        return in_flight
+
+    assert asyncio.run(main()) == 2
