@@ -11,19 +11,26 @@ from typing import Literal
 from langchain_rag_async.errors import ConfigurationError
 
 __all__ = [
+    "ChatProvider",
     "EmbeddingConfig",
+    "FusionMethod",
+    "LLMConfig",
     "EmbeddingProvider",
     "LoaderConfig",
     "PipelineConfig",
     "RAGConfig",
     "RateLimitConfig",
+    "RetrievalConfig",
     "RetryConfig",
     "SplitterConfig",
 ]
 
 EmbeddingProvider = Literal["local", "openai"]
+ChatProvider = Literal["extractive", "openai"]
+FusionMethod = Literal["rrf", "weighted"]
 
 DEFAULT_OPENAI_EMBEDDING_MODEL = "text-embedding-3-small"
+DEFAULT_OPENAI_CHAT_MODEL = "gpt-4o-mini"
 DEFAULT_INDEX_DIR = Path(".rag-index")
 
 
@@ -168,6 +175,76 @@ class EmbeddingConfig:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class RetrievalConfig:
+    """How the hybrid retriever searches and fuses.
+
+    Attributes:
+        k: Chunks returned.
+        fetch_k: Candidates fetched from each side (dense, sparse) before fusion.
+        fusion: ``"rrf"`` (reciprocal rank fusion) or ``"weighted"`` (normalised scores).
+        dense_weight: Weight of the dense side in the fusion.
+        sparse_weight: Weight of the sparse side in the fusion.
+        rrf_c: The constant of reciprocal rank fusion.
+    """
+
+    k: int = 6
+    fetch_k: int = 30
+    fusion: FusionMethod = "rrf"
+    dense_weight: float = 1.0
+    sparse_weight: float = 1.0
+    rrf_c: int = 60
+
+    def __post_init__(self) -> None:
+        _require_positive("k", self.k)
+        _require_positive("fetch_k", self.fetch_k)
+        if self.fusion not in ("rrf", "weighted"):
+            raise ConfigurationError(f"fusion must be 'rrf' or 'weighted'; got {self.fusion!r}")
+        if self.dense_weight < 0 or self.sparse_weight < 0:
+            raise ConfigurationError("fusion weights must not be negative")
+        if self.dense_weight + self.sparse_weight == 0:
+            raise ConfigurationError("at least one fusion weight must be positive")
+        if self.rrf_c < 0:
+            raise ConfigurationError(f"rrf_c must not be negative; got {self.rrf_c}")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LLMConfig:
+    """Which chat model writes answers.
+
+    Attributes:
+        provider: ``"extractive"`` (offline, composes the answer from retrieved
+            sentences) or ``"openai"`` (any OpenAI-compatible server). A key in the
+            environment alone never switches to ``"openai"``.
+        model: Model name; ``None`` picks the provider's default.
+        temperature: Sampling temperature for generative models.
+        openai_api_key: Key for the OpenAI-compatible endpoint.
+        openai_base_url: Base URL of the OpenAI-compatible endpoint.
+        request_timeout: Seconds before one generation request is abandoned.
+    """
+
+    provider: ChatProvider = "extractive"
+    model: str | None = None
+    temperature: float = 0.0
+    openai_api_key: str | None = field(default=None, repr=False)
+    openai_base_url: str | None = None
+    request_timeout: float = 120.0
+
+    def __post_init__(self) -> None:
+        if self.provider not in ("extractive", "openai"):
+            raise ConfigurationError(
+                f"unknown chat provider {self.provider!r}; use 'extractive' or 'openai'"
+            )
+        _require_positive("request_timeout", self.request_timeout)
+
+    @property
+    def model_name(self) -> str:
+        """The model name with the provider default filled in."""
+        if self.model:
+            return self.model
+        return DEFAULT_OPENAI_CHAT_MODEL if self.provider == "openai" else "extractive"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class PipelineConfig:
     """Shape of the overlapped indexing pipeline.
 
@@ -204,6 +281,8 @@ class RAGConfig:
     splitter: SplitterConfig = field(default_factory=SplitterConfig)
     embeddings: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RAGConfig:
@@ -212,7 +291,8 @@ class RAGConfig:
         Recognised: ``RAG_INDEX_DIR``, ``RAG_EMBEDDINGS`` (``local``/``openai``),
         ``RAG_EMBEDDING_MODEL``, ``RAG_EMBEDDING_BATCH_SIZE``, ``RAG_EMBEDDING_CONCURRENCY``,
         ``RAG_EMBEDDING_RPM``, ``RAG_EMBEDDING_TPM``, ``RAG_CHUNK_SIZE``, ``RAG_CHUNK_OVERLAP``,
-        ``RAG_MAX_FILE_SIZE``, ``OPENAI_API_KEY``, ``OPENAI_BASE_URL``.
+        ``RAG_MAX_FILE_SIZE``, ``RAG_LLM`` (``extractive``/``openai``), ``RAG_CHAT_MODEL``,
+        ``OPENAI_API_KEY``, ``OPENAI_BASE_URL``.
 
         Args:
             environ: The mapping to read; ``os.environ`` by default.
@@ -247,8 +327,25 @@ class RAGConfig:
         loader = LoaderConfig(
             max_file_size=_int(env, "RAG_MAX_FILE_SIZE", LoaderConfig().max_file_size)
         )
+        llm_provider = env.get("RAG_LLM", "extractive").strip().lower() or "extractive"
+        if llm_provider not in ("extractive", "openai"):
+            raise ConfigurationError(
+                f"RAG_LLM={llm_provider!r} is not supported; use 'extractive' or 'openai'"
+            )
+        llm = LLMConfig(
+            provider=llm_provider,  # type: ignore[arg-type]
+            model=env.get("RAG_CHAT_MODEL") or None,
+            openai_api_key=env.get("OPENAI_API_KEY") or None,
+            openai_base_url=env.get("OPENAI_BASE_URL") or None,
+        )
         index_dir = Path(env.get("RAG_INDEX_DIR") or DEFAULT_INDEX_DIR)
-        return cls(index_dir=index_dir, loader=loader, splitter=splitter, embeddings=embeddings)
+        return cls(
+            index_dir=index_dir,
+            loader=loader,
+            splitter=splitter,
+            embeddings=embeddings,
+            llm=llm,
+        )
 
     def with_overrides(
         self,

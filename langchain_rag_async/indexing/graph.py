@@ -30,6 +30,7 @@ from langchain_rag_async.indexing.resources import (
     RECORDS_NAMESPACE,
     check_model,
     open_index_resources,
+    reconcile_sparse,
     resolve_model_id,
 )
 from langchain_rag_async.loaders import AsyncDirectoryLoader, FileInfo
@@ -138,6 +139,7 @@ async def index_node(state: IndexingState, runtime: Runtime[IndexingContext]) ->
     async with open_index_resources(
         run_config, embeddings=ctx.embeddings, limiter=ctx.limiter
     ) as res:
+        await reconcile_sparse(res.store, res.sparse)
         pipeline = IndexingPipeline(
             loader=AsyncDirectoryLoader(Path(state["path"]), config=config.loader),
             splitter=RunnableTextSplitter(config=config.splitter),
@@ -149,7 +151,7 @@ async def index_node(state: IndexingState, runtime: Runtime[IndexingContext]) ->
             batch_size=config.embeddings.batch_size,
             concurrency=config.embeddings.concurrency,
             known=await res.records.aget_files(),
-            sparse=ctx.sparse,
+            sparse=ctx.sparse or res.sparse,
             on_progress=writer,
         )
         summary = await pipeline.arun(plan)

@@ -17,10 +17,20 @@ from langchain_rag_async.embeddings.factory import build_embeddings, embedding_m
 from langchain_rag_async.embeddings.limits import ServiceLimiter
 from langchain_rag_async.errors import EmbeddingModelMismatchError
 from langchain_rag_async.indexing.record_manager import SQLiteRecordManager
+from langchain_rag_async.observability import get_logger, span
+from langchain_rag_async.retrievers.sparse import FTS5Index
 from langchain_rag_async.vectorstores import AsyncFAISS
 from langchain_rag_async.vectorstores.faiss import read_manifest
 
-__all__ = ["RECORDS_FILE", "RECORDS_NAMESPACE", "IndexResources", "open_index_resources"]
+__all__ = [
+    "RECORDS_FILE",
+    "RECORDS_NAMESPACE",
+    "IndexResources",
+    "open_index_resources",
+    "reconcile_sparse",
+]
+
+_log = get_logger(__name__)
 
 RECORDS_FILE = "records.sqlite"
 RECORDS_NAMESPACE = "rag-async"
@@ -36,6 +46,7 @@ class IndexResources:
         embeddings: The full embedding stack (cache, limits, retries).
         store: The FAISS store, loaded or new.
         records: The record manager with its file table.
+        sparse: The FTS5 keyword index, kept in step with the store.
         is_new: True when no index had been saved in the directory yet.
     """
 
@@ -44,6 +55,7 @@ class IndexResources:
     embeddings: Embeddings
     store: AsyncFAISS
     records: SQLiteRecordManager
+    sparse: FTS5Index
     is_new: bool
 
 
@@ -109,6 +121,7 @@ async def open_index_resources(
         config.embeddings, limiter=limiter, cache_dir=index_dir, base=embeddings
     )
     records = SQLiteRecordManager(RECORDS_NAMESPACE, db_path=index_dir / RECORDS_FILE)
+    sparse = FTS5Index.in_index_dir(index_dir)
     try:
         await records.acreate_schema()
         if manifest is None:
@@ -125,10 +138,34 @@ async def open_index_resources(
             embeddings=stack,
             store=store,
             records=records,
+            sparse=sparse,
             is_new=manifest is None,
         )
     finally:
+        await sparse.aclose()
         await records.aclose()
         close = getattr(stack, "aclose", None)
         if close is not None:
             await close()
+
+
+async def reconcile_sparse(store: AsyncFAISS, sparse: FTS5Index) -> tuple[int, int]:
+    """Bring the keyword index in step with the saved vector store.
+
+    The store stage commits keyword rows per batch while the vector store is saved at
+    checkpoints, so after a crash the keyword index may hold a few chunks more or fewer.
+    This repairs it from the vector store, which is the reference.
+
+    Returns:
+        (chunks added to, chunks removed from) the keyword index.
+    """
+    with span("reconcile_sparse"):
+        dense_ids = {str(i) for i in store.index_to_docstore_id.values()}
+        sparse_ids = await sparse.aids()
+        missing = sorted(dense_ids - sparse_ids)
+        extra = sorted(sparse_ids - dense_ids)
+        upserts = await store.aget_by_ids(missing) if missing else []
+        if upserts or extra:
+            await sparse.aapply(upserts=upserts, deletes=extra)
+            _log.info("keyword index repaired", added=len(upserts), removed=len(extra))
+        return len(upserts), len(extra)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from langchain_core.documents import Document
 from langchain_core.embeddings import DeterministicFakeEmbedding
 
 from langchain_rag_async.config import PipelineConfig, RAGConfig, SplitterConfig
@@ -16,6 +17,7 @@ from langchain_rag_async.indexing.api import aindex_directory, index_directory
 from langchain_rag_async.indexing.graph import IndexingContext, build_indexing_graph
 from langchain_rag_async.indexing.record_manager import SQLiteRecordManager
 from langchain_rag_async.indexing.resources import RECORDS_FILE, RECORDS_NAMESPACE
+from langchain_rag_async.retrievers.sparse import FTS5Index
 from langchain_rag_async.vectorstores import AsyncFAISS
 
 PARAGRAPH = (
@@ -66,8 +68,12 @@ async def store_and_record_ids(index_dir: Path) -> tuple[set[str], set[str]]:
     store = await AsyncFAISS.aload_local(str(index_dir), DeterministicFakeEmbedding(size=32))
     async with SQLiteRecordManager(RECORDS_NAMESPACE, db_path=index_dir / RECORDS_FILE) as rm:
         keys = set(await rm.alist_keys())
+    async with FTS5Index.in_index_dir(index_dir) as sparse:
+        sparse_ids = await sparse.aids()
     assert store.index.ntotal == len(store.index_to_docstore_id) == len(store.docstore._dict)
-    return set(store.index_to_docstore_id.values()), keys
+    dense_ids = set(store.index_to_docstore_id.values())
+    assert sparse_ids == dense_ids, "the keyword index must hold exactly the stored chunks"
+    return dense_ids, keys
 
 
 @pytest.fixture
@@ -274,8 +280,10 @@ async def test_cancellation_leaves_a_consistent_index(
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    faiss_ids, keys = await store_and_record_ids(index_dir)
-    assert keys <= faiss_ids  # records never claim a chunk the saved index lacks
+    store = await AsyncFAISS.aload_local(str(index_dir), DeterministicFakeEmbedding(size=32))
+    async with SQLiteRecordManager(RECORDS_NAMESPACE, db_path=index_dir / RECORDS_FILE) as rm:
+        keys = set(await rm.alist_keys())
+    assert keys <= set(store.index_to_docstore_id.values())  # records never run ahead
     emb.gate = None
     final = await aindex_directory(corpus, config=config, embeddings=emb)
     faiss_ids, keys = await store_and_record_ids(index_dir)
@@ -318,3 +326,20 @@ async def test_span_tree(tmp_path: Path, emb: CountingEmbedding, spans: Any) -> 
         assert all("index_directory" in ancestors(s) for s in matching), name
     embed = [s for s in finished if s.name == "embed"][0]
     assert embed.attributes is not None and embed.attributes.get("batch_size")
+
+
+async def test_keyword_index_is_repaired_after_a_crash(
+    tmp_path: Path, emb: CountingEmbedding
+) -> None:
+    corpus = make_corpus(tmp_path / "docs", files=3)
+    index_dir = tmp_path / "index"
+    config = config_for(index_dir)
+    await aindex_directory(corpus, config=config, embeddings=emb)
+    dense, _ = await store_and_record_ids(index_dir)
+    lost = sorted(dense)[:3]
+    async with FTS5Index.in_index_dir(index_dir) as sparse:  # simulate a torn crash
+        await sparse.adelete(lost)
+        await sparse.aapply(upserts=[Document(page_content="ghost", id="ghost", metadata={})])
+    await aindex_directory(corpus, config=config, embeddings=emb)
+    repaired, keys = await store_and_record_ids(index_dir)  # asserts sparse == dense
+    assert repaired == dense == keys
