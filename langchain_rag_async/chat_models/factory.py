@@ -1,0 +1,52 @@
+"""Build the answer chat model from configuration: offline extractive or OpenAI-compatible."""
+
+from __future__ import annotations
+
+from langchain_core.language_models import BaseChatModel
+
+from langchain_rag_async.chat_models.extractive import ExtractiveChatModel
+from langchain_rag_async.config import LLMConfig
+from langchain_rag_async.errors import ConfigurationError
+
+__all__ = ["OPENAI_MAX_RETRIES", "build_chat_model"]
+
+OPENAI_MAX_RETRIES = 2
+"""Retries of one chat request by the OpenAI client (connection errors, 429, 5xx)."""
+
+
+def build_chat_model(config: LLMConfig) -> BaseChatModel:
+    """Create the chat model that writes answers.
+
+    ``"extractive"`` gives the offline :class:`ExtractiveChatModel`; ``"openai"`` gives a
+    streaming ``ChatOpenAI`` for OpenAI or any OpenAI-compatible server. Only
+    ``config.provider`` chooses: an API key alone never switches to OpenAI.
+
+    Args:
+        config: Chat model settings.
+
+    Returns:
+        The chat model.
+
+    Raises:
+        ConfigurationError: OpenAI was asked for without a key or a base URL.
+    """
+    if config.provider == "extractive":
+        return ExtractiveChatModel(model=config.model_name)
+    if not config.openai_api_key and not config.openai_base_url:
+        raise ConfigurationError(
+            "RAG_LLM=openai needs OPENAI_API_KEY (or OPENAI_BASE_URL for an "
+            "OpenAI-compatible server); set it, or use the offline default RAG_LLM=extractive"
+        )
+    from langchain_openai import ChatOpenAI
+    from pydantic import SecretStr
+
+    return ChatOpenAI(
+        model=config.model_name,
+        # A local OpenAI-compatible server usually takes any key; the client needs one.
+        api_key=SecretStr(config.openai_api_key or "not-needed"),
+        base_url=config.openai_base_url,
+        temperature=config.temperature,
+        streaming=True,
+        timeout=config.request_timeout,
+        max_retries=OPENAI_MAX_RETRIES,
+    )

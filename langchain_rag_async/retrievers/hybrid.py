@@ -1,0 +1,480 @@
+"""HybridRetriever: dense (vector store) and sparse (FTS5 BM25) search run concurrently, then fused.
+
+The async path is the real one: both searches run at once in an :class:`asyncio.TaskGroup`.
+The sync twin calls the stores' own sync methods one after the other. Everything that does
+no I/O (argument checks, filter translation, fusion) lives in plain helpers both twins call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+from langchain_community.vectorstores.faiss import FAISS
+from langchain_community.vectorstores.utils import DistanceStrategy
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForRetrieverRun,
+    CallbackManagerForRetrieverRun,
+)
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+from langchain_core.retrievers import BaseRetriever
+from langchain_core.vectorstores import VectorStore
+from pydantic import PrivateAttr, model_validator
+
+from langchain_rag_async.config import FusionMethod, RetrievalConfig
+from langchain_rag_async.errors import ConfigurationError, RAGError, RetrievalError
+from langchain_rag_async.observability import span
+from langchain_rag_async.retrievers.fusion import (
+    RankedList,
+    reciprocal_rank_fusion,
+    weighted_score_fusion,
+)
+from langchain_rag_async.retrievers.sparse import FTS5Index
+from langchain_rag_async.splitters import chunk_id
+from langchain_rag_async.vectorstores.faiss import AsyncFAISS
+
+__all__ = ["FAISS_FILTER_FETCH_FACTOR", "HybridRetriever"]
+
+FAISS_FILTER_FETCH_FACTOR = 10
+"""With a filter, a FAISS store scans this many times ``fetch_k`` nearest vectors.
+
+FAISS flat indexes cannot filter inside the search: LangChain's FAISS fetches ``fetch_k``
+neighbours, then drops those the filter rejects. The sparse side filters inside SQL.
+"""
+
+_SEARCH_KWARGS = frozenset({"k", "fetch_k", "filter"})
+_IGNORED_KWARGS = frozenset({"verbose"})  # LangChain passes it along with invoke kwargs
+_FILTER_SCALARS = (str, int, float)  # bool is an int
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """One search, checked: what to ask each side and how many results to keep."""
+
+    query: str
+    k: int
+    per_side: int
+    filter: dict[str, Any] | None
+
+
+def _check_count(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a whole number of at least 1; got {value!r}")
+    return value
+
+
+def _check_filter(value: object) -> dict[str, Any] | None:
+    """Validate an exact-match metadata filter both sides understand; ``{}`` means none.
+
+    Tuples become lists: FAISS treats a list (not a tuple) as "any of".
+    """
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ValueError(
+            f"filter must be a dict of metadata key -> value; got {type(value).__name__} "
+            "(callables only work on the vector store alone)"
+        )
+    checked: dict[str, Any] = {}
+    for key, condition in value.items():
+        if not isinstance(key, str) or not key or key.startswith("$") or '"' in key:
+            raise ValueError(
+                f"filter key {key!r} is not supported: the hybrid retriever filters by exact "
+                "metadata values ($and, $or and other operators only work on the vector store)"
+            )
+        options = list(condition) if isinstance(condition, list | tuple) else [condition]
+        if not all(v is None or isinstance(v, _FILTER_SCALARS) for v in options):
+            raise ValueError(
+                f"filter value {condition!r} for {key!r} is not supported; use a string, "
+                "number or boolean, a list of them, or None for 'missing'"
+            )
+        checked[key] = options if isinstance(condition, list | tuple) else condition
+    return checked or None
+
+
+def _check_query(query: object) -> str:
+    if not isinstance(query, str):
+        raise RetrievalError(f"the query must be a string; got {type(query).__name__}")
+    if not query.strip():
+        raise RetrievalError("the query is empty; ask something, e.g. 'how does ownership work?'")
+    return query
+
+
+def _dense_kwargs(store: VectorStore, plan: _Plan) -> dict[str, Any]:
+    """Keyword arguments of the dense relevance search (filter only when there is one)."""
+    if plan.filter is None:
+        return {}
+    if isinstance(store, FAISS):
+        return {"filter": plan.filter, "fetch_k": plan.per_side * FAISS_FILTER_FETCH_FACTOR}
+    return {"filter": plan.filter}
+
+
+def _search_error(side: str, query: str, exc: Exception) -> RetrievalError:
+    """Wrap a foreign error of one side (the library's own errors are raised unchanged)."""
+    return RetrievalError(
+        f"{side} search for {query!r} failed: {type(exc).__name__}: {exc}. Check that the "
+        f"{side} index is open and built with the configured model, then retry."
+    )
+
+
+def _ensure_ids(documents: Iterable[Document]) -> list[Document]:
+    """Give documents without an id a deterministic one (copies; ids kept when present).
+
+    The id derives from the ``source`` metadata, the text and how often that pair was seen
+    before, so equal documents in one call stay distinct and a rebuild yields the same ids.
+    """
+    seen: Counter[tuple[str, str]] = Counter()
+    result = []
+    for doc in documents:
+        if doc.id:
+            result.append(doc)
+            continue
+        source = str(doc.metadata.get("source", ""))
+        occurrence = seen[source, doc.page_content]
+        seen[source, doc.page_content] += 1
+        new_id = chunk_id(source, occurrence, doc.page_content)
+        result.append(doc.model_copy(update={"id": new_id}))
+    return result
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error to raise from a failed TaskGroup: the first one, unwrapped."""
+    first = group.exceptions[0]
+    return _first_error(first) if isinstance(first, BaseExceptionGroup) else first
+
+
+# --------------------------------------------------------------------------- the retriever
+
+
+class HybridRetriever(BaseRetriever):
+    """Dense and sparse (BM25) search, run concurrently and fused into one ranking.
+
+    The dense side is any :class:`~langchain_core.vectorstores.VectorStore` (normally
+    :class:`~langchain_rag_async.vectorstores.AsyncFAISS`) searched with
+    ``(a)similarity_search_with_relevance_scores``; the sparse side is an
+    :class:`~langchain_rag_async.retrievers.FTS5Index`. Each side returns ``fetch_k``
+    candidates (at least ``k``); they are fused by reciprocal rank fusion
+    (``sum weight / (rrf_c + rank)``) or by a weighted sum of min-max normalised scores,
+    deduplicated by document id (both indexes must use the same ids, as the indexing
+    pipeline does), and the best ``k`` come back. Every document carries
+    ``metadata["scores"] = {"dense": relevance or None, "sparse": bm25 or None,
+    "fused": fused}``.
+
+    ``k``, ``fetch_k`` and ``filter`` may also be given per call:
+    ``retriever.invoke(question, k=3, filter={"source": "a.md"})``; a per-call ``filter``
+    replaces the field (``filter={}`` searches without one). Filters are exact-match dicts
+    understood by both sides: a scalar matches equal values, a list any of its values,
+    ``None`` a missing key. With a filter, FAISS scans ``FAISS_FILTER_FETCH_FACTOR * fetch_k``
+    neighbours before filtering, so a very selective filter may leave the dense side
+    with fewer candidates; the sparse side filters inside SQL.
+
+    Lifecycle: a retriever built from existing stores does not own them; close them
+    yourself (``aclose`` is then a no-op). One built by :meth:`from_documents` /
+    :meth:`afrom_documents` owns its in-memory stores: call :meth:`aclose` (or use
+    ``async with``), or :meth:`close` from sync code, to release them.
+
+    Example:
+        .. code-block:: python
+
+            retriever = HybridRetriever(vectorstore=store, sparse=FTS5Index.in_index_dir(d))
+            docs = await retriever.ainvoke("what is ownership?", k=3)
+            docs[0].metadata["scores"]  # {"dense": 0.81, "sparse": 7.2, "fused": 0.032}
+    """
+
+    vectorstore: VectorStore
+    """The dense side (normally an AsyncFAISS store)."""
+    sparse: FTS5Index
+    """The sparse side, holding the same chunks under the same ids."""
+    k: int = 4
+    """Documents returned."""
+    fetch_k: int = 20
+    """Candidates fetched from each side before fusion (at least ``k`` are fetched)."""
+    fusion: FusionMethod = "rrf"
+    """``"rrf"`` (reciprocal rank fusion) or ``"weighted"`` (normalised scores)."""
+    dense_weight: float = 1.0
+    """Weight of the dense side in the fusion."""
+    sparse_weight: float = 1.0
+    """Weight of the sparse side in the fusion."""
+    rrf_c: int = 60
+    """The damping constant of reciprocal rank fusion."""
+    filter: dict[str, Any] | None = None
+    """Exact-match metadata filter applied to both sides."""
+
+    _owns_stores: bool = PrivateAttr(default=False)
+    _closed: bool = PrivateAttr(default=False)
+
+    @model_validator(mode="after")
+    def _check_settings(self) -> Self:
+        self.to_config()  # the same checks as RetrievalConfig
+        weights = (self.dense_weight, self.sparse_weight)
+        if not all(math.isfinite(w) for w in weights):
+            raise ConfigurationError(f"fusion weights must be finite; got {weights}")
+        try:
+            self.filter = _check_filter(self.filter)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from exc
+        return self
+
+    # -- construction ---------------------------------------------------------------------
+
+    @classmethod
+    def from_config(
+        cls,
+        store: VectorStore,
+        sparse: FTS5Index,
+        config: RetrievalConfig | None = None,
+        **kwargs: Any,
+    ) -> Self:
+        """Create a retriever over existing stores with the settings of ``config``.
+
+        Args:
+            store: The dense side (not owned: the caller closes it).
+            sparse: The sparse side (not owned: the caller closes it).
+            config: Search and fusion settings; ``RetrievalConfig()`` by default.
+            **kwargs: Other fields (``filter``, ``tags``, ``metadata``).
+        """
+        config = config or RetrievalConfig()
+        return cls(
+            vectorstore=store,
+            sparse=sparse,
+            k=config.k,
+            fetch_k=config.fetch_k,
+            fusion=config.fusion,
+            dense_weight=config.dense_weight,
+            sparse_weight=config.sparse_weight,
+            rrf_c=config.rrf_c,
+            **kwargs,
+        )
+
+    @classmethod
+    def from_documents(
+        cls,
+        documents: Iterable[Document],
+        *,
+        embedding: Embeddings,
+        k: int = 4,
+        **kwargs: Any,
+    ) -> Self:
+        """Build a self-contained retriever over ``documents`` (blocking).
+
+        The documents go into a new in-memory AsyncFAISS store (cosine similarity) and a
+        new in-memory FTS5Index, both owned by the retriever (see :meth:`close`).
+        Documents without an id get a deterministic one. In async code, use
+        :meth:`afrom_documents`.
+
+        Args:
+            documents: The documents to search.
+            embedding: The embedding model of the dense side.
+            k: Documents returned per search.
+            **kwargs: Other fields (``fetch_k``, ``fusion``, weights, ``filter``...).
+        """
+        docs = _ensure_ids(documents)
+        store = AsyncFAISS.create(embedding, distance_strategy=DistanceStrategy.COSINE)
+        sparse = FTS5Index()
+        try:
+            if docs:
+                store.add_documents(docs, ids=[str(doc.id) for doc in docs])
+                sparse.upsert(docs)
+            retriever = cls(vectorstore=store, sparse=sparse, k=k, **kwargs)
+        except BaseException:
+            sparse.close()
+            raise
+        retriever._owns_stores = True
+        return retriever
+
+    @classmethod
+    async def afrom_documents(
+        cls,
+        documents: Iterable[Document],
+        *,
+        embedding: Embeddings,
+        k: int = 4,
+        **kwargs: Any,
+    ) -> Self:
+        """Async twin of :meth:`from_documents`: embeds and indexes without blocking."""
+        docs = _ensure_ids(documents)
+        store = AsyncFAISS.create(embedding, distance_strategy=DistanceStrategy.COSINE)
+        sparse = FTS5Index()
+        try:
+            if docs:
+                await store.aadd_documents(docs, ids=[str(doc.id) for doc in docs])
+                await sparse.aupsert(docs)
+            retriever = cls(vectorstore=store, sparse=sparse, k=k, **kwargs)
+        except BaseException:
+            await sparse.aclose()
+            raise
+        retriever._owns_stores = True
+        return retriever
+
+    def to_config(self) -> RetrievalConfig:
+        """The search and fusion settings as a :class:`RetrievalConfig`.
+
+        Raises:
+            ConfigurationError: A setting is out of range.
+        """
+        return RetrievalConfig(
+            k=self.k,
+            fetch_k=self.fetch_k,
+            fusion=self.fusion,
+            dense_weight=self.dense_weight,
+            sparse_weight=self.sparse_weight,
+            rrf_c=self.rrf_c,
+        )
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    @property
+    def owns_stores(self) -> bool:
+        """Whether :meth:`aclose` closes the stores (true for ``from_documents``)."""
+        return self._owns_stores
+
+    async def aclose(self) -> None:
+        """Close the stores this retriever owns; a no-op for stores passed in (idempotent)."""
+        if self._owns_stores and not self._closed:
+            self._closed = True
+            await self.sparse.aclose()
+
+    def close(self) -> None:
+        """Sync twin of :meth:`aclose`."""
+        if self._owns_stores and not self._closed:
+            self._closed = True
+            self.sparse.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- search ---------------------------------------------------------------------------
+
+    async def _aget_relevant_documents(
+        self,
+        query: str,
+        *,
+        run_manager: AsyncCallbackManagerForRetrieverRun,
+        **kwargs: Any,
+    ) -> list[Document]:
+        """Search both sides concurrently and fuse (kwargs: ``k``, ``fetch_k``, ``filter``)."""
+        plan = self._plan(query, kwargs)
+        with span("retrieve", k=plan.k, fusion=self.fusion, fetch_k=plan.per_side) as current:
+            error: BaseException | None = None
+            try:
+                async with asyncio.TaskGroup() as group:
+                    dense = group.create_task(self._adense(plan))
+                    sparse = group.create_task(self._asparse(plan))
+            except BaseExceptionGroup as failed:
+                error = _first_error(failed)
+            if error is not None:
+                raise error
+            documents = self._fuse(dense.result(), sparse.result(), plan.k)
+            current.set_attribute("rag.results", len(documents))
+        return documents
+
+    def _get_relevant_documents(
+        self,
+        query: str,
+        *,
+        run_manager: CallbackManagerForRetrieverRun,
+        **kwargs: Any,
+    ) -> list[Document]:
+        """Sync twin: the stores' sync searches, one after the other, then the same fusion."""
+        plan = self._plan(query, kwargs)
+        with span("retrieve", k=plan.k, fusion=self.fusion, fetch_k=plan.per_side) as current:
+            documents = self._fuse(self._dense(plan), self._sparse(plan), plan.k)
+            current.set_attribute("rag.results", len(documents))
+        return documents
+
+    async def _adense(self, plan: _Plan) -> RankedList:
+        with span("dense", k=plan.per_side) as current:
+            try:
+                hits = await self.vectorstore.asimilarity_search_with_relevance_scores(
+                    plan.query, k=plan.per_side, **_dense_kwargs(self.vectorstore, plan)
+                )
+            except RAGError:
+                raise
+            except Exception as exc:
+                raise _search_error("dense", plan.query, exc) from exc
+            current.set_attribute("rag.results", len(hits))
+        return hits
+
+    def _dense(self, plan: _Plan) -> RankedList:
+        with span("dense", k=plan.per_side) as current:
+            try:
+                hits = self.vectorstore.similarity_search_with_relevance_scores(
+                    plan.query, k=plan.per_side, **_dense_kwargs(self.vectorstore, plan)
+                )
+            except RAGError:
+                raise
+            except Exception as exc:
+                raise _search_error("dense", plan.query, exc) from exc
+            current.set_attribute("rag.results", len(hits))
+        return hits
+
+    async def _asparse(self, plan: _Plan) -> RankedList:
+        with span("sparse", k=plan.per_side) as current:
+            try:
+                hits = await self.sparse.asearch(plan.query, plan.per_side, filter=plan.filter)
+            except RAGError:
+                raise
+            except Exception as exc:
+                raise _search_error("sparse", plan.query, exc) from exc
+            current.set_attribute("rag.results", len(hits))
+        return hits
+
+    def _sparse(self, plan: _Plan) -> RankedList:
+        with span("sparse", k=plan.per_side) as current:
+            try:
+                hits = self.sparse.search(plan.query, plan.per_side, filter=plan.filter)
+            except RAGError:
+                raise
+            except Exception as exc:
+                raise _search_error("sparse", plan.query, exc) from exc
+            current.set_attribute("rag.results", len(hits))
+        return hits
+
+    def _plan(self, query: str, overrides: dict[str, Any]) -> _Plan:
+        """Check the query and the per-call arguments against the fields (no I/O).
+
+        Raises:
+            RetrievalError: The query is empty or the retriever was closed.
+            TypeError: An unknown keyword argument was given.
+            ValueError: ``k``/``fetch_k`` is not a positive whole number, or the filter
+                is not an exact-match dict.
+        """
+        if self._closed:
+            raise RetrievalError(
+                "this HybridRetriever was closed and its in-memory stores released; "
+                "build a new one with from_documents()"
+            )
+        unknown = set(overrides) - _SEARCH_KWARGS - _IGNORED_KWARGS
+        if unknown:
+            raise TypeError(
+                f"unexpected search argument(s) {sorted(unknown)}; "
+                f"HybridRetriever accepts {sorted(_SEARCH_KWARGS)}"
+            )
+        query = _check_query(query)
+        k = _check_count("k", overrides.get("k", self.k))
+        fetch_k = _check_count("fetch_k", overrides.get("fetch_k", self.fetch_k))
+        filter_ = _check_filter(overrides["filter"] if "filter" in overrides else self.filter)
+        return _Plan(query=query, k=k, per_side=max(k, fetch_k), filter=filter_)
+
+    def _fuse(self, dense: RankedList, sparse: RankedList, k: int) -> list[Document]:
+        weights = (self.dense_weight, self.sparse_weight)
+        if self.fusion == "weighted":
+            return weighted_score_fusion((dense, sparse), weights=weights, k=k)
+        return reciprocal_rank_fusion((dense, sparse), weights=weights, c=self.rrf_c, k=k)

@@ -1,0 +1,129 @@
+"""The ``rag-async`` command, run as users run it (a subprocess), offline."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from langchain_rag_async.cli import build_parser, main
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def run_cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("OPENAI_API_KEY", None)
+    return subprocess.run(
+        [sys.executable, "-m", "langchain_rag_async.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=280,
+    )
+
+
+def write_corpus(root: Path) -> Path:
+    root.mkdir()
+    (root / "lifetimes.md").write_text(
+        "# Lifetimes\n\nLifetimes ensure that references are valid as long as we need them.\n",
+        "utf-8",
+    )
+    (root / "closures.md").write_text(
+        "# Closures\n\nClosures are anonymous functions that capture their environment.\n",
+        "utf-8",
+    )
+    (root / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + b"\x00" * 64)
+    return root
+
+
+def test_index_json_then_rerun_then_search(tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path / "docs")
+    index_dir = tmp_path / "idx"
+    first = run_cli("index", str(corpus), "--index-dir", str(index_dir), "--json", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    summary = json.loads(first.stdout)
+    for key in (
+        "files_indexed", "files_skipped", "files_failed", "chunks_added",
+        "chunks_deleted", "chunks_embedded", "seconds",
+    ):  # fmt: skip
+        assert key in summary
+    assert summary["files_indexed"] == 2 and summary["chunks_embedded"] == summary["chunks_added"]
+
+    again = run_cli("index", str(corpus), "--index-dir", str(index_dir), "--json", cwd=tmp_path)
+    rerun = json.loads(again.stdout)
+    assert rerun["files_skipped"] == 2 and rerun["chunks_embedded"] == 0
+
+    hits = run_cli(
+        "search",
+        "anonymous functions",
+        "--index-dir",
+        str(index_dir),
+        "--json",
+        "-k",
+        "1",
+        cwd=tmp_path,
+    )
+    assert hits.returncode == 0, hits.stderr
+    assert Path(json.loads(hits.stdout)[0]["source"]).name == "closures.md"
+
+
+def test_human_summary_and_default_index_dir(tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path / "docs")
+    done = run_cli("index", str(corpus), "--no-progress", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "Indexed 2 file(s)" in done.stdout
+    assert (tmp_path / ".rag-index" / "manifest.json").is_file()
+
+
+def test_missing_path_is_a_clear_error(tmp_path: Path) -> None:
+    done = run_cli(
+        "index", str(tmp_path / "missing"), "--index-dir", str(tmp_path / "i"), cwd=tmp_path
+    )
+    assert done.returncode == 2
+    assert "missing" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_search_without_index_says_how_to_build_one(tmp_path: Path) -> None:
+    done = run_cli("search", "anything", "--index-dir", str(tmp_path / "none"), cwd=tmp_path)
+    assert done.returncode == 2
+    assert "rag-async index" in done.stderr
+
+
+def test_openai_without_key_is_refused_clearly(tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path / "docs")
+    done = run_cli(
+        "index", str(corpus), "--index-dir", str(tmp_path / "i"), "--embeddings", "openai",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "OPENAI_API_KEY" in done.stderr
+
+
+def test_flags_override_configuration() -> None:
+    from langchain_rag_async.cli import _config_from_args
+
+    args = build_parser().parse_args(
+        ["index", "x", "--batch-size", "7", "--concurrency", "3", "--rpm", "120", "--tpm", "9000",
+         "--embeddings", "openai", "--index-dir", "/tmp/i", "--include", "*.md"]
+    )  # fmt: skip
+    config = _config_from_args(args)
+    assert config.embeddings.batch_size == 7 and config.embeddings.concurrency == 3
+    assert config.embeddings.rate_limit.requests_per_minute == 120
+    assert config.embeddings.rate_limit.tokens_per_minute == 9000
+    assert config.embeddings.provider == "openai"
+    assert str(config.index_dir) == "/tmp/i" and config.loader.include == ("*.md",)
+
+
+def test_main_returns_exit_code_for_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["search", "   ", "--index-dir", str(tmp_path)]) == 2
+    assert "empty" in capsys.readouterr().err
