@@ -13,11 +13,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## demo: index the project's own docs and README offline, then search them
+## demo: offline, index the project's docs and README (twice: the second run skips
+## everything), show the best chunks for a question, then stream a cited answer
 demo: $(STAMP)
 	$(BIN)/rag-async index . --index-dir $(DEMO_INDEX) --include 'README.md' --include 'docs/**'
 	$(BIN)/rag-async index . --index-dir $(DEMO_INDEX) --include 'README.md' --include 'docs/**'
-	$(BIN)/rag-async search "how does incremental indexing skip unchanged files?" --index-dir $(DEMO_INDEX) -k 3
+	$(BIN)/rag-async query "how does incremental indexing skip unchanged files?" --index-dir $(DEMO_INDEX) -k 3
+	$(BIN)/rag-async ask "How does incremental indexing skip unchanged files?" --index-dir $(DEMO_INDEX)
 
 ## test: the whole suite (unit + end to end), offline, no keys
 test: $(STAMP)

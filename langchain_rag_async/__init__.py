@@ -10,13 +10,26 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from langchain_rag_async.chat_models import ExtractiveChatModel
+    from langchain_rag_async.answering import (
+        AnswerContext,
+        AnswerEvent,
+        AnswerResult,
+        aanswer,
+        astream_answer,
+        build_answer_graph,
+    )
+    from langchain_rag_async.chat_models import (
+        ExtractiveChatModel,
+        build_chat_model,
+    )
     from langchain_rag_async.config import (
         EmbeddingConfig,
+        LLMConfig,
         LoaderConfig,
         PipelineConfig,
         RAGConfig,
         RateLimitConfig,
+        RetrievalConfig,
         RetryConfig,
         SplitterConfig,
     )
@@ -27,6 +40,10 @@ if TYPE_CHECKING:
         ServiceLimiter,
         SQLiteEmbeddingCache,
         build_embeddings,
+    )
+    from langchain_rag_async.engine import (
+        AsyncRAGEngine,
+        RAGEngine,
     )
     from langchain_rag_async.errors import (
         ConfigurationError,
@@ -50,21 +67,34 @@ if TYPE_CHECKING:
         build_indexing_graph,
         index_directory,
     )
-    from langchain_rag_async.loaders import AsyncDirectoryLoader
-    from langchain_rag_async.prompts import ANSWER_PROMPT
+    from langchain_rag_async.loaders import (
+        AsyncDirectoryLoader,
+    )
+    from langchain_rag_async.prompts import (
+        ANSWER_PROMPT,
+    )
     from langchain_rag_async.retrievers import (
         FTS5Index,
+        HybridRetriever,
         reciprocal_rank_fusion,
         weighted_score_fusion,
     )
-    from langchain_rag_async.search import asearch_index, search_index
-    from langchain_rag_async.splitters import RunnableTextSplitter, chunk_id
-    from langchain_rag_async.vectorstores import AsyncFAISS
+    from langchain_rag_async.splitters import (
+        RunnableTextSplitter,
+        chunk_id,
+    )
+    from langchain_rag_async.vectorstores import (
+        AsyncFAISS,
+    )
 
 _EXPORTS: dict[str, str] = {
     "ANSWER_PROMPT": "langchain_rag_async.prompts",
+    "AnswerContext": "langchain_rag_async.answering",
+    "AnswerEvent": "langchain_rag_async.answering",
+    "AnswerResult": "langchain_rag_async.answering",
     "AsyncDirectoryLoader": "langchain_rag_async.loaders",
     "AsyncFAISS": "langchain_rag_async.vectorstores",
+    "AsyncRAGEngine": "langchain_rag_async.engine",
     "CachedEmbeddings": "langchain_rag_async.embeddings",
     "ConfigurationError": "langchain_rag_async.errors",
     "EmbeddingConfig": "langchain_rag_async.config",
@@ -73,20 +103,24 @@ _EXPORTS: dict[str, str] = {
     "ExtractiveChatModel": "langchain_rag_async.chat_models",
     "FTS5Index": "langchain_rag_async.retrievers",
     "GenerationError": "langchain_rag_async.errors",
+    "HybridRetriever": "langchain_rag_async.retrievers",
     "IndexCorruptedError": "langchain_rag_async.errors",
     "IndexLockedError": "langchain_rag_async.errors",
     "IndexNotFoundError": "langchain_rag_async.errors",
     "IndexingContext": "langchain_rag_async.indexing",
     "IndexingError": "langchain_rag_async.errors",
     "IndexingSummary": "langchain_rag_async.indexing",
+    "LLMConfig": "langchain_rag_async.config",
     "LoaderConfig": "langchain_rag_async.config",
     "LoadingError": "langchain_rag_async.errors",
     "LocalMiniLMEmbeddings": "langchain_rag_async.embeddings",
     "PipelineConfig": "langchain_rag_async.config",
     "RAGConfig": "langchain_rag_async.config",
+    "RAGEngine": "langchain_rag_async.engine",
     "RAGError": "langchain_rag_async.errors",
     "RateLimitConfig": "langchain_rag_async.config",
     "RateLimitedEmbeddings": "langchain_rag_async.embeddings",
+    "RetrievalConfig": "langchain_rag_async.config",
     "RetrievalError": "langchain_rag_async.errors",
     "RetryConfig": "langchain_rag_async.config",
     "RunnableTextSplitter": "langchain_rag_async.splitters",
@@ -95,21 +129,27 @@ _EXPORTS: dict[str, str] = {
     "ServiceLimiter": "langchain_rag_async.embeddings",
     "SplitterConfig": "langchain_rag_async.config",
     "VectorStoreError": "langchain_rag_async.errors",
+    "aanswer": "langchain_rag_async.answering",
     "aindex_directory": "langchain_rag_async.indexing",
-    "asearch_index": "langchain_rag_async.search",
+    "astream_answer": "langchain_rag_async.answering",
+    "build_answer_graph": "langchain_rag_async.answering",
+    "build_chat_model": "langchain_rag_async.chat_models",
     "build_embeddings": "langchain_rag_async.embeddings",
     "build_indexing_graph": "langchain_rag_async.indexing",
     "chunk_id": "langchain_rag_async.splitters",
     "index_directory": "langchain_rag_async.indexing",
     "reciprocal_rank_fusion": "langchain_rag_async.retrievers",
-    "search_index": "langchain_rag_async.search",
     "weighted_score_fusion": "langchain_rag_async.retrievers",
 }
 
 __all__ = [
     "ANSWER_PROMPT",
+    "AnswerContext",
+    "AnswerEvent",
+    "AnswerResult",
     "AsyncDirectoryLoader",
     "AsyncFAISS",
+    "AsyncRAGEngine",
     "CachedEmbeddings",
     "ConfigurationError",
     "EmbeddingConfig",
@@ -118,20 +158,24 @@ __all__ = [
     "ExtractiveChatModel",
     "FTS5Index",
     "GenerationError",
+    "HybridRetriever",
     "IndexCorruptedError",
     "IndexLockedError",
     "IndexNotFoundError",
     "IndexingContext",
     "IndexingError",
     "IndexingSummary",
+    "LLMConfig",
     "LoaderConfig",
     "LoadingError",
     "LocalMiniLMEmbeddings",
     "PipelineConfig",
     "RAGConfig",
+    "RAGEngine",
     "RAGError",
     "RateLimitConfig",
     "RateLimitedEmbeddings",
+    "RetrievalConfig",
     "RetrievalError",
     "RetryConfig",
     "RunnableTextSplitter",
@@ -140,14 +184,16 @@ __all__ = [
     "ServiceLimiter",
     "SplitterConfig",
     "VectorStoreError",
+    "aanswer",
     "aindex_directory",
-    "asearch_index",
+    "astream_answer",
+    "build_answer_graph",
+    "build_chat_model",
     "build_embeddings",
     "build_indexing_graph",
     "chunk_id",
     "index_directory",
     "reciprocal_rank_fusion",
-    "search_index",
     "weighted_score_fusion",
 ]
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""The ``rag-async`` command line: ``index`` a directory, ``search`` the index."""
+"""The ``rag-async`` command line: ``index`` a directory, ``query`` it, ``ask`` it."""
 
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ __all__ = ["build_parser", "main"]
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``rag-async``."""
     parser = argparse.ArgumentParser(
-        prog="rag-async", description="Async-first RAG: index a directory, then search it."
+        prog="rag-async",
+        description="Async-first RAG: index a directory, then query it or ask it questions.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -54,11 +55,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     index.add_argument("--no-progress", action="store_true", help="no live progress bar")
 
-    search = sub.add_parser("search", help="dense similarity search over an index")
-    search.add_argument("question", help="what to look for")
-    _add_common(search)
-    search.add_argument("-k", type=int, default=4, help="how many chunks to show")
-    search.add_argument("--json", action="store_true", help="print results as JSON")
+    query = sub.add_parser("query", help="show the chunks most relevant to a question")
+    query.add_argument("question", help="what to look for")
+    _add_common(query)
+    query.add_argument("-k", type=int, default=5, help="how many chunks to show")
+    query.add_argument("--json", action="store_true", help="print results as JSON")
+
+    ask = sub.add_parser("ask", help="answer a question from the index, streamed and cited")
+    ask.add_argument("question", help="the question")
+    _add_common(ask)
+    ask.add_argument("-k", type=int, default=None, help="how many chunks the answer may use")
+    ask.add_argument("--llm", choices=["extractive", "openai"], default=None, help="answer model")
+    ask.add_argument("--timeout", type=float, default=None, help="seconds for the whole answer")
+    ask.add_argument("--json", action="store_true", help="print the final answer as JSON")
     return parser
 
 
@@ -168,22 +177,86 @@ async def _run_index(args: argparse.Namespace, out: Console, err: Console) -> in
     return 0
 
 
-async def _run_search(args: argparse.Namespace, out: Console) -> int:
-    from langchain_rag_async.search import asearch_index
+def _location(source: object, cwd: Path) -> str:
+    path = Path(str(source))
+    try:
+        return str(path.relative_to(cwd))
+    except ValueError:
+        return str(path)
+
+
+def _score(value: object) -> str:
+    return "-" if value is None else f"{float(str(value)):.4f}"
+
+
+async def _run_query(args: argparse.Namespace, out: Console) -> int:
+    from langchain_rag_async.engine import AsyncRAGEngine
+
+    cwd = Path.cwd()
+    async with AsyncRAGEngine(config=_config_from_args(args)) as engine:
+        docs = await engine.aquery(args.question, k=args.k)
+    rows = [
+        {
+            "rank": rank,
+            "id": doc.id,
+            "source": doc.metadata.get("source"),
+            "chunk_index": doc.metadata.get("chunk_index"),
+            "start_index": doc.metadata.get("start_index"),
+            "scores": doc.metadata.get("scores", {}),
+            "text": doc.page_content,
+        }
+        for rank, doc in enumerate(docs, 1)
+    ]
+    if args.json:
+        out.print_json(json.dumps(rows))
+        return 0
+    for row in rows:
+        scores = row["scores"]
+        out.print(
+            f"[bold]{row['rank']}.[/bold] {_location(row['source'], cwd)} "
+            f"(chunk {row['chunk_index']}, char {row['start_index']})  "
+            f"dense {_score(scores.get('dense'))}  sparse {_score(scores.get('sparse'))}  "
+            f"fused {_score(scores.get('fused'))}",
+            highlight=False,
+        )
+        out.print("   " + " ".join(str(row["text"]).split())[:240], highlight=False)
+    if not rows:
+        out.print("no results")
+    return 0
+
+
+async def _run_ask(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from langchain_rag_async.engine import AsyncRAGEngine
 
     config = _config_from_args(args)
-    results = await asearch_index(args.question, config=config, k=args.k)
+    if args.llm:
+        config = replace(config, llm=replace(config.llm, provider=args.llm))
+    cwd = Path.cwd()
+    final: dict[str, Any] = {}
+    async with AsyncRAGEngine(config=config) as engine:
+        async for event in engine.astream_answer(args.question, k=args.k, timeout=args.timeout):
+            if event.type == "token" and not args.json:
+                sys.stdout.write(event.text)
+                sys.stdout.flush()
+            elif event.type in ("done", "error"):
+                final = {
+                    "answer": event.answer,
+                    "sources": [dict(s) for s in event.sources],
+                    "error": event.message if event.type == "error" else None,
+                }
     if args.json:
-        out.print_json(json.dumps(results))
-        return 0
-    for rank, hit in enumerate(results, 1):
-        out.print(
-            f"[bold]{rank}.[/bold] {hit['source']} (chunk {hit['chunk_index']}, "
-            f"relevance {hit['score']:.3f})"
-        )
-        out.print("   " + " ".join(hit["text"].split())[:240])
-    if not results:
-        out.print("no results")
+        out.print_json(json.dumps(final))
+    else:
+        sys.stdout.write("\n\nSources:\n")
+        for source in final.get("sources", []):
+            sys.stdout.write(
+                f"  [{source['n']}] {_location(source['source'], cwd)} "
+                f"(char {source.get('start_index')})\n"
+            )
+        sys.stdout.flush()
+    if final.get("error"):
+        err.print(f"[red]error:[/red] {final['error']}")
+        return 1
     return 0
 
 
@@ -196,7 +269,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "index":
             return asyncio.run(_run_index(args, out, err))
-        return asyncio.run(_run_search(args, out))
+        if args.command == "query":
+            return asyncio.run(_run_query(args, out))
+        return asyncio.run(_run_ask(args, out, err))
     except RAGError as exc:
         err.print(f"[red]error:[/red] {exc}")
         return 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -181,7 +182,9 @@ class RetrievalConfig:
     Attributes:
         k: Chunks returned.
         fetch_k: Candidates fetched from each side (dense, sparse) before fusion.
-        fusion: ``"rrf"`` (reciprocal rank fusion) or ``"weighted"`` (normalised scores).
+        fusion: ``"weighted"`` (min-max normalised scores, weighted sum; the default, as it
+            measured best on SciFact: see docs/benchmarks.md) or ``"rrf"`` (reciprocal
+            rank fusion).
         dense_weight: Weight of the dense side in the fusion.
         sparse_weight: Weight of the sparse side in the fusion.
         rrf_c: The constant of reciprocal rank fusion.
@@ -189,7 +192,7 @@ class RetrievalConfig:
 
     k: int = 6
     fetch_k: int = 30
-    fusion: FusionMethod = "rrf"
+    fusion: FusionMethod = "weighted"
     dense_weight: float = 1.0
     sparse_weight: float = 1.0
     rrf_c: int = 60
@@ -199,8 +202,9 @@ class RetrievalConfig:
         _require_positive("fetch_k", self.fetch_k)
         if self.fusion not in ("rrf", "weighted"):
             raise ConfigurationError(f"fusion must be 'rrf' or 'weighted'; got {self.fusion!r}")
-        if self.dense_weight < 0 or self.sparse_weight < 0:
-            raise ConfigurationError("fusion weights must not be negative")
+        for weight in (self.dense_weight, self.sparse_weight):
+            if not math.isfinite(weight) or weight < 0:
+                raise ConfigurationError(f"fusion weights must be finite and >= 0; got {weight}")
         if self.dense_weight + self.sparse_weight == 0:
             raise ConfigurationError("at least one fusion weight must be positive")
         if self.rrf_c < 0:

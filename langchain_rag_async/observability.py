@@ -111,15 +111,54 @@ _listener: logging.handlers.QueueListener | None = None
 logging.getLogger(TRACER_NAME).addHandler(logging.NullHandler())
 
 
-def _configure_structlog(renderer: Any) -> None:
+def _stop_listener() -> None:
+    """Flush and stop the log-writing thread (also at interpreter exit)."""
+    global _listener
+    if _listener is not None:
+        _listener.stop()
+        _listener = None
+
+
+atexit.register(_stop_listener)
+
+
+class _CurrentStderr:
+    """Whatever ``sys.stderr`` is at write time (test runners and notebooks swap it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+class _RecordQueueHandler(logging.handlers.QueueHandler):
+    """Queue the record as is: rendering (tracebacks included) happens in the listener."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        return record
+
+
+def _capture_exc_info(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Turn ``exc_info=True`` into the exception itself while still in its thread (cheap)."""
+    if event_dict.get("exc_info") is True:
+        event_dict["exc_info"] = sys.exc_info()
+    return event_dict
+
+
+def _configure_structlog() -> None:
     global _configured
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             _add_context_ids,
-            structlog.processors.add_log_level,
+            structlog.stdlib.add_log_level,
             structlog.processors.TimeStamper(fmt="iso"),
-            renderer,
+            _capture_exc_info,
+            # Rendering is left to the handler's ProcessorFormatter (in its own thread).
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
         # Through stdlib logging, so applications route our logs like any other library's.
         logger_factory=structlog.stdlib.LoggerFactory(),
@@ -134,8 +173,9 @@ def configure_logging(
 ) -> None:
     """Send the package's logs to ``stream`` (stderr) without blocking the event loop.
 
-    Records are put on a queue by a ``QueueHandler`` (cheap, non-blocking) and written by
-    a ``QueueListener`` thread, so a log line never stalls the loop on a slow terminal.
+    The calling thread only puts the record on a queue; a ``QueueListener`` thread renders
+    it (tracebacks included, which read source files) and writes it, so a log line never
+    stalls the event loop.
 
     Args:
         level: Lowest level shown.
@@ -143,21 +183,23 @@ def configure_logging(
         stream: Where to write; ``sys.stderr`` by default.
     """
     global _listener
+    _configure_structlog()
     renderer: Any = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )
-    _configure_structlog(renderer)
-    if _listener is not None:
-        _listener.stop()
+    handler = logging.StreamHandler(stream or _CurrentStderr())
+    chain: list[Any] = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
+    if json:
+        chain.append(structlog.processors.format_exc_info)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(processors=[*chain, renderer]))
+    _stop_listener()
     records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    handler = logging.StreamHandler(stream or sys.stderr)
     _listener = logging.handlers.QueueListener(records, handler)
     _listener.start()
-    atexit.register(_listener.stop)
     package_logger = logging.getLogger(TRACER_NAME)
     for old in [h for h in package_logger.handlers if isinstance(h, logging.handlers.QueueHandler)]:
         package_logger.removeHandler(old)
-    package_logger.addHandler(logging.handlers.QueueHandler(records))
+    package_logger.addHandler(_RecordQueueHandler(records))
     package_logger.setLevel(level)
 
 
@@ -168,5 +210,5 @@ def get_logger(name: str) -> Any:
         name: The module's ``__name__`` (under ``langchain_rag_async``).
     """
     if not _configured:
-        _configure_structlog(structlog.dev.ConsoleRenderer(colors=False))
+        _configure_structlog()
     return structlog.get_logger(name)

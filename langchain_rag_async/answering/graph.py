@@ -8,6 +8,7 @@ Retrieved sources show up in ``stream_mode="updates"``, answer tokens in
 from __future__ import annotations
 
 import re
+import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
@@ -17,6 +18,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, convert_to_messages
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 from langchain_core.retrievers import BaseRetriever
+from langchain_core.runnables.config import run_in_executor
 from langgraph.constants import TAG_NOSTREAM
 from langgraph.errors import GraphBubbleUp
 from langgraph.graph import END, START, StateGraph
@@ -218,6 +220,23 @@ def _generation_error_message(exc: BaseException) -> str:
     )
 
 
+async def alog_exception(log: Any, event: str, exc: BaseException, **fields: Any) -> None:
+    """Log ``exc`` with its traceback, formatted in an executor (formatting reads source files).
+
+    Args:
+        log: The structlog logger.
+        event: The event name.
+        exc: The exception.
+        **fields: More key-value pairs for the log line.
+    """
+    text = await run_in_executor(None, _format_traceback, exc)
+    log.error(event, exception=text, **fields)
+
+
+def _format_traceback(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(exc)).rstrip()
+
+
 # -- context --------------------------------------------------------------------------------
 
 
@@ -311,7 +330,7 @@ async def generate_node(state: AnswerState, runtime: Runtime[AnswerContext]) -> 
             raise
         except Exception as exc:
             answer = "".join(parts)
-            logger.error("answer.generation_failed", exc_info=exc, partial_chars=len(answer))
+            await alog_exception(logger, "answer.generation_failed", exc, answer_chars=len(answer))
             current.record_exception(exc)
             current.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
             return {"answer": answer, "error": _generation_error_message(exc)}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
@@ -29,6 +29,7 @@ from langchain_rag_async.answering.graph import (
     AnswerInput,
     AnswerState,
     SourceInfo,
+    alog_exception,
     build_answer_graph,
     validate_question,
 )
@@ -245,7 +246,7 @@ async def _produce(
                     "answer.timeout", timeout=timeout, partial_tokens=len(progress.tokens)
                 )
             else:
-                logger.error("answer.failed", kind=kind, exc_info=exc)
+                await alog_exception(logger, "answer.failed", exc, kind=kind)
             outcome = progress.failure(message, kind)
         events.put_nowait(outcome)
     finally:
@@ -261,7 +262,7 @@ async def astream_answer(
     history: Sequence[BaseMessage] = (),
     k: int = 6,
     timeout: float | None = None,
-) -> AsyncIterator[AnswerEvent]:
+) -> AsyncGenerator[AnswerEvent, None]:
     """Answer ``question`` from what ``retriever`` finds, as a stream of events.
 
     Events come in this order: one :class:`SourcesEvent`, then :class:`TokenEvent` s, then
@@ -294,8 +295,8 @@ async def astream_answer(
         The events of the run.
 
     Raises:
-        RetrievalError: The question is empty (raised before any work).
-        ConfigurationError: ``k`` or ``timeout`` is not positive.
+        RetrievalError: The question is empty (at the first iteration, before any work).
+        ConfigurationError: ``k`` or ``timeout`` is not positive (idem).
     """
     inputs, context = _prepare(question, retriever, llm, history, k, timeout)
     events: asyncio.Queue[AnswerEvent | None] = asyncio.Queue()  # one answer's tokens at most

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables.config import run_in_executor
 
 from langchain_rag_async.chat_models.extractive import ExtractiveChatModel
 from langchain_rag_async.config import LLMConfig
 from langchain_rag_async.errors import ConfigurationError
 
-__all__ = ["OPENAI_MAX_RETRIES", "build_chat_model"]
+__all__ = ["OPENAI_MAX_RETRIES", "abuild_chat_model", "build_chat_model"]
 
 OPENAI_MAX_RETRIES = 2
 """Retries of one chat request by the OpenAI client (connection errors, 429, 5xx)."""
@@ -50,3 +51,17 @@ def build_chat_model(config: LLMConfig) -> BaseChatModel:
         timeout=config.request_timeout,
         max_retries=OPENAI_MAX_RETRIES,
     )
+
+
+async def abuild_chat_model(config: LLMConfig) -> BaseChatModel:
+    """Async twin of :func:`build_chat_model`, for code running in an event loop.
+
+    Creating a ``ChatOpenAI`` blocks (it imports modules, reads package metadata and
+    loads the TLS certificates of its HTTP clients), so it runs in an executor.
+
+    Raises:
+        ConfigurationError: OpenAI was asked for without a key or a base URL.
+    """
+    if config.provider == "extractive":
+        return build_chat_model(config)
+    return await run_in_executor(None, build_chat_model, config)

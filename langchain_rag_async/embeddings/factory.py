@@ -14,6 +14,7 @@ from langchain_rag_async.errors import ConfigurationError
 
 __all__ = [
     "EMBEDDING_CACHE_FILE",
+    "aclose_base_embeddings",
     "build_base_embeddings",
     "build_embeddings",
     "embedding_model_id",
@@ -96,3 +97,21 @@ def build_embeddings(
         return limited
     cache = SQLiteEmbeddingCache(Path(cache_dir) / EMBEDDING_CACHE_FILE)
     return CachedEmbeddings(limited, cache, model_id=embedding_model_id(config))
+
+
+async def aclose_base_embeddings(embeddings: Embeddings) -> None:
+    """Close the HTTP clients of a model built by :func:`build_base_embeddings`.
+
+    ``OpenAIEmbeddings`` opens one client per instance and never closes it; left to the
+    garbage collector, its close lands on whatever event loop runs then (or a closed one).
+    Models without network clients are left alone.
+    """
+    for attr in ("async_client", "client"):
+        resource = getattr(embeddings, attr, None)
+        root = getattr(resource, "_client", None)
+        close = getattr(root, "close", None)
+        if close is None:
+            continue
+        result = close()
+        if hasattr(result, "__await__"):
+            await result

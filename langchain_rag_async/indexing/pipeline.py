@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,7 +27,7 @@ from langchain_rag_async.indexing.events import FailedFile, IndexingProgress, In
 from langchain_rag_async.indexing.plan import IndexPlan
 from langchain_rag_async.indexing.record_manager import FileRecord, SQLiteRecordManager
 from langchain_rag_async.loaders import AsyncDirectoryLoader
-from langchain_rag_async.observability import get_logger, span
+from langchain_rag_async.observability import bind_task_id, get_logger, span
 from langchain_rag_async.splitters import RunnableTextSplitter
 from langchain_rag_async.vectorstores import AsyncFAISS
 
@@ -129,10 +129,10 @@ class IndexingPipeline:
         embed_q: asyncio.Queue[Any] = asyncio.Queue(q)
         store_q: asyncio.Queue[Any] = asyncio.Queue(q)
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._load_stage(plan, split_q))
-            tg.create_task(self._split_stage(split_q, embed_q))
-            tg.create_task(self._embed_stage(embed_q, store_q))
-            tg.create_task(self._store_stage(store_q))
+            tg.create_task(_as_task("load", self._load_stage(plan, split_q)))
+            tg.create_task(_as_task("split", self._split_stage(split_q, embed_q)))
+            tg.create_task(_as_task("embed", self._embed_stage(embed_q, store_q)))
+            tg.create_task(_as_task("store", self._store_stage(store_q)))
         await self._forget_deleted(plan.deleted)
         await self._checkpoint()
         self.summary.chunks_embedded, self.summary.chunks_cached = counters.finish(
@@ -216,7 +216,9 @@ class IndexingPipeline:
         )
 
     async def _embed_stage(self, inbox: asyncio.Queue[Any], out: asyncio.Queue[Any]) -> None:
-        slots = asyncio.Semaphore(self._concurrency)
+        # Twice the request bound: while some batches wait on the embedding cache (SQLite),
+        # others keep the service's slots busy. The service limiter still caps requests.
+        slots = asyncio.Semaphore(2 * self._concurrency)
         buffer: list[tuple[_FileWork, int]] = []
         async with asyncio.TaskGroup() as tg:
 
@@ -391,6 +393,12 @@ class _CacheCounters:
         if isinstance(embeddings, CachedEmbeddings):
             return embeddings.misses - self.misses, embeddings.hits - self.hits
         return total, 0
+
+
+async def _as_task(task_id: str, coro: Coroutine[Any, Any, None]) -> None:
+    """Run a stage with its ``task_id`` bound, so its log lines say which stage wrote them."""
+    bind_task_id(task_id)  # each task runs in its own copy of the context
+    await coro
 
 
 def _vector(value: list[float] | None) -> list[float]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,11 @@ from langchain_core.runnables.config import run_in_executor
 
 from langchain_rag_async._paths import aresolve
 from langchain_rag_async.config import RAGConfig
-from langchain_rag_async.embeddings.factory import build_embeddings, embedding_model_id
+from langchain_rag_async.embeddings.factory import (
+    aclose_base_embeddings,
+    build_embeddings,
+    embedding_model_id,
+)
 from langchain_rag_async.embeddings.limits import ServiceLimiter
 from langchain_rag_async.errors import EmbeddingModelMismatchError
 from langchain_rag_async.indexing.record_manager import SQLiteRecordManager
@@ -67,6 +72,15 @@ def resolve_model_id(config: RAGConfig, base: Embeddings | None) -> str:
     return f"custom:{type(base).__name__}" + (f":{own}" if isinstance(own, str) else "")
 
 
+def _innermost(embeddings: Embeddings) -> Embeddings:
+    """Unwrap cache and rate-limit layers down to the provider's own model."""
+    while True:
+        inner = getattr(embeddings, "inner", None) or getattr(embeddings, "_inner", None)
+        if not isinstance(inner, Embeddings):
+            return embeddings
+        embeddings = inner
+
+
 def _known_dimension(config: RAGConfig, base: Embeddings | None) -> int | None:
     if base is None and config.embeddings.provider == "local":
         from langchain_rag_async.embeddings.local import LOCAL_DIMENSION
@@ -117,8 +131,11 @@ async def open_index_resources(
         await run_in_executor(None, index_dir.mkdir, parents=True, exist_ok=True)
     model_id = resolve_model_id(config, embeddings)
     manifest = await check_model(index_dir, model_id)
-    stack = build_embeddings(
-        config.embeddings, limiter=limiter, cache_dir=index_dir, base=embeddings
+    # Client construction reads certificates and package metadata: not on the loop.
+    stack = await run_in_executor(
+        None,
+        partial(build_embeddings, limiter=limiter, cache_dir=index_dir, base=embeddings),
+        config.embeddings,
     )
     records = SQLiteRecordManager(RECORDS_NAMESPACE, db_path=index_dir / RECORDS_FILE)
     sparse = FTS5Index.in_index_dir(index_dir)
@@ -147,6 +164,8 @@ async def open_index_resources(
         close = getattr(stack, "aclose", None)
         if close is not None:
             await close()
+        if embeddings is None:  # we built the base model: we close its clients
+            await aclose_base_embeddings(_innermost(stack))
 
 
 async def reconcile_sparse(store: AsyncFAISS, sparse: FTS5Index) -> tuple[int, int]:

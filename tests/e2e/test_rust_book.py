@@ -7,6 +7,7 @@ temporary directory (never inside the project), since they modify and delete fil
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from langchain_rag_async import IndexingSummary, RAGConfig, index_directory, search_index
+from langchain_rag_async import IndexingSummary, RAGConfig, RAGEngine, index_directory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
@@ -49,10 +50,23 @@ def test_first_run_indexes_the_whole_book(indexed: tuple[Path, Path, IndexingSum
 
 def test_search_finds_the_right_chapter(indexed: tuple[Path, Path, IndexingSummary]) -> None:
     _, index_dir, _ = indexed
-    hits = search_index(
-        "What are the ownership rules in Rust?", config=RAGConfig(index_dir=index_dir), k=5
-    )
-    assert any("ch04" in Path(h["source"]).name for h in hits), [h["source"] for h in hits]
+    with RAGEngine(index_dir=index_dir) as engine:
+        hits = engine.query("What are the ownership rules in Rust?", k=5)
+    names = [Path(str(h.metadata["source"])).name for h in hits]
+    assert any(name.startswith("ch04") for name in names), names
+    assert all(set(h.metadata["scores"]) == {"dense", "sparse", "fused"} for h in hits)
+
+
+def test_ask_offline_cites_the_relevant_chapter(
+    indexed: tuple[Path, Path, IndexingSummary],
+) -> None:
+    _, index_dir, _ = indexed
+    with RAGEngine(index_dir=index_dir) as engine:
+        result = engine.answer("What are the ownership rules?")
+    cited = {int(n) for n in re.findall(r"\[(\d+)\]", result.answer)}
+    assert cited, result.answer
+    cited_files = {Path(str(result.sources[n - 1]["source"])).name for n in cited}
+    assert any(name.startswith("ch04") for name in cited_files), (cited_files, result.answer)
 
 
 def test_rerun_modify_delete(indexed: tuple[Path, Path, IndexingSummary]) -> None:

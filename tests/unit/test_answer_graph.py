@@ -92,7 +92,7 @@ def fake_llm(*replies: str) -> GenericFakeChatModel:
     return GenericFakeChatModel(messages=iter([AIMessage(content=r) for r in replies]))
 
 
-async def run_streamed(inputs: dict[str, Any], context: AnswerContext) -> dict[str, list[Any]]:
+async def run_streamed(inputs: Any, context: AnswerContext) -> dict[str, list[Any]]:
     """Stream the graph with updates and messages; collect the parts by mode."""
     parts: dict[str, list[Any]] = {"updates": [], "messages": [], "values": []}
     async for mode, data in build_answer_graph().astream(
@@ -224,11 +224,12 @@ async def test_history_triggers_a_model_rewrite() -> None:
 
 async def test_history_as_plain_dicts_like_a_deployment_sends() -> None:
     retriever = FixedRetriever(documents=[PODS])
+    inputs: Any = {
+        "question": "And what do they share?",
+        "history": [{"role": "user", "content": "Tell me about Kubernetes pods"}],
+    }
     state = await build_answer_graph().ainvoke(
-        {
-            "question": "And what do they share?",
-            "history": [{"role": "user", "content": "Tell me about Kubernetes pods"}],
-        },
+        inputs,
         context=AnswerContext(retriever=retriever, llm=ExtractiveChatModel()),
     )
     assert state["search_query"] == "And what do they share? Kubernetes pods"
@@ -264,10 +265,10 @@ async def test_a_failing_rewrite_falls_back_to_the_heuristic() -> None:
 
     retriever = FixedRetriever(documents=[RUST])
     state = await build_answer_graph().ainvoke(
-        {"question": "Who owns it?", "history": [HumanMessage("Explain Rust ownership")]},
+        {"question": "Who owns it?", "history": [HumanMessage("Explain Rust borrowing")]},
         context=AnswerContext(retriever=retriever, llm=RewriteFails(messages=iter([]))),
     )
-    assert retriever.calls[0][0] == "Who owns it? Rust ownership"
+    assert retriever.calls[0][0] == "Who owns it? Rust borrowing"
     assert state["error"] is not None  # the same model then fails to answer, reported in state
 
 
@@ -296,7 +297,7 @@ def test_only_generative_models_rewrite() -> None:
 async def test_empty_question_fails_before_any_work(question: str | None) -> None:
     retriever = FixedRetriever(documents=[PODS])
     llm = fake_llm("never")
-    inputs: dict[str, Any] = {} if question is None else {"question": question}
+    inputs: Any = {} if question is None else {"question": question}
     with pytest.raises(RetrievalError, match="question is empty"):
         await build_answer_graph().ainvoke(
             inputs, context=AnswerContext(retriever=retriever, llm=llm)

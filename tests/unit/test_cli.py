@@ -62,7 +62,7 @@ def test_index_json_then_rerun_then_search(tmp_path: Path) -> None:
     assert rerun["files_skipped"] == 2 and rerun["chunks_embedded"] == 0
 
     hits = run_cli(
-        "search",
+        "query",
         "anonymous functions",
         "--index-dir",
         str(index_dir),
@@ -72,7 +72,26 @@ def test_index_json_then_rerun_then_search(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert hits.returncode == 0, hits.stderr
-    assert Path(json.loads(hits.stdout)[0]["source"]).name == "closures.md"
+    top = json.loads(hits.stdout)[0]
+    assert Path(top["source"]).name == "closures.md"
+    assert set(top["scores"]) == {"dense", "sparse", "fused"}
+    assert top["scores"]["sparse"] is not None and top["scores"]["dense"] is not None
+
+    human = run_cli("query", "closures", "--index-dir", str(index_dir), "-k", "2", cwd=tmp_path)
+    assert human.returncode == 0, human.stderr
+    assert "docs/closures.md" in human.stdout and "fused" in human.stdout
+
+    answer = run_cli("ask", "What are closures?", "--index-dir", str(index_dir), cwd=tmp_path)
+    assert answer.returncode == 0, answer.stderr
+    assert "[1]" in answer.stdout and "Sources:" in answer.stdout
+    assert "closures.md" in answer.stdout.split("Sources:")[1]
+
+    as_json = run_cli(
+        "ask", "What are closures?", "--index-dir", str(index_dir), "--json", cwd=tmp_path
+    )
+    final = json.loads(as_json.stdout)
+    assert final["error"] is None and "[" in final["answer"]
+    assert any(Path(s["source"]).name == "closures.md" for s in final["sources"])
 
 
 def test_human_summary_and_default_index_dir(tmp_path: Path) -> None:
@@ -91,8 +110,8 @@ def test_missing_path_is_a_clear_error(tmp_path: Path) -> None:
     assert "missing" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_search_without_index_says_how_to_build_one(tmp_path: Path) -> None:
-    done = run_cli("search", "anything", "--index-dir", str(tmp_path / "none"), cwd=tmp_path)
+def test_query_without_index_says_how_to_build_one(tmp_path: Path) -> None:
+    done = run_cli("query", "anything", "--index-dir", str(tmp_path / "none"), cwd=tmp_path)
     assert done.returncode == 2
     assert "rag-async index" in done.stderr
 
@@ -125,5 +144,7 @@ def test_flags_override_configuration() -> None:
 def test_main_returns_exit_code_for_bad_input(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["search", "   ", "--index-dir", str(tmp_path)]) == 2
+    assert main(["query", "   ", "--index-dir", str(tmp_path)]) == 2
+    assert "empty" in capsys.readouterr().err
+    assert main(["ask", "", "--index-dir", str(tmp_path)]) == 2
     assert "empty" in capsys.readouterr().err

@@ -53,3 +53,11 @@ class TestHybridRetrieverStandard(RetrieversIntegrationTests):
     @property
     def retriever_query_example(self) -> str:
         return "who owns a value in Rust?"
+
+
+class TestWeightedHybridRetrieverStandard(TestHybridRetrieverStandard):
+    """The same suite with weighted score fusion instead of reciprocal rank fusion."""
+
+    @property
+    def retriever_constructor_params(self) -> dict[str, Any]:
+        return {**super().retriever_constructor_params, "fusion": "weighted", "fetch_k": 2}

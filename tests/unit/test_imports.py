@@ -8,18 +8,59 @@ import sys
 import langchain_rag_async
 
 EXPECTED = {
-    "ANSWER_PROMPT", "AsyncDirectoryLoader", "AsyncFAISS", "CachedEmbeddings",
-    "ConfigurationError", "EmbeddingConfig", "EmbeddingError", "EmbeddingModelMismatchError",
-    "ExtractiveChatModel", "FTS5Index", "GenerationError", "IndexCorruptedError",
-    "IndexLockedError", "IndexNotFoundError", "IndexingContext", "IndexingError",
-    "IndexingSummary", "LoaderConfig", "LoadingError", "LocalMiniLMEmbeddings",
-    "PipelineConfig", "RAGConfig", "RAGError", "RateLimitConfig", "RateLimitedEmbeddings",
-    "RetrievalError", "RetryConfig", "RunnableTextSplitter", "SQLiteEmbeddingCache",
-    "SQLiteRecordManager", "ServiceLimiter", "SplitterConfig", "VectorStoreError",
-    "aindex_directory", "asearch_index", "build_embeddings", "build_indexing_graph",
-    "chunk_id", "index_directory", "reciprocal_rank_fusion", "search_index",
+    "ANSWER_PROMPT",
+    "AnswerContext",
+    "AnswerEvent",
+    "AnswerResult",
+    "AsyncDirectoryLoader",
+    "AsyncFAISS",
+    "AsyncRAGEngine",
+    "CachedEmbeddings",
+    "ConfigurationError",
+    "EmbeddingConfig",
+    "EmbeddingError",
+    "EmbeddingModelMismatchError",
+    "ExtractiveChatModel",
+    "FTS5Index",
+    "GenerationError",
+    "HybridRetriever",
+    "IndexCorruptedError",
+    "IndexLockedError",
+    "IndexNotFoundError",
+    "IndexingContext",
+    "IndexingError",
+    "IndexingSummary",
+    "LLMConfig",
+    "LoaderConfig",
+    "LoadingError",
+    "LocalMiniLMEmbeddings",
+    "PipelineConfig",
+    "RAGConfig",
+    "RAGEngine",
+    "RAGError",
+    "RateLimitConfig",
+    "RateLimitedEmbeddings",
+    "RetrievalConfig",
+    "RetrievalError",
+    "RetryConfig",
+    "RunnableTextSplitter",
+    "SQLiteEmbeddingCache",
+    "SQLiteRecordManager",
+    "ServiceLimiter",
+    "SplitterConfig",
+    "VectorStoreError",
+    "aanswer",
+    "aindex_directory",
+    "astream_answer",
+    "build_answer_graph",
+    "build_chat_model",
+    "build_embeddings",
+    "build_indexing_graph",
+    "chunk_id",
+    "index_directory",
+    "reciprocal_rank_fusion",
     "weighted_score_fusion",
-}  # fmt: skip
+}
 
 
 def test_all_is_pinned() -> None:
@@ -49,6 +90,9 @@ def test_components_are_langchain_components() -> None:
     assert issubclass(rag.AsyncFAISS, VectorStore)
     assert issubclass(rag.SQLiteRecordManager, RecordManager)
     assert issubclass(rag.ExtractiveChatModel, BaseChatModel)
+    from langchain_core.retrievers import BaseRetriever
+
+    assert issubclass(rag.HybridRetriever, BaseRetriever)
 
 
 def test_errors_form_one_tree() -> None:

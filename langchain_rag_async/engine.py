@@ -1,0 +1,312 @@
+"""The engine facade: index, query and answer over one index directory.
+
+:class:`AsyncRAGEngine` is the real implementation; :class:`RAGEngine` has the same
+constructor and sync twins that also work inside a running event loop (Jupyter).
+The engine owns the one :class:`ServiceLimiter` of its embedding service and shares it
+between indexing and query embedding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
+from dataclasses import replace
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage
+from langchain_core.runnables.config import run_in_executor
+
+from langchain_rag_async._paths import aresolve
+from langchain_rag_async._sync import run_sync
+from langchain_rag_async.answering import AnswerEvent, AnswerResult, aanswer, astream_answer
+from langchain_rag_async.chat_models.factory import abuild_chat_model
+from langchain_rag_async.config import RAGConfig
+from langchain_rag_async.embeddings.factory import (
+    LOCAL_MAX_CONCURRENCY,
+    aclose_base_embeddings,
+    build_base_embeddings,
+)
+from langchain_rag_async.embeddings.limits import ServiceLimiter
+from langchain_rag_async.embeddings.rate_limited import RateLimitedEmbeddings
+from langchain_rag_async.errors import IndexNotFoundError, RetrievalError
+from langchain_rag_async.indexing.api import aindex_directory
+from langchain_rag_async.indexing.events import IndexingSummary
+from langchain_rag_async.indexing.resources import check_model, resolve_model_id
+from langchain_rag_async.retrievers.hybrid import HybridRetriever
+from langchain_rag_async.retrievers.sparse import FTS5Index
+from langchain_rag_async.vectorstores import AsyncFAISS
+
+__all__ = ["AsyncRAGEngine", "RAGEngine"]
+
+ProgressHandler = Callable[[dict[str, Any]], None]
+T = TypeVar("T")
+
+
+def _make_limiter(config: RAGConfig, embeddings: Embeddings | None) -> ServiceLimiter:
+    if config.embeddings.provider == "local" and embeddings is None:
+        return ServiceLimiter("embeddings:local", max_concurrency=LOCAL_MAX_CONCURRENCY)
+    return ServiceLimiter.from_config(f"embeddings:{config.embeddings.provider}", config.embeddings)
+
+
+class AsyncRAGEngine:
+    """Index a directory, then query it (hybrid search) and answer questions (streamed).
+
+    Args:
+        index_dir: The index directory; ``config.index_dir`` when not given.
+        config: All settings; :meth:`RAGConfig.from_env` when not given.
+        embeddings: Your own base embedding model instead of the configured one.
+        llm: Your own chat model instead of the configured one.
+
+    Example:
+        ```python
+        async with AsyncRAGEngine(index_dir=".rag-index") as engine:
+            await engine.aindex_directory("docs")
+            async for event in engine.astream_answer("How do lifetimes work?"):
+                ...
+        ```
+    """
+
+    def __init__(
+        self,
+        index_dir: str | Path | None = None,
+        config: RAGConfig | None = None,
+        *,
+        embeddings: Embeddings | None = None,
+        llm: BaseChatModel | None = None,
+    ) -> None:
+        config = config or RAGConfig.from_env()
+        if index_dir is not None:
+            config = replace(config, index_dir=Path(index_dir))
+        self.config = config
+        self._embeddings = embeddings
+        self._llm = llm
+        self.limiter = _make_limiter(config, embeddings)
+        self._store: AsyncFAISS | None = None
+        self._sparse: FTS5Index | None = None
+        self._own_base: Embeddings | None = None
+
+    # -- indexing -----------------------------------------------------------------------
+
+    async def aindex_directory(
+        self,
+        path: str | Path,
+        *,
+        on_progress: ProgressHandler | None = None,
+        timeout: float | None = None,
+    ) -> IndexingSummary:
+        """Index ``path`` incrementally into this engine's index directory."""
+        summary = await aindex_directory(
+            path,
+            config=self.config,
+            embeddings=self._embeddings,
+            limiter=self.limiter,
+            on_progress=on_progress,
+            timeout=timeout,
+        )
+        await self._forget_stores()  # the next query sees the new index
+        return summary
+
+    # -- retrieval ----------------------------------------------------------------------
+
+    async def aretriever(self, *, k: int | None = None) -> HybridRetriever:
+        """The hybrid retriever over the saved index (loaded once, reloaded after indexing).
+
+        Raises:
+            IndexNotFoundError: Nothing was indexed in the index directory yet.
+            EmbeddingModelMismatchError: The index was built with another model.
+        """
+        if self._store is None or self._sparse is None:
+            await self._load_stores()
+        assert self._store is not None and self._sparse is not None
+        retrieval = self.config.retrieval
+        if k is not None:
+            retrieval = replace(retrieval, k=k, fetch_k=max(retrieval.fetch_k, k))
+        return HybridRetriever.from_config(self._store, self._sparse, retrieval)
+
+    async def aquery(
+        self,
+        question: str,
+        k: int = 10,
+        *,
+        filter: dict[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> list[Document]:
+        """The ``k`` chunks most relevant to ``question`` (dense + sparse, fused).
+
+        Each document carries ``metadata["scores"] = {"dense", "sparse", "fused"}``.
+
+        Raises:
+            RetrievalError: The question is empty.
+            IndexNotFoundError: Nothing was indexed in the index directory yet.
+        """
+        _check_question(question)
+        retriever = await self.aretriever(k=k)
+        kwargs: dict[str, Any] = {"k": k}
+        if filter is not None:
+            kwargs["filter"] = filter
+        async with asyncio.timeout(timeout):
+            return await retriever.ainvoke(question, **kwargs)
+
+    # -- answers ------------------------------------------------------------------------
+
+    async def aanswer(
+        self,
+        question: str,
+        *,
+        history: Sequence[BaseMessage] = (),
+        k: int | None = None,
+        timeout: float | None = None,
+    ) -> AnswerResult:
+        """Answer ``question`` from the index, citing sources as ``[n]``."""
+        _check_question(question)
+        k = k or self.config.retrieval.k
+        return await aanswer(
+            question,
+            retriever=await self.aretriever(k=k),
+            llm=await self.allm(),
+            history=history,
+            k=k,
+            timeout=timeout,
+        )
+
+    async def astream_answer(
+        self,
+        question: str,
+        *,
+        history: Sequence[BaseMessage] = (),
+        k: int | None = None,
+        timeout: float | None = None,
+    ) -> AsyncGenerator[AnswerEvent, None]:
+        """Stream the answer: a ``sources`` event, ``token`` events, then ``done`` or ``error``."""
+        _check_question(question)
+        k = k or self.config.retrieval.k
+        retriever = await self.aretriever(k=k)
+        llm = await self.allm()
+        async for event in astream_answer(
+            question, retriever=retriever, llm=llm, history=history, k=k, timeout=timeout
+        ):
+            yield event
+
+    async def allm(self) -> BaseChatModel:
+        """The chat model: yours, or the configured one (extractive offline by default)."""
+        if self._llm is None:
+            self._llm = await abuild_chat_model(self.config.llm)
+        return self._llm
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close the open index files."""
+        await self._forget_stores()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def _load_stores(self) -> None:
+        index_dir = await aresolve(self.config.index_dir)
+        model_id = resolve_model_id(self.config, self._embeddings)
+        if not await run_in_executor(None, index_dir.is_dir):
+            raise IndexNotFoundError(index_dir)
+        if await check_model(index_dir, model_id) is None:
+            raise IndexNotFoundError(index_dir)
+        base: Embeddings
+        if self._embeddings is not None:
+            base = self._embeddings
+        else:
+            base = await run_in_executor(None, build_base_embeddings, self.config.embeddings)
+            self._own_base = base
+        query_embeddings = RateLimitedEmbeddings(
+            base,
+            limiter=self.limiter,
+            batch_size=self.config.embeddings.batch_size,
+            retry=self.config.embeddings.retry,
+            request_timeout=self.config.embeddings.request_timeout,
+        )
+        self._store = await AsyncFAISS.aload_local(
+            str(index_dir), query_embeddings, expected_model_id=model_id
+        )
+        self._sparse = FTS5Index.in_index_dir(index_dir)
+
+    async def _forget_stores(self) -> None:
+        sparse, self._sparse, self._store = self._sparse, None, None
+        own, self._own_base = self._own_base, None
+        if sparse is not None:
+            await sparse.aclose()
+        if own is not None:
+            await aclose_base_embeddings(own)
+
+
+class RAGEngine:
+    """Sync twin of :class:`AsyncRAGEngine` (same constructor).
+
+    Every method runs the async engine to completion; inside a running event loop
+    (Jupyter, an async web handler) it runs on a helper thread instead of deadlocking.
+    """
+
+    def __init__(
+        self,
+        index_dir: str | Path | None = None,
+        config: RAGConfig | None = None,
+        *,
+        embeddings: Embeddings | None = None,
+        llm: BaseChatModel | None = None,
+    ) -> None:
+        self._engine = AsyncRAGEngine(index_dir, config, embeddings=embeddings, llm=llm)
+
+    @property
+    def config(self) -> RAGConfig:
+        """The engine's settings."""
+        return self._engine.config
+
+    def index_directory(
+        self, path: str | Path, *, on_progress: ProgressHandler | None = None
+    ) -> IndexingSummary:
+        """Sync twin of :meth:`AsyncRAGEngine.aindex_directory`."""
+        return run_sync(self._engine.aindex_directory(path, on_progress=on_progress))
+
+    def query(
+        self, question: str, k: int = 10, *, filter: dict[str, Any] | None = None
+    ) -> list[Document]:
+        """Sync twin of :meth:`AsyncRAGEngine.aquery`."""
+        return run_sync(self._run(self._engine.aquery(question, k, filter=filter)))
+
+    def answer(
+        self, question: str, *, history: Sequence[BaseMessage] = (), k: int | None = None
+    ) -> AnswerResult:
+        """Sync twin of :meth:`AsyncRAGEngine.aanswer`."""
+        return run_sync(self._run(self._engine.aanswer(question, history=history, k=k)))
+
+    def close(self) -> None:
+        """Close the open index files."""
+        run_sync(self._engine.aclose())
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        # Each sync call runs on its own event loop: drop loop-bound connections after it.
+        try:
+            return await coro
+        finally:
+            await self._engine.aclose()
+
+
+def _check_question(question: str) -> None:
+    if not isinstance(question, str) or not question.strip():
+        raise RetrievalError("the question is empty; ask something, e.g. 'how do lifetimes work?'")

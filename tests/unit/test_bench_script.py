@@ -1,0 +1,77 @@
+"""Keep scripts/bench_async.py from rotting: a tiny run completes and prints its JSON keys.
+
+It asserts no speed: the figures are measurements, and their targets live in the script.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_async.py"
+
+
+def _load_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_async", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.allow_blocking
+def test_bench_script_quick_run_prints_every_figure(
+    rust_book: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bench = _load_script()
+
+    status = bench.main(
+        [
+            "--corpus",
+            str(rust_book),
+            "--files",
+            "3",
+            "--latency",
+            "0.01",
+            "--skip-langchain",
+            "--rate",
+            "50",
+            "--json",
+        ]
+    )
+
+    assert status == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report) == {"machine", "settings", "scenarios", "checks"}
+    assert set(report["scenarios"]) == {"ours", "ours_same_chunks", "rate_paced", "rate_unpaced"}
+    for scenario in report["scenarios"].values():
+        assert {
+            "seconds",
+            "files",
+            "chunks",
+            "chunks_embedded",
+            "requests",
+            "peak_in_flight",
+            "loop_stall_ms",
+            "files_failed",
+        } <= set(scenario)
+        assert scenario["files"] == 3
+        assert scenario["files_failed"] == []
+        assert scenario["chunks_embedded"] == scenario["chunks"] > 0
+    assert report["checks"]
+    assert all({"check", "measured", "target", "passed"} == set(c) for c in report["checks"])
+
+
+def test_bench_script_selects_the_first_files_by_name(rust_book: Path) -> None:
+    bench = _load_script()
+
+    files = bench.select_files(rust_book, 2)
+
+    assert files == sorted(rust_book.glob("*.md"))[:2]
+    assert bench.langchain_glob(rust_book, files) == [p.name for p in files]
+    assert bench.our_include(rust_book, files) == tuple("/" + p.name for p in files)
+    assert bench.langchain_glob(rust_book, None) == "**/*.md"

@@ -1,0 +1,149 @@
+"""The engine facade: index, query, answer and stream over one index directory."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langchain_core.embeddings import DeterministicFakeEmbedding
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage
+
+from langchain_rag_async import AsyncRAGEngine, RAGConfig, RAGEngine
+from langchain_rag_async.config import SplitterConfig
+from langchain_rag_async.errors import IndexNotFoundError, RetrievalError
+
+TOPICS = {
+    "ownership.md": "# Ownership\n\nEach value in Rust has an owner. There can only be one owner "
+    "at a time. When the owner goes out of scope, the value will be dropped.\n",
+    "closures.md": "# Closures\n\nClosures are anonymous functions you can save in a variable "
+    "or pass as arguments to other functions. Closures capture values from their scope.\n",
+    "cargo.md": "# Cargo\n\nCargo is the Rust build system and package manager. Cargo builds "
+    "your code, downloads the libraries your code depends on, and builds those libraries.\n",
+}
+
+
+def write_topics(root: Path) -> Path:
+    root.mkdir()
+    for name, text in TOPICS.items():
+        (root / name).write_text(text, "utf-8")
+    return root
+
+
+def config_for(index_dir: Path) -> RAGConfig:
+    return RAGConfig(index_dir=index_dir, splitter=SplitterConfig(chunk_size=400, chunk_overlap=0))
+
+
+@pytest.fixture
+def embedding() -> DeterministicFakeEmbedding:
+    return DeterministicFakeEmbedding(size=32)
+
+
+async def test_index_then_query_has_all_three_scores(
+    tmp_path: Path, embedding: DeterministicFakeEmbedding
+) -> None:
+    corpus = write_topics(tmp_path / "docs")
+    async with AsyncRAGEngine(config=config_for(tmp_path / "idx"), embeddings=embedding) as engine:
+        summary = await engine.aindex_directory(corpus)
+        assert summary.files_indexed == 3
+        docs = await engine.aquery("anonymous functions closures", k=2)
+    assert Path(str(docs[0].metadata["source"])).name == "closures.md"
+    scores = docs[0].metadata["scores"]
+    assert scores["sparse"] is not None and scores["fused"] > 0
+    assert len(docs) == 2
+
+
+async def test_query_sees_a_reindex(tmp_path: Path, embedding: DeterministicFakeEmbedding) -> None:
+    corpus = write_topics(tmp_path / "docs")
+    async with AsyncRAGEngine(config=config_for(tmp_path / "idx"), embeddings=embedding) as engine:
+        await engine.aindex_directory(corpus)
+        before = await engine.aquery("lifetimes annotate borrows", k=3)  # loads the stores
+        assert all(Path(str(d.metadata["source"])).name != "lifetimes.md" for d in before)
+        (corpus / "lifetimes.md").write_text("# Lifetimes\n\nLifetimes annotate borrows.\n")
+        await engine.aindex_directory(corpus)
+        docs = await engine.aquery("lifetimes annotate borrows", k=1)
+    assert Path(str(docs[0].metadata["source"])).name == "lifetimes.md"
+
+
+async def test_answer_offline_cites_the_right_source(
+    tmp_path: Path, embedding: DeterministicFakeEmbedding
+) -> None:
+    corpus = write_topics(tmp_path / "docs")
+    async with AsyncRAGEngine(config=config_for(tmp_path / "idx"), embeddings=embedding) as engine:
+        await engine.aindex_directory(corpus)
+        result = await engine.aanswer("What is Cargo?", k=3)
+    cited = {int(n) for n in re.findall(r"\[(\d+)\]", result.answer)}
+    assert cited
+    assert {Path(str(result.sources[n - 1]["source"])).name for n in cited} == {"cargo.md"}
+
+
+async def test_stream_answer_events_in_order(
+    tmp_path: Path, embedding: DeterministicFakeEmbedding
+) -> None:
+    corpus = write_topics(tmp_path / "docs")
+    llm = GenericFakeChatModel(messages=iter([AIMessage(content="Cargo builds code [1].")]))
+    engine = AsyncRAGEngine(config=config_for(tmp_path / "idx"), embeddings=embedding, llm=llm)
+    async with engine:
+        await engine.aindex_directory(corpus)
+        events = [e async for e in engine.astream_answer("What is Cargo?", k=2)]
+    kinds = [e.type for e in events]
+    assert kinds[0] == "sources" and kinds[-1] == "done"
+    tokens = [e.text for e in events if e.type == "token"]
+    assert len(tokens) > 1 and "".join(tokens) == "Cargo builds code [1]."
+    assert events[-1].answer == "Cargo builds code [1]."  # type: ignore[union-attr]
+
+
+async def test_missing_index_and_empty_question_are_clear(
+    tmp_path: Path, embedding: DeterministicFakeEmbedding
+) -> None:
+    engine = AsyncRAGEngine(config=config_for(tmp_path / "never"), embeddings=embedding)
+    with pytest.raises(IndexNotFoundError, match="rag-async index"):
+        await engine.aquery("anything")
+    with pytest.raises(RetrievalError, match="empty"):
+        await engine.aquery("   ")
+    with pytest.raises(RetrievalError, match="empty"):
+        await engine.aanswer("")
+
+
+async def test_fts5_syntax_in_questions_never_raises(
+    tmp_path: Path, embedding: DeterministicFakeEmbedding
+) -> None:
+    corpus = write_topics(tmp_path / "docs")
+    async with AsyncRAGEngine(config=config_for(tmp_path / "idx"), embeddings=embedding) as engine:
+        await engine.aindex_directory(corpus)
+        for question in ['"cargo', "clos*", "NEAR(owner scope)", "-cargo", "a:b", "(", "AND OR"]:
+            await engine.aquery(question, k=2)
+
+
+@pytest.mark.allow_blocking
+def test_sync_engine_works_inside_a_running_loop(tmp_path: Path) -> None:
+    corpus = write_topics(tmp_path / "docs")
+    engine = RAGEngine(
+        config=config_for(tmp_path / "idx"), embeddings=DeterministicFakeEmbedding(size=32)
+    )
+
+    async def notebook_cell() -> tuple[int, str, str]:
+        summary = engine.index_directory(corpus)  # sync call inside a running loop
+        docs = engine.query("Cargo package manager", k=1)
+        answer = engine.answer("What is Cargo?")
+        return summary.files_indexed, str(docs[0].metadata["source"]), answer.answer
+
+    indexed, source, answer = asyncio.run(notebook_cell())
+    assert indexed == 3 and Path(source).name == "cargo.md" and "[" in answer
+    # and plain sync use, twice (each call runs its own event loop)
+    assert Path(str(engine.query("closures", k=1)[0].metadata["source"])).name == "closures.md"
+    assert engine.index_directory(corpus).files_skipped == 3
+    engine.close()
+
+
+async def test_engine_shares_one_limiter(tmp_path: Path, embedding: Any) -> None:
+    engine = AsyncRAGEngine(config=config_for(tmp_path / "idx"), embeddings=embedding)
+    corpus = write_topics(tmp_path / "docs")
+    async with engine:
+        await engine.aindex_directory(corpus)
+        retriever = await engine.aretriever()
+        query_embeddings = retriever.vectorstore.embeddings  # type: ignore[attr-defined]
+        assert query_embeddings.limiter is engine.limiter
