@@ -29,7 +29,7 @@ from langchain_rag_async.errors import (
 )
 from langchain_rag_async.observability import get_logger
 
-__all__ = ["Row", "SQLiteDatabase", "translate_sqlite_error"]
+__all__ = ["Row", "SQLiteDatabase", "close_from_sync", "translate_sqlite_error"]
 
 _log = get_logger(__name__)
 
@@ -245,8 +245,7 @@ class SQLiteDatabase:
             self._stale.append(state.conn)
             state.conn = None
         stale, self._stale = self._stale, []
-        for conn in stale:
-            _stop_from_sync(conn)
+        close_from_sync(*stale)
         self._close_sync()
 
     def _rollback(self, conn: sqlite3.Connection) -> None:
@@ -327,15 +326,30 @@ def _make_parent_dir(path: str) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
-def _stop_from_sync(conn: aiosqlite.Connection) -> None:
-    """Close an aiosqlite connection from sync code (on a private loop when none runs)."""
+def close_from_sync(*conns: aiosqlite.Connection | None) -> None:
+    """Close aiosqlite connections from sync code.
+
+    Closing needs an event loop. With none running in this thread, a private one is used
+    and the connections are closed on return. Inside a running loop (a sync ``close()``
+    called from async code) a helper thread closes them on its own loop, without blocking
+    the caller's loop and without leaving a future on it (aiosqlite's ``stop()`` would, and
+    its worker thread then fails with "Event loop is closed" if that loop closes first).
+    """
+    live = [conn for conn in conns if conn is not None]
+    if not live:
+        return
+
+    async def close_all() -> None:
+        for conn in live:
+            try:
+                await conn.close()
+            except Exception as exc:  # closing is best effort
+                _log.warning("sqlite_close_failed", error=repr(exc))
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        loop = asyncio.new_event_loop()
-        try:
-            loop.run_until_complete(conn.close())
-        finally:
-            loop.close()
-    else:
-        conn.stop()  # a loop runs in this thread: let its worker thread finish on its own
+        asyncio.run(close_all())
+        return
+    thread = threading.Thread(target=asyncio.run, args=(close_all(),), name="rag-sqlite-close")
+    thread.start()

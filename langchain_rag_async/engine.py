@@ -12,7 +12,6 @@ import asyncio
 from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
 from dataclasses import replace
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from langchain_core.documents import Document
@@ -21,6 +20,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 from langchain_core.runnables.config import run_in_executor
 
+from langchain_rag_async._closing import AsyncClosing
 from langchain_rag_async._paths import aresolve
 from langchain_rag_async._sync import run_sync
 from langchain_rag_async.answering import AnswerEvent, AnswerResult, aanswer, astream_answer
@@ -53,7 +53,7 @@ def _make_limiter(config: RAGConfig, embeddings: Embeddings | None) -> ServiceLi
     return ServiceLimiter.from_config(f"embeddings:{config.embeddings.provider}", config.embeddings)
 
 
-class AsyncRAGEngine:
+class AsyncRAGEngine(AsyncClosing):
     """Index a directory, then query it (hybrid search) and answer questions (streamed).
 
     Args:
@@ -203,17 +203,6 @@ class AsyncRAGEngine:
     async def aclose(self) -> None:
         """Close the open index files."""
         await self._forget_stores()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def _load_stores(self) -> None:
         index_dir = await aresolve(self.config.index_dir)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
 
@@ -240,13 +240,34 @@ def _format_traceback(exc: BaseException) -> str:
 # -- context --------------------------------------------------------------------------------
 
 
+ContextFactory = Callable[[], Awaitable[AnswerContext]]
+"""Builds the context of runs that pass none (e.g. a deployment configured from the env)."""
+
+_NO_CONTEXT = (
+    "the answer graph takes its retriever and chat model from the run context: "
+    "pass context=AnswerContext(retriever=..., llm=...) to ainvoke/astream"
+)
+
+
 def _context(context: AnswerContext | None) -> AnswerContext:
     if context is None:
-        raise ConfigurationError(
-            "the answer graph takes its retriever and chat model from the run context: "
-            "pass context=AnswerContext(retriever=..., llm=...) to ainvoke/astream"
-        )
+        raise ConfigurationError(_NO_CONTEXT)
     return context
+
+
+def _with_default_context(
+    node: Callable[[AnswerState, Runtime[AnswerContext]], Awaitable[AnswerState]],
+    default: ContextFactory,
+) -> Callable[[AnswerState, Runtime[AnswerContext]], Awaitable[AnswerState]]:
+    """Run ``node`` with ``default()``'s context when the run passed none."""
+
+    async def run(state: AnswerState, runtime: Runtime[AnswerContext]) -> AnswerState:
+        if runtime.context is None:
+            runtime = runtime.override(context=await default())
+        return await node(state, runtime)
+
+    run.__name__ = getattr(node, "__name__", "node")
+    return run
 
 
 # -- nodes ----------------------------------------------------------------------------------
@@ -256,7 +277,16 @@ def route_start(state: AnswerState) -> Literal["rewrite", "retrieve"]:
     """Check the input before any work; follow-ups (with history) are rewritten first."""
     validate_question(state.get("question"))
     _context(get_runtime(AnswerContext).context)
+    return _route(state)
+
+
+def _route(state: AnswerState) -> Literal["rewrite", "retrieve"]:
     return "rewrite" if state.get("history") else "retrieve"
+
+
+def _route_with_default(state: AnswerState) -> Literal["rewrite", "retrieve"]:
+    validate_question(state.get("question"))
+    return _route(state)
 
 
 async def rewrite_node(state: AnswerState, runtime: Runtime[AnswerContext]) -> AnswerState:
@@ -339,21 +369,32 @@ async def generate_node(state: AnswerState, runtime: Runtime[AnswerContext]) -> 
     return {"answer": answer, "error": None}
 
 
-def build_answer_graph() -> CompiledStateGraph[AnswerState, AnswerContext, AnswerInput, Any]:
+def build_answer_graph(
+    *, default_context: ContextFactory | None = None
+) -> CompiledStateGraph[AnswerState, AnswerContext, AnswerInput, Any]:
     """Compile the answer graph (``rewrite`` when there is history → ``retrieve`` → ``generate``).
 
     Use it with ``await graph.ainvoke({"question": q}, context=AnswerContext(...))``, or
     ``graph.astream(..., stream_mode=["updates", "messages"])`` for sources and tokens.
 
     A run raises :class:`RetrievalError` for an empty question (before any work) or a
-    failing retriever, and :class:`ConfigurationError` when no ``context`` is passed. A
-    failing chat model ends the run normally with ``error`` set and the partial ``answer``.
+    failing retriever, and :class:`ConfigurationError` when no ``context`` is passed and no
+    ``default_context`` was given. A failing chat model ends the run normally with
+    ``error`` set and the partial ``answer``.
+
+    Args:
+        default_context: Awaited for runs that pass no context (deployments); cache
+            what it builds, it is called by every node of such a run.
     """
     builder = StateGraph(AnswerState, context_schema=AnswerContext, input_schema=AnswerInput)
-    builder.add_node("rewrite", rewrite_node)
-    builder.add_node("retrieve", retrieve_node)
-    builder.add_node("generate", generate_node)
-    builder.add_conditional_edges(START, route_start, ["rewrite", "retrieve"])
+    nodes = {"rewrite": rewrite_node, "retrieve": retrieve_node, "generate": generate_node}
+    for name, node in nodes.items():
+        action: Any = (
+            node if default_context is None else _with_default_context(node, default_context)
+        )
+        builder.add_node(name, action)
+    router = route_start if default_context is None else _route_with_default
+    builder.add_conditional_edges(START, router, ["rewrite", "retrieve"])
     builder.add_edge("rewrite", "retrieve")
     builder.add_edge("retrieve", "generate")
     builder.add_edge("generate", END)

@@ -12,12 +12,12 @@ import inspect
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
+from langchain_rag_async._closing import Closing
 from langchain_rag_async._sqlite import Row, SQLiteDatabase
 from langchain_rag_async.errors import (
     ConfigurationError,
@@ -96,7 +96,7 @@ def _put_rows(model_id: str, items: Sequence[tuple[str, Sequence[float]]]) -> li
     return rows
 
 
-class SQLiteEmbeddingCache:
+class SQLiteEmbeddingCache(Closing):
     """Vectors in SQLite keyed by ``(model id, sha256 of the text)``.
 
     Vectors are stored as float32 little-endian blobs with their dimension; a row whose
@@ -164,28 +164,6 @@ class SQLiteEmbeddingCache:
     def close(self) -> None:
         """Sync twin of :meth:`aclose`."""
         self._db.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 # -- the Embeddings wrapper -----------------------------------------------------------------

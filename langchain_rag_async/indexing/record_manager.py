@@ -13,11 +13,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from langchain_core.indexing import RecordManager
 
+from langchain_rag_async._closing import Closing
 from langchain_rag_async._sqlite import SQLiteDatabase
 
 __all__ = ["FileRecord", "SQLiteRecordManager", "file_is_unchanged"]
@@ -269,7 +269,7 @@ class _Batch:
 _BatchBuilder = Callable[[float], _Batch]
 
 
-class SQLiteRecordManager(RecordManager):
+class SQLiteRecordManager(Closing, RecordManager):
     """``RecordManager`` on one SQLite file, async on aiosqlite, sync on sqlite3.
 
     Keys and files of different namespaces share the file without mixing. Timestamps
@@ -317,28 +317,6 @@ class SQLiteRecordManager(RecordManager):
     def close(self) -> None:
         """Sync twin of :meth:`aclose`."""
         self._db.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- time --
 

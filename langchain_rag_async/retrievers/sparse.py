@@ -18,13 +18,14 @@ from contextlib import asynccontextmanager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from threading import Lock
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import aiosqlite
 from langchain_core.documents import Document
 from langchain_core.runnables.config import run_in_executor
 
+from langchain_rag_async._closing import AsyncClosing
+from langchain_rag_async._sqlite import close_from_sync
 from langchain_rag_async.errors import (
     IndexCorruptedError,
     IndexLockedError,
@@ -336,7 +337,7 @@ class _LoopConnection:
 # --------------------------------------------------------------------------- the index
 
 
-class FTS5Index:
+class FTS5Index(AsyncClosing):
     """A BM25 keyword index of chunks in SQLite FTS5 (Porter stemming, diacritics folded).
 
     Chunks are stored with their id, text and metadata (as JSON; values JSON cannot hold
@@ -469,17 +470,6 @@ class FTS5Index:
         self._loops.clear()
         await run_in_executor(None, self._close_sync)
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
     async def _atransaction(self, conn: aiosqlite.Connection, plan: _WritePlan) -> None:
         if conn.in_transaction:  # left open by a cancelled rollback
             await conn.rollback()
@@ -577,14 +567,7 @@ class FTS5Index:
         self._closed = True
         states, self._loops = list(self._loops.values()), {}
         conns = [s.conn for s in states if s.conn is not None]
-        if conns:
-            try:
-                asyncio.get_running_loop()
-            except RuntimeError:  # no loop in this thread: close them properly
-                asyncio.run(_aclose_quietly(*conns))
-            else:  # called from async code: ask the worker threads to stop
-                for conn in conns:
-                    conn.stop()
+        close_from_sync(*conns)
         self._close_sync()
 
     @contextmanager

@@ -64,8 +64,9 @@ async def test_query_sees_a_reindex(tmp_path: Path, embedding: DeterministicFake
         assert all(Path(str(d.metadata["source"])).name != "lifetimes.md" for d in before)
         (corpus / "lifetimes.md").write_text("# Lifetimes\n\nLifetimes annotate borrows.\n")
         await engine.aindex_directory(corpus)
-        docs = await engine.aquery("lifetimes annotate borrows", k=1)
-    assert Path(str(docs[0].metadata["source"])).name == "lifetimes.md"
+        docs = await engine.aquery("lifetimes annotate borrows", k=3)
+    # (the fake embedding makes the dense side noise: check membership, not rank)
+    assert "lifetimes.md" in {Path(str(d.metadata["source"])).name for d in docs}
 
 
 async def test_answer_offline_cites_the_right_source(
