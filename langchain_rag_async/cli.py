@@ -142,7 +142,7 @@ class _ProgressView:
         self._progress.update(
             self._chunks,
             completed=event["chunks_embedded"],
-            total=max(event["chunks_to_embed"], 1),
+            total=event["chunks_to_embed"],
             detail=f"{event['chunks_total']} chunks, stored {event['chunks_stored']}, {rate:.0f}/s",
         )
 
