@@ -68,6 +68,7 @@ def build_embeddings(
     limiter: ServiceLimiter | None = None,
     cache_dir: Path | None = None,
     base: Embeddings | None = None,
+    model_id: str | None = None,
 ) -> Embeddings:
     """Create the full stack: ``CachedEmbeddings(RateLimitedEmbeddings(base))``.
 
@@ -77,6 +78,8 @@ def build_embeddings(
             not given (pass it in to share it between components).
         cache_dir: Directory of the SQLite embedding cache; no cache when ``None``.
         base: A ready base model to wrap instead of building one from ``config``.
+        model_id: The model identity the cache is keyed by; from ``config`` by default
+            (pass it when ``base`` is your own model).
 
     Returns:
         A LangChain ``Embeddings`` that batches, limits, retries and caches.
@@ -96,7 +99,7 @@ def build_embeddings(
     if cache_dir is None:
         return limited
     cache = SQLiteEmbeddingCache(Path(cache_dir) / EMBEDDING_CACHE_FILE)
-    return CachedEmbeddings(limited, cache, model_id=embedding_model_id(config))
+    return CachedEmbeddings(limited, cache, model_id=model_id or embedding_model_id(config))
 
 
 async def aclose_base_embeddings(embeddings: Embeddings) -> None:

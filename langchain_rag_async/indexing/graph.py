@@ -7,7 +7,7 @@ the run's ``context`` (:class:`IndexingContext`), never in the checkpointable st
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -22,6 +22,7 @@ from langchain_rag_async._paths import aresolve
 from langchain_rag_async.config import RAGConfig
 from langchain_rag_async.embeddings.limits import ServiceLimiter
 from langchain_rag_async.indexing.events import FailedFile
+from langchain_rag_async.indexing.lock import run_lock
 from langchain_rag_async.indexing.pipeline import IndexingPipeline, SparseWriter
 from langchain_rag_async.indexing.plan import IndexPlan, plan_indexing
 from langchain_rag_async.indexing.record_manager import SQLiteRecordManager
@@ -30,11 +31,13 @@ from langchain_rag_async.indexing.resources import (
     RECORDS_NAMESPACE,
     check_model,
     open_index_resources,
+    reconcile_records,
     reconcile_sparse,
     resolve_model_id,
 )
 from langchain_rag_async.loaders import AsyncDirectoryLoader, FileInfo
 from langchain_rag_async.observability import span
+from langchain_rag_async.retrievers.sparse import FTS5Index
 from langchain_rag_async.splitters import RunnableTextSplitter
 
 __all__ = ["IndexingContext", "IndexingState", "build_indexing_graph"]
@@ -94,23 +97,29 @@ async def plan_node(state: IndexingState, runtime: Runtime[IndexingContext]) -> 
     config = ctx.config
     root = await aresolve(state["path"])
     index_dir = await aresolve(state.get("index_dir") or config.index_dir)
+    await run_in_executor(None, index_dir.mkdir, parents=True, exist_ok=True)
     with span("plan", path=str(root)):
-        await run_in_executor(None, index_dir.mkdir, parents=True, exist_ok=True)
-        manifest = await check_model(index_dir, resolve_model_id(config, ctx.embeddings))
-        loader = AsyncDirectoryLoader(root, config=config.loader)
-        scanned = await loader.ascan()
-        failures = [FailedFile(f.path, f.reason) for f in loader.failures]
-        async with SQLiteRecordManager(
-            RECORDS_NAMESPACE, db_path=index_dir / RECORDS_FILE
-        ) as records:
-            await records.acreate_schema()
-            known = await records.aget_files()
-            if manifest is None and known:
-                # Records without a saved index (index files removed by hand): start over.
-                await records.adelete_keys(await records.alist_keys())
-                await records.adelete_files(list(known))
-                known = {}
-        plan = plan_indexing(root, scanned, known, excluded=[f.path for f in failures])
+        async with run_lock(index_dir):
+            return await _plan(root, index_dir, ctx)
+
+
+async def _plan(root: Path, index_dir: Path, ctx: IndexingContext) -> IndexingState:
+    config = ctx.config
+    manifest = await check_model(index_dir, resolve_model_id(config, ctx.embeddings))
+    loader = AsyncDirectoryLoader(root, config=config.loader)
+    scanned = await loader.ascan()
+    failures = [FailedFile(f.path, f.reason) for f in loader.failures]
+    async with SQLiteRecordManager(RECORDS_NAMESPACE, db_path=index_dir / RECORDS_FILE) as records:
+        await records.acreate_schema()
+        known = await records.aget_files()
+        if manifest is None and known:
+            # Records without a saved index (index files removed by hand): start over.
+            await records.adelete_keys(await records.alist_keys())
+            await records.adelete_files(list(known))
+            known = {}
+    plan = plan_indexing(
+        root, scanned, known, excluded=[f.path for f in failures], index_dir=index_dir
+    )
     get_stream_writer()(
         {
             "type": "plan",
@@ -119,27 +128,33 @@ async def plan_node(state: IndexingState, runtime: Runtime[IndexingContext]) -> 
             "files_deleted": len(plan.deleted),
         }
     )
-    return {"index_dir": str(index_dir), "plan": _plan_to_state(plan, failures)}
+    state = _plan_to_state(plan, failures)
+    sizes = {info.source: (info.size, info.mtime) for info in scanned}
+    state["unchanged_info"] = [[p, *sizes[p]] for p in plan.unchanged]
+    return {"index_dir": str(index_dir), "plan": state}
 
 
 async def index_node(state: IndexingState, runtime: Runtime[IndexingContext]) -> IndexingState:
-    """Run the overlapped pipeline over the plan and save the index."""
-    ctx = _context(runtime)
-    config = ctx.config
+    """Run the overlapped pipeline over the plan and save the index (under the run lock)."""
     index_dir = Path(state["index_dir"])
+    async with run_lock(index_dir):
+        return await _index(state, _context(runtime), index_dir)
+
+
+async def _index(state: IndexingState, ctx: IndexingContext, index_dir: Path) -> IndexingState:
+    config = ctx.config
     plan, scan_failures = _plan_from_state(state["plan"])
     writer = get_stream_writer()
-    run_config = RAGConfig(
-        index_dir=index_dir,
-        loader=config.loader,
-        splitter=config.splitter,
-        embeddings=config.embeddings,
-        pipeline=config.pipeline,
-    )
+    run_config = replace(config, index_dir=index_dir)
     async with open_index_resources(
         run_config, embeddings=ctx.embeddings, limiter=ctx.limiter
     ) as res:
-        await reconcile_sparse(res.store, res.sparse)
+        repaired = await reconcile_records(res.store, res.records)
+        if repaired:  # their records were dropped: read them again
+            plan = _reload(plan, repaired, state["plan"].get("unchanged_info", []))
+        sparse = ctx.sparse or res.sparse
+        if isinstance(sparse, FTS5Index):
+            await reconcile_sparse(res.store, sparse)
         pipeline = IndexingPipeline(
             loader=AsyncDirectoryLoader(Path(state["path"]), config=config.loader),
             splitter=RunnableTextSplitter(config=config.splitter),
@@ -151,12 +166,26 @@ async def index_node(state: IndexingState, runtime: Runtime[IndexingContext]) ->
             batch_size=config.embeddings.batch_size,
             concurrency=config.embeddings.concurrency,
             known=await res.records.aget_files(),
-            sparse=ctx.sparse or res.sparse,
+            sparse=sparse,
             on_progress=writer,
         )
         summary = await pipeline.arun(plan)
     summary.files_failed[:0] = scan_failures
     return {"summary": summary.to_dict()}
+
+
+def _reload(plan: IndexPlan, sources: set[str], unchanged_info: list[list[Any]]) -> IndexPlan:
+    """Move ``sources`` from the plan's unchanged files to the files to read."""
+    extra = tuple(
+        FileInfo(Path(p), int(size), float(mtime))
+        for p, size, mtime in unchanged_info
+        if p in sources
+    )
+    return IndexPlan(
+        to_load=plan.to_load + extra,
+        unchanged=tuple(p for p in plan.unchanged if p not in sources),
+        deleted=plan.deleted,
+    )
 
 
 def build_indexing_graph() -> CompiledStateGraph[IndexingState, IndexingContext, Any, Any]:

@@ -22,7 +22,7 @@ from langchain_core.embeddings import Embeddings
 
 from langchain_rag_async.config import PipelineConfig
 from langchain_rag_async.embeddings.cache import CachedEmbeddings
-from langchain_rag_async.errors import EmbeddingError
+from langchain_rag_async.errors import EmbeddingError, RAGError
 from langchain_rag_async.indexing.events import FailedFile, IndexingProgress, IndexingSummary
 from langchain_rag_async.indexing.plan import IndexPlan
 from langchain_rag_async.indexing.record_manager import FileRecord, SQLiteRecordManager
@@ -128,11 +128,18 @@ class IndexingPipeline:
         split_q: asyncio.Queue[Any] = asyncio.Queue(q)
         embed_q: asyncio.Queue[Any] = asyncio.Queue(q)
         store_q: asyncio.Queue[Any] = asyncio.Queue(q)
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(_as_task("load", self._load_stage(plan, split_q)))
-            tg.create_task(_as_task("split", self._split_stage(split_q, embed_q)))
-            tg.create_task(_as_task("embed", self._embed_stage(embed_q, store_q)))
-            tg.create_task(_as_task("store", self._store_stage(store_q)))
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(_as_task("load", self._load_stage(plan, split_q)))
+                tg.create_task(_as_task("split", self._split_stage(split_q, embed_q)))
+                tg.create_task(_as_task("embed", self._embed_stage(embed_q, store_q)))
+                tg.create_task(_as_task("store", self._store_stage(store_q)))
+        except BaseExceptionGroup as group:
+            # Callers catch RAGError (the CLI prints it): hand them the stage's own error.
+            cause = _first_error(group)
+            if cause is None:
+                raise
+            raise cause from group
         await self._forget_deleted(plan.deleted)
         await self._checkpoint()
         self.summary.chunks_embedded, self.summary.chunks_cached = counters.finish(
@@ -157,6 +164,7 @@ class IndexingPipeline:
             for failure in self._loader.failures:
                 seen.add(failure.path)
                 self.summary.files_failed.append(FailedFile(failure.path, failure.reason))
+                self.progress.files_done += 1
             # Files that read as empty: index them as having no chunks.
             for info in plan.to_load:
                 if info.source not in seen:
@@ -173,7 +181,12 @@ class IndexingPipeline:
 
     async def _split_worker(self, inbox: asyncio.Queue[Any], out: asyncio.Queue[Any]) -> None:
         while (doc := await inbox.get()) is not _DONE:
-            out_work = await self._prepare_file(doc)
+            try:
+                out_work = await self._prepare_file(doc)
+            except (RAGError, ValueError, UnicodeError, OSError) as exc:
+                # One file that cannot be split or looked up fails alone, not the run.
+                _log.warning("file failed before embedding", source=doc.metadata.get("source"))
+                out_work = _failed_work(doc, f"could not be split: {type(exc).__name__}: {exc}")
             self.progress.chunks_total += len(out_work.chunks)
             self.progress.chunks_to_embed += len(out_work.new_chunks)
             self._emit("split")
@@ -399,6 +412,30 @@ async def _as_task(task_id: str, coro: Coroutine[Any, Any, None]) -> None:
     """Run a stage with its ``task_id`` bound, so its log lines say which stage wrote them."""
     bind_task_id(task_id)  # each task runs in its own copy of the context
     await coro
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The first leaf error of a task group that is not a cancellation."""
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            found = _first_error(exc)
+            if found is not None:
+                return found
+        elif not isinstance(exc, asyncio.CancelledError):
+            return exc
+    return None
+
+
+def _failed_work(doc: Document, reason: str) -> _FileWork:
+    meta = doc.metadata
+    record = FileRecord(
+        path=str(meta.get("source", "")),
+        size=int(meta.get("size", 0)),
+        mtime=float(meta.get("mtime", 0.0)),
+        content_hash=str(meta.get("content_hash", "")),
+        status="indexed",
+    )
+    return _FileWork(record=record, error=reason)
 
 
 def _vector(value: list[float] | None) -> list[float]:

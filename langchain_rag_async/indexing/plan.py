@@ -39,6 +39,7 @@ def plan_indexing(
     known: Mapping[str, FileRecord],
     *,
     excluded: Sequence[str] = (),
+    index_dir: Path | None = None,
 ) -> IndexPlan:
     """Compare the files on disk with the file table.
 
@@ -47,19 +48,29 @@ def plan_indexing(
             count as deleted, so indexing two folders into one index keeps both.
         scanned: Files found by the loader's walk.
         known: The file table, by source path.
-        excluded: Sources the walk saw but refused (too large, ...): they are not
-            treated as deleted, so their previously indexed chunks are kept.
+        excluded: Paths the walk saw but refused (a file too large, a directory it could
+            not list, ...): nothing at or under them counts as deleted, so their previously
+            indexed chunks are kept.
+        index_dir: The index directory; files under it are never indexed (an index
+            inside the indexed tree would otherwise index its own files).
 
     Returns:
         The plan.
     """
     to_load: list[FileInfo] = []
     unchanged: list[str] = []
-    seen = {info.source for info in scanned} | set(excluded)
+    if index_dir is not None:
+        scanned = [info for info in scanned if not _under(info.source, index_dir)]
+    seen = {info.source for info in scanned}
+    kept = [Path(path) for path in excluded]
     for info in scanned:
         if file_is_unchanged(known.get(info.source), info.size, info.mtime):
             unchanged.append(info.source)
         else:
             to_load.append(info)
-    deleted = sorted(path for path in known if path not in seen and _under(path, root))
+    deleted = sorted(
+        path
+        for path in known
+        if path not in seen and _under(path, root) and not any(_under(path, k) for k in kept)
+    )
     return IndexPlan(to_load=tuple(to_load), unchanged=tuple(unchanged), deleted=tuple(deleted))

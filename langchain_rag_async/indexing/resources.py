@@ -32,6 +32,7 @@ __all__ = [
     "RECORDS_NAMESPACE",
     "IndexResources",
     "open_index_resources",
+    "reconcile_records",
     "reconcile_sparse",
 ]
 
@@ -68,7 +69,14 @@ def resolve_model_id(config: RAGConfig, base: Embeddings | None) -> str:
     """Identity stored with the index: from the config, or from a caller's own model."""
     if base is None:
         return embedding_model_id(config.embeddings)
-    own = getattr(base, "model_id", None) or getattr(base, "model", None)
+    own = next(
+        (
+            value
+            for attr in ("model_id", "model", "model_name")
+            if isinstance(value := getattr(base, attr, None), str) and value
+        ),
+        None,
+    )
     return f"custom:{type(base).__name__}" + (f":{own}" if isinstance(own, str) else "")
 
 
@@ -134,7 +142,13 @@ async def open_index_resources(
     # Client construction reads certificates and package metadata: not on the loop.
     stack = await run_in_executor(
         None,
-        partial(build_embeddings, limiter=limiter, cache_dir=index_dir, base=embeddings),
+        partial(
+            build_embeddings,
+            limiter=limiter,
+            cache_dir=index_dir,
+            base=embeddings,
+            model_id=model_id,
+        ),
         config.embeddings,
     )
     records = SQLiteRecordManager(RECORDS_NAMESPACE, db_path=index_dir / RECORDS_FILE)
@@ -188,3 +202,34 @@ async def reconcile_sparse(store: AsyncFAISS, sparse: FTS5Index) -> tuple[int, i
             await sparse.aapply(upserts=upserts, deletes=extra)
             _log.info("keyword index repaired", added=len(upserts), removed=len(extra))
         return len(upserts), len(extra)
+
+
+async def reconcile_records(store: AsyncFAISS, records: SQLiteRecordManager) -> set[str]:
+    """Bring the records in step with the saved vector store, which is the reference.
+
+    A crash between saving the store and committing the records leaves chunks in the
+    store that no record knows (they would never be cleaned up) or, for deletions, records
+    of chunks the store no longer has. The first are deleted from the store; for the
+    second, the files that own them lose their records so that they are read again.
+
+    Returns:
+        The sources whose records were dropped (to be indexed again in this run).
+    """
+    with span("reconcile_records"):
+        dense_ids = {str(i) for i in store.index_to_docstore_id.values()}
+        keys = set(await records.alist_keys())
+        if dense_ids == keys:
+            return set()
+        orphans = sorted(dense_ids - keys)
+        if orphans:
+            await store.adelete(orphans)
+        missing = keys - dense_ids
+        owners: set[str] = set()
+        if missing:
+            for source in await records.aget_files():
+                if missing.intersection(await records.alist_keys(group_ids=[source])):
+                    owners.add(source)
+            await records.adelete_keys(sorted(missing))
+            await records.adelete_files(sorted(owners))
+        _log.warning("records repaired", orphan_chunks=len(orphans), missing_chunks=len(missing))
+        return owners

@@ -96,6 +96,7 @@ class _Walker:
         self.exclude = _glob_spec(config.exclude)
         self.result = _ScanResult()
         self._seen: set[Path] = set()
+        self._links: list[tuple[Path, os.stat_result]] = []
 
     def run(self) -> _ScanResult:
         """Walk the root (or take the single file it names) and return files and failures.
@@ -115,8 +116,11 @@ class _Walker:
             ) from exc
         if stat.S_ISDIR(root_stat.st_mode):
             self._walk_tree(self.root.resolve())
+            for link, link_stat in self._links:
+                self._add(link, link_stat, identity=link.resolve())
         elif stat.S_ISREG(root_stat.st_mode):
-            self._add(self.root.resolve(), root_stat)  # named explicitly: no filters apply
+            resolved = self.root.resolve()  # named explicitly: no filters apply
+            self._add(resolved, root_stat, identity=resolved)
         else:
             raise LoadingError(
                 self.root, "is neither a directory nor a regular file; pass a directory or file"
@@ -155,6 +159,13 @@ class _Walker:
         name = entry.name
         if name == ".git" or (name.startswith(".") and not self.config.include_hidden):
             return
+        if not _is_utf8(name):
+            # Such a name cannot be stored in the index (JSON, SQLite) nor given a chunk id.
+            printable = os.fsencode(entry.path).decode("utf-8", "backslashreplace")
+            self.result.failures.append(
+                LoadingError(printable, "its name is not valid UTF-8; rename it to index it")
+            )
+            return
         rel = f"{rel_dir}/{name}" if rel_dir else name
         try:
             is_dir = entry.is_dir(follow_symlinks=False)
@@ -186,12 +197,18 @@ class _Walker:
             self.result.failures.append(_os_error(path, exc))
             return
         if stat.S_ISREG(file_stat.st_mode):  # skips linked directories, FIFOs, sockets, devices
-            self._add(path.resolve() if is_link else path, file_stat)
+            # A link keeps its own path as the source (so removing the link removes its
+            # chunks), but a file reached twice (link and target) is read once, under its
+            # own name: links are added after the walk, once every real file is known.
+            if is_link:
+                self._links.append((path, file_stat))
+            else:
+                self._add(path, file_stat, identity=path)
 
-    def _add(self, path: Path, file_stat: os.stat_result) -> None:
-        if path in self._seen:
+    def _add(self, path: Path, file_stat: os.stat_result, *, identity: Path) -> None:
+        if identity in self._seen:
             return
-        self._seen.add(path)
+        self._seen.add(identity)
         limit = self.config.max_file_size
         if file_stat.st_size > limit:
             self.result.failures.append(_too_large(path, file_stat.st_size, limit))
@@ -256,6 +273,14 @@ def _file_info(path: Path, limit: int) -> FileInfo:
     if file_stat.st_size > limit:
         raise _too_large(resolved, file_stat.st_size, limit)
     return FileInfo(resolved, file_stat.st_size, file_stat.st_mtime)
+
+
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes came in as lone surrogates
+        return False
+    return True
 
 
 def _os_error(path: str | Path, exc: OSError) -> LoadingError:
