@@ -29,7 +29,7 @@ from langchain_rag_async.errors import (
 )
 from langchain_rag_async.observability import get_logger
 
-__all__ = ["Row", "SQLiteDatabase", "close_from_sync", "translate_sqlite_error"]
+__all__ = ["Row", "SQLiteDatabase", "close_from_sync", "daemonize", "translate_sqlite_error"]
 
 _log = get_logger(__name__)
 
@@ -185,8 +185,10 @@ class SQLiteDatabase:
             await asyncio.to_thread(self._ensure_sync)  # the anchor keeps the data alive
         elif not self._uri:
             await asyncio.to_thread(_make_parent_dir, self.path)
-        conn = await aiosqlite.connect(
-            self._database, uri=self._uri, timeout=self._busy_timeout, isolation_level=None
+        conn = await daemonize(
+            aiosqlite.connect(
+                self._database, uri=self._uri, timeout=self._busy_timeout, isolation_level=None
+            )
         )
         try:
             await conn.executescript(self._init_script)
@@ -324,6 +326,18 @@ def translate_sqlite_error(exc: sqlite3.Error, path: str, busy_timeout: float) -
 
 def _make_parent_dir(path: str) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+def daemonize(conn: aiosqlite.Connection) -> aiosqlite.Connection:
+    """Make a not yet started connection's worker thread a daemon.
+
+    aiosqlite's worker threads are not daemons, so one connection left open (a module-level
+    engine, a deployment's cached index) would keep the interpreter from exiting.
+    """
+    thread = getattr(conn, "_thread", None)
+    if thread is not None and not thread.is_alive():
+        thread.daemon = True
+    return conn
 
 
 def close_from_sync(*conns: aiosqlite.Connection | None) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -77,6 +78,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--embeddings", choices=["local", "openai"], default=None, help="embedding provider"
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log retries, repairs and tracebacks"
     )
 
 
@@ -154,10 +158,10 @@ def _print_summary(console: Console, summary: IndexingSummary) -> None:
         f"failed {len(summary.files_failed)}, deleted {summary.files_deleted}; "
         f"chunks: +{summary.chunks_added} -{summary.chunks_deleted}, "
         f"embedded {summary.chunks_embedded} (cached {summary.chunks_cached}) "
-        f"in {summary.seconds:.1f}s → {summary.index_dir}"
+        f"in {summary.seconds:.1f}s → {escape(summary.index_dir)}"
     )
     for failed in summary.files_failed:
-        console.print(f"  [red]failed[/red] {failed.path}: {failed.reason}")
+        console.print(f"  [red]failed[/red] {escape(failed.path)}: {escape(failed.reason)}")
 
 
 async def _run_index(args: argparse.Namespace, out: Console, err: Console) -> int:
@@ -213,13 +217,13 @@ async def _run_query(args: argparse.Namespace, out: Console) -> int:
     for row in rows:
         scores = row["scores"]
         out.print(
-            f"[bold]{row['rank']}.[/bold] {_location(row['source'], cwd)} "
+            f"[bold]{row['rank']}.[/bold] {escape(_location(row['source'], cwd))} "
             f"(chunk {row['chunk_index']}, char {row['start_index']})  "
             f"dense {_score(scores.get('dense'))}  sparse {_score(scores.get('sparse'))}  "
             f"fused {_score(scores.get('fused'))}",
             highlight=False,
         )
-        out.print("   " + " ".join(str(row["text"]).split())[:240], highlight=False)
+        out.print("   " + " ".join(str(row["text"]).split())[:240], highlight=False, markup=False)
     if not rows:
         out.print("no results")
     return 0
@@ -255,7 +259,7 @@ async def _run_ask(args: argparse.Namespace, out: Console, err: Console) -> int:
             )
         sys.stdout.flush()
     if final.get("error"):
-        err.print(f"[red]error:[/red] {final['error']}")
+        err.print(f"[red]error:[/red] {escape(str(final['error']))}")
         return 1
     return 0
 
@@ -263,7 +267,8 @@ async def _run_ask(args: argparse.Namespace, out: Console, err: Console) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``rag-async``; returns the exit code."""
     args = build_parser().parse_args(argv)
-    configure_logging(logging.WARNING)
+    # Errors reach the user as one clear line; details (retries, tracebacks) with -v.
+    configure_logging(logging.DEBUG if args.verbose else logging.CRITICAL)
     out = Console(soft_wrap=True)
     err = Console(stderr=True)
     try:
@@ -273,10 +278,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_run_query(args, out))
         return asyncio.run(_run_ask(args, out, err))
     except RAGError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        return 2
+    except OSError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
         return 2
     except KeyboardInterrupt:
-        err.print("interrupted: the saved index is unchanged since its last checkpoint")
+        if args.command == "index":
+            err.print("interrupted: the saved index is as of its last checkpoint")
+        else:
+            err.print("interrupted")
         return 130
 
 

@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from langchain_rag_async.errors import ConfigurationError
 
@@ -29,6 +29,8 @@ __all__ = [
 EmbeddingProvider = Literal["local", "openai"]
 ChatProvider = Literal["extractive", "openai"]
 FusionMethod = Literal["rrf", "weighted"]
+
+T = TypeVar("T")
 
 DEFAULT_OPENAI_EMBEDDING_MODEL = "text-embedding-3-small"
 DEFAULT_OPENAI_CHAT_MODEL = "gpt-4o-mini"
@@ -366,17 +368,22 @@ class RAGConfig:
         rate = emb.rate_limit
         rate = replace(
             rate,
-            requests_per_minute=requests_per_minute or rate.requests_per_minute,
-            tokens_per_minute=tokens_per_minute or rate.tokens_per_minute,
+            requests_per_minute=_pick(requests_per_minute, rate.requests_per_minute),
+            tokens_per_minute=_pick(tokens_per_minute, rate.tokens_per_minute),
         )
         emb = replace(
             emb,
-            provider=provider or emb.provider,
-            batch_size=batch_size or emb.batch_size,
-            concurrency=concurrency or emb.concurrency,
+            provider=_pick(provider, emb.provider),
+            batch_size=_pick(batch_size, emb.batch_size),
+            concurrency=_pick(concurrency, emb.concurrency),
             rate_limit=rate,
         )
-        return replace(self, index_dir=index_dir or self.index_dir, embeddings=emb)
+        return replace(self, index_dir=_pick(index_dir, self.index_dir), embeddings=emb)
+
+
+def _pick(value: T | None, current: T) -> T:
+    """``value`` when given (0 included: validation then rejects it), else ``current``."""
+    return current if value is None else value
 
 
 def _require_positive(name: str, value: float) -> None:

@@ -9,10 +9,11 @@ between indexing and query embedding.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
@@ -20,9 +21,8 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 from langchain_core.runnables.config import run_in_executor
 
-from langchain_rag_async._closing import AsyncClosing
+from langchain_rag_async._closing import AsyncClosing, Closing
 from langchain_rag_async._paths import aresolve
-from langchain_rag_async._sync import run_sync
 from langchain_rag_async.answering import AnswerEvent, AnswerResult, aanswer, astream_answer
 from langchain_rag_async.chat_models.factory import abuild_chat_model
 from langchain_rag_async.config import RAGConfig
@@ -33,7 +33,7 @@ from langchain_rag_async.embeddings.factory import (
 )
 from langchain_rag_async.embeddings.limits import ServiceLimiter
 from langchain_rag_async.embeddings.rate_limited import RateLimitedEmbeddings
-from langchain_rag_async.errors import IndexNotFoundError, RetrievalError
+from langchain_rag_async.errors import IndexNotFoundError, RAGError, RetrievalError
 from langchain_rag_async.indexing.api import aindex_directory
 from langchain_rag_async.indexing.events import IndexingSummary
 from langchain_rag_async.indexing.resources import check_model, resolve_model_id
@@ -89,6 +89,7 @@ class AsyncRAGEngine(AsyncClosing):
         self._store: AsyncFAISS | None = None
         self._sparse: FTS5Index | None = None
         self._own_base: Embeddings | None = None
+        self._locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
 
     # -- indexing -----------------------------------------------------------------------
 
@@ -121,7 +122,9 @@ class AsyncRAGEngine(AsyncClosing):
             EmbeddingModelMismatchError: The index was built with another model.
         """
         if self._store is None or self._sparse is None:
-            await self._load_stores()
+            async with self._load_lock():
+                if self._store is None or self._sparse is None:
+                    await self._load_stores()
         assert self._store is not None and self._sparse is not None
         retrieval = self.config.retrieval
         if k is not None:
@@ -149,8 +152,13 @@ class AsyncRAGEngine(AsyncClosing):
         kwargs: dict[str, Any] = {"k": k}
         if filter is not None:
             kwargs["filter"] = filter
-        async with asyncio.timeout(timeout):
-            return await retriever.ainvoke(question, **kwargs)
+        try:
+            async with asyncio.timeout(timeout):
+                return await retriever.ainvoke(question, **kwargs)
+        except TimeoutError as exc:
+            raise RetrievalError(
+                f"no results for {question!r} within {timeout} s; allow more time (timeout=)"
+            ) from exc
 
     # -- answers ------------------------------------------------------------------------
 
@@ -164,7 +172,7 @@ class AsyncRAGEngine(AsyncClosing):
     ) -> AnswerResult:
         """Answer ``question`` from the index, citing sources as ``[n]``."""
         _check_question(question)
-        k = k or self.config.retrieval.k
+        k = self.config.retrieval.k if k is None else k
         return await aanswer(
             question,
             retriever=await self.aretriever(k=k),
@@ -184,7 +192,7 @@ class AsyncRAGEngine(AsyncClosing):
     ) -> AsyncGenerator[AnswerEvent, None]:
         """Stream the answer: a ``sources`` event, ``token`` events, then ``done`` or ``error``."""
         _check_question(question)
-        k = k or self.config.retrieval.k
+        k = self.config.retrieval.k if k is None else k
         retriever = await self.aretriever(k=k)
         llm = await self.allm()
         async for event in astream_answer(
@@ -203,6 +211,13 @@ class AsyncRAGEngine(AsyncClosing):
     async def aclose(self) -> None:
         """Close the open index files."""
         await self._forget_stores()
+
+    def _load_lock(self) -> asyncio.Lock:
+        """One lock per event loop: concurrent first queries load the index once."""
+        loop = asyncio.get_running_loop()
+        for old in [known for known in self._locks if known.is_closed()]:
+            del self._locks[old]
+        return self._locks.setdefault(loop, asyncio.Lock())
 
     async def _load_stores(self) -> None:
         index_dir = await aresolve(self.config.index_dir)
@@ -238,11 +253,14 @@ class AsyncRAGEngine(AsyncClosing):
             await aclose_base_embeddings(own)
 
 
-class RAGEngine:
+class RAGEngine(Closing):
     """Sync twin of :class:`AsyncRAGEngine` (same constructor).
 
-    Every method runs the async engine to completion; inside a running event loop
-    (Jupyter, an async web handler) it runs on a helper thread instead of deadlocking.
+    The engine runs on its own event loop in a background thread, and every method waits
+    for its result there. So it works from plain scripts and from inside a running event
+    loop (Jupyter, an async web handler) alike, and clients bound to a loop (HTTP
+    connections of ``ChatOpenAI`` or ``OpenAIEmbeddings``, SQLite connections) stay valid
+    from one call to the next. Call :meth:`close` (or use ``with``) when done.
     """
 
     def __init__(
@@ -254,6 +272,11 @@ class RAGEngine:
         llm: BaseChatModel | None = None,
     ) -> None:
         self._engine = AsyncRAGEngine(index_dir, config, embeddings=embeddings, llm=llm)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="rag-engine-loop", daemon=True
+        )
+        self._thread.start()
 
     @property
     def config(self) -> RAGConfig:
@@ -264,36 +287,40 @@ class RAGEngine:
         self, path: str | Path, *, on_progress: ProgressHandler | None = None
     ) -> IndexingSummary:
         """Sync twin of :meth:`AsyncRAGEngine.aindex_directory`."""
-        return run_sync(self._engine.aindex_directory(path, on_progress=on_progress))
+        return self._call(self._engine.aindex_directory(path, on_progress=on_progress))
 
     def query(
         self, question: str, k: int = 10, *, filter: dict[str, Any] | None = None
     ) -> list[Document]:
         """Sync twin of :meth:`AsyncRAGEngine.aquery`."""
-        return run_sync(self._run(self._engine.aquery(question, k, filter=filter)))
+        return self._call(self._engine.aquery(question, k, filter=filter))
 
     def answer(
         self, question: str, *, history: Sequence[BaseMessage] = (), k: int | None = None
     ) -> AnswerResult:
         """Sync twin of :meth:`AsyncRAGEngine.aanswer`."""
-        return run_sync(self._run(self._engine.aanswer(question, history=history, k=k)))
+        return self._call(self._engine.aanswer(question, history=history, k=k))
+
+    async def aclose(self) -> None:
+        """Close from async code (runs :meth:`close` in a worker thread)."""
+        await run_in_executor(None, self.close)
 
     def close(self) -> None:
-        """Close the open index files."""
-        run_sync(self._engine.aclose())
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    async def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        # Each sync call runs on its own event loop: drop loop-bound connections after it.
+        """Close the open index files and stop the engine's event loop."""
+        if self._loop.is_closed():
+            return
         try:
-            return await coro
+            self._call(self._engine.aclose())
         finally:
-            await self._engine.aclose()
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
+
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self._loop.is_closed():
+            coro.close()
+            raise RAGError("this RAGEngine is closed; create a new one")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
 
 def _check_question(question: str) -> None:

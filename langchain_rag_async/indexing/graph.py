@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from langchain_core.embeddings import Embeddings
-from langchain_core.runnables.config import run_in_executor
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
@@ -30,6 +29,7 @@ from langchain_rag_async.indexing.resources import (
     RECORDS_FILE,
     RECORDS_NAMESPACE,
     check_model,
+    make_index_dir,
     open_index_resources,
     reconcile_records,
     reconcile_sparse,
@@ -97,7 +97,7 @@ async def plan_node(state: IndexingState, runtime: Runtime[IndexingContext]) -> 
     config = ctx.config
     root = await aresolve(state["path"])
     index_dir = await aresolve(state.get("index_dir") or config.index_dir)
-    await run_in_executor(None, index_dir.mkdir, parents=True, exist_ok=True)
+    await make_index_dir(index_dir)
     with span("plan", path=str(root)):
         async with run_lock(index_dir):
             return await _plan(root, index_dir, ctx)

@@ -20,7 +20,7 @@ from langchain_rag_async.embeddings.factory import (
     embedding_model_id,
 )
 from langchain_rag_async.embeddings.limits import ServiceLimiter
-from langchain_rag_async.errors import EmbeddingModelMismatchError
+from langchain_rag_async.errors import ConfigurationError, EmbeddingModelMismatchError
 from langchain_rag_async.indexing.record_manager import SQLiteRecordManager
 from langchain_rag_async.observability import get_logger, span
 from langchain_rag_async.retrievers.sparse import FTS5Index
@@ -31,6 +31,7 @@ __all__ = [
     "RECORDS_FILE",
     "RECORDS_NAMESPACE",
     "IndexResources",
+    "make_index_dir",
     "open_index_resources",
     "reconcile_records",
     "reconcile_sparse",
@@ -97,6 +98,21 @@ def _known_dimension(config: RAGConfig, base: Embeddings | None) -> int | None:
     return None
 
 
+async def make_index_dir(index_dir: Path) -> None:
+    """Create the index directory (and its parents) if needed.
+
+    Raises:
+        ConfigurationError: The path exists as a file, or cannot be created.
+    """
+    try:
+        await run_in_executor(None, partial(index_dir.mkdir, parents=True, exist_ok=True))
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot use {index_dir} as the index directory ({exc.strerror or exc}); "
+            "pass --index-dir a directory path"
+        ) from exc
+
+
 async def check_model(index_dir: Path, model_id: str) -> dict[str, Any] | None:
     """Read the saved manifest and refuse an index built with another model.
 
@@ -136,7 +152,7 @@ async def open_index_resources(
     """
     index_dir = await aresolve(config.index_dir)
     if create:
-        await run_in_executor(None, index_dir.mkdir, parents=True, exist_ok=True)
+        await make_index_dir(index_dir)
     model_id = resolve_model_id(config, embeddings)
     manifest = await check_model(index_dir, model_id)
     # Client construction reads certificates and package metadata: not on the loop.

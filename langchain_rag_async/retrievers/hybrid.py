@@ -371,7 +371,7 @@ class HybridRetriever(BaseRetriever):
     ) -> list[Document]:
         """Search both sides concurrently and fuse (kwargs: ``k``, ``fetch_k``, ``filter``)."""
         plan = self._plan(query, kwargs)
-        with span("retrieve", k=plan.k, fusion=self.fusion, fetch_k=plan.per_side) as current:
+        with span("hybrid_search", k=plan.k, fusion=self.fusion, fetch_k=plan.per_side) as current:
             error: BaseException | None = None
             try:
                 async with asyncio.TaskGroup() as group:
@@ -394,7 +394,7 @@ class HybridRetriever(BaseRetriever):
     ) -> list[Document]:
         """Sync twin: the stores' sync searches, one after the other, then the same fusion."""
         plan = self._plan(query, kwargs)
-        with span("retrieve", k=plan.k, fusion=self.fusion, fetch_k=plan.per_side) as current:
+        with span("hybrid_search", k=plan.k, fusion=self.fusion, fetch_k=plan.per_side) as current:
             documents = self._fuse(self._dense(plan), self._sparse(plan), plan.k)
             current.set_attribute("rag.results", len(documents))
         return documents

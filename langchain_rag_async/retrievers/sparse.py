@@ -25,7 +25,7 @@ from langchain_core.documents import Document
 from langchain_core.runnables.config import run_in_executor
 
 from langchain_rag_async._closing import AsyncClosing
-from langchain_rag_async._sqlite import close_from_sync
+from langchain_rag_async._sqlite import close_from_sync, daemonize
 from langchain_rag_async.errors import (
     IndexCorruptedError,
     IndexLockedError,
@@ -500,7 +500,7 @@ class FTS5Index(AsyncClosing):
                 conn = aiosqlite.Connection(
                     lambda: _connect(self._target, self._busy_timeout), iter_chunk_size=256
                 )
-                state.conn = await conn
+                state.conn = await daemonize(conn)
                 await self._aclose_stale_loops()
             yield state.conn
 

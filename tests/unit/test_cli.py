@@ -148,3 +148,31 @@ def test_main_returns_exit_code_for_bad_input(
     assert "empty" in capsys.readouterr().err
     assert main(["ask", "", "--index-dir", str(tmp_path)]) == 2
     assert "empty" in capsys.readouterr().err
+
+
+def test_brackets_in_paths_and_text_are_printed_verbatim(tmp_path: Path) -> None:
+    corpus = tmp_path / "docs"
+    corpus.mkdir()
+    (corpus / "prompt[v2].md").write_text(
+        "# Prompts\n\nA llama prompt ends with [/INST] markers and [bold]tags[/bold].\n", "utf-8"
+    )
+    index_dir = tmp_path / "idx"
+    assert (
+        run_cli("index", str(corpus), "--index-dir", str(index_dir), cwd=tmp_path).returncode == 0
+    )
+    done = run_cli("query", "llama prompt INST", "--index-dir", str(index_dir), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "prompt[v2].md" in done.stdout and "[/INST]" in done.stdout
+
+
+def test_index_dir_that_is_a_file_and_zero_values_are_clear_errors(tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path / "docs")
+    not_a_dir = tmp_path / "file.txt"
+    not_a_dir.write_text("x")
+    done = run_cli("index", str(corpus), "--index-dir", str(not_a_dir), cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "index directory" in done.stderr
+    zero = run_cli(
+        "index", str(corpus), "--batch-size", "0", "--index-dir", str(tmp_path / "i"), cwd=tmp_path
+    )
+    assert zero.returncode == 2 and "batch_size" in zero.stderr

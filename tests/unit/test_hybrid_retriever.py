@@ -486,7 +486,7 @@ async def test_spans_retrieve_with_dense_and_sparse_children(
 ) -> None:
     await retriever.ainvoke(QUERY, k=3)
     finished = {span.name: span for span in spans.get_finished_spans()}
-    root, dense, sparse = finished["retrieve"], finished["dense"], finished["sparse"]
+    root, dense, sparse = finished["hybrid_search"], finished["dense"], finished["sparse"]
     assert root.attributes is not None
     assert root.attributes["k"] == 3 and root.attributes["fusion"] == "rrf"
     assert root.attributes["rag.results"] == 3
@@ -499,8 +499,8 @@ async def test_spans_retrieve_with_dense_and_sparse_children(
 def test_sync_spans(sync_retriever: HybridRetriever, spans: InMemorySpanExporter) -> None:
     sync_retriever.invoke(QUERY)
     names = [span.name for span in spans.get_finished_spans()]
-    assert {"retrieve", "dense", "sparse"} <= set(names)
-    assert names[-1] == "retrieve"
+    assert {"hybrid_search", "dense", "sparse"} <= set(names)
+    assert names[-1] == "hybrid_search"
 
 
 # --------------------------------------------------------------------------- a real index
