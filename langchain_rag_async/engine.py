@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
-from dataclasses import replace
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Sequence
+from contextlib import aclosing, asynccontextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -86,9 +87,8 @@ class AsyncRAGEngine(AsyncClosing):
         self._embeddings = embeddings
         self._llm = llm
         self.limiter = _make_limiter(config, embeddings)
-        self._store: AsyncFAISS | None = None
-        self._sparse: FTS5Index | None = None
-        self._own_base: Embeddings | None = None
+        self._stores: _Stores | None = None
+        self._retired: list[_Stores] = []
         self._locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
 
     # -- indexing -----------------------------------------------------------------------
@@ -109,7 +109,7 @@ class AsyncRAGEngine(AsyncClosing):
             on_progress=on_progress,
             timeout=timeout,
         )
-        await self._forget_stores()  # the next query sees the new index
+        await self._retire_stores()  # the next query sees the new index
         return summary
 
     # -- retrieval ----------------------------------------------------------------------
@@ -117,19 +117,34 @@ class AsyncRAGEngine(AsyncClosing):
     async def aretriever(self, *, k: int | None = None) -> HybridRetriever:
         """The hybrid retriever over the saved index (loaded once, reloaded after indexing).
 
+        The retriever stays usable until the engine re-indexes or closes; the engine's own
+        methods keep the stores open while they use them, even across a re-index.
+
         Raises:
             IndexNotFoundError: Nothing was indexed in the index directory yet.
             EmbeddingModelMismatchError: The index was built with another model.
         """
-        if self._store is None or self._sparse is None:
+        stores = await self._current_stores()
+        return stores.retriever(self.config, k)
+
+    @asynccontextmanager
+    async def _using(self, k: int | None) -> AsyncIterator[HybridRetriever]:
+        """A retriever whose stores stay open until the block ends (re-index or not)."""
+        stores = await self._current_stores()
+        stores.users += 1
+        try:
+            yield stores.retriever(self.config, k)
+        finally:
+            stores.users -= 1
+            if stores.retired and stores.users == 0:
+                await self._close_retired(stores)
+
+    async def _current_stores(self) -> _Stores:
+        if self._stores is None:
             async with self._load_lock():
-                if self._store is None or self._sparse is None:
-                    await self._load_stores()
-        assert self._store is not None and self._sparse is not None
-        retrieval = self.config.retrieval
-        if k is not None:
-            retrieval = replace(retrieval, k=k, fetch_k=max(retrieval.fetch_k, k))
-        return HybridRetriever.from_config(self._store, self._sparse, retrieval)
+                if self._stores is None:
+                    self._stores = await self._load_stores()
+        return self._stores
 
     async def aquery(
         self,
@@ -148,12 +163,11 @@ class AsyncRAGEngine(AsyncClosing):
             IndexNotFoundError: Nothing was indexed in the index directory yet.
         """
         _check_question(question)
-        retriever = await self.aretriever(k=k)
         kwargs: dict[str, Any] = {"k": k}
         if filter is not None:
             kwargs["filter"] = filter
         try:
-            async with asyncio.timeout(timeout):
+            async with self._using(k) as retriever, asyncio.timeout(timeout):
                 return await retriever.ainvoke(question, **kwargs)
         except TimeoutError as exc:
             raise RetrievalError(
@@ -173,14 +187,11 @@ class AsyncRAGEngine(AsyncClosing):
         """Answer ``question`` from the index, citing sources as ``[n]``."""
         _check_question(question)
         k = self.config.retrieval.k if k is None else k
-        return await aanswer(
-            question,
-            retriever=await self.aretriever(k=k),
-            llm=await self.allm(),
-            history=history,
-            k=k,
-            timeout=timeout,
-        )
+        llm = await self.allm()
+        async with self._using(k) as retriever:
+            return await aanswer(
+                question, retriever=retriever, llm=llm, history=history, k=k, timeout=timeout
+            )
 
     async def astream_answer(
         self,
@@ -193,12 +204,14 @@ class AsyncRAGEngine(AsyncClosing):
         """Stream the answer: a ``sources`` event, ``token`` events, then ``done`` or ``error``."""
         _check_question(question)
         k = self.config.retrieval.k if k is None else k
-        retriever = await self.aretriever(k=k)
         llm = await self.allm()
-        async for event in astream_answer(
-            question, retriever=retriever, llm=llm, history=history, k=k, timeout=timeout
-        ):
-            yield event
+        async with self._using(k) as retriever:
+            events = astream_answer(
+                question, retriever=retriever, llm=llm, history=history, k=k, timeout=timeout
+            )
+            async with aclosing(events):
+                async for event in events:
+                    yield event
 
     async def allm(self) -> BaseChatModel:
         """The chat model: yours, or the configured one (extractive offline by default)."""
@@ -209,8 +222,11 @@ class AsyncRAGEngine(AsyncClosing):
     # -- lifecycle ----------------------------------------------------------------------
 
     async def aclose(self) -> None:
-        """Close the open index files."""
-        await self._forget_stores()
+        """Close the open index files (also those a running query still uses)."""
+        await self._retire_stores()
+        retired, self._retired = self._retired, []
+        for stores in retired:
+            await stores.aclose()
 
     def _load_lock(self) -> asyncio.Lock:
         """One lock per event loop: concurrent first queries load the index once."""
@@ -219,19 +235,20 @@ class AsyncRAGEngine(AsyncClosing):
             del self._locks[old]
         return self._locks.setdefault(loop, asyncio.Lock())
 
-    async def _load_stores(self) -> None:
+    async def _load_stores(self) -> _Stores:
         index_dir = await aresolve(self.config.index_dir)
         model_id = resolve_model_id(self.config, self._embeddings)
         if not await run_in_executor(None, index_dir.is_dir):
             raise IndexNotFoundError(index_dir)
         if await check_model(index_dir, model_id) is None:
             raise IndexNotFoundError(index_dir)
-        base: Embeddings
+        own_base: Embeddings | None = None
         if self._embeddings is not None:
             base = self._embeddings
         else:
-            base = await run_in_executor(None, build_base_embeddings, self.config.embeddings)
-            self._own_base = base
+            base = own_base = await run_in_executor(
+                None, build_base_embeddings, self.config.embeddings
+            )
         query_embeddings = RateLimitedEmbeddings(
             base,
             limiter=self.limiter,
@@ -239,18 +256,48 @@ class AsyncRAGEngine(AsyncClosing):
             retry=self.config.embeddings.retry,
             request_timeout=self.config.embeddings.request_timeout,
         )
-        self._store = await AsyncFAISS.aload_local(
+        store = await AsyncFAISS.aload_local(
             str(index_dir), query_embeddings, expected_model_id=model_id
         )
-        self._sparse = FTS5Index.in_index_dir(index_dir)
+        return _Stores(store=store, sparse=FTS5Index.in_index_dir(index_dir), own_base=own_base)
 
-    async def _forget_stores(self) -> None:
-        sparse, self._sparse, self._store = self._sparse, None, None
-        own, self._own_base = self._own_base, None
-        if sparse is not None:
-            await sparse.aclose()
-        if own is not None:
-            await aclose_base_embeddings(own)
+    async def _retire_stores(self) -> None:
+        """Stop handing out the current stores; close them once no query uses them."""
+        stores, self._stores = self._stores, None
+        if stores is None:
+            return
+        stores.retired = True
+        if stores.users == 0:
+            await stores.aclose()
+        else:
+            self._retired.append(stores)
+
+    async def _close_retired(self, stores: _Stores) -> None:
+        if stores in self._retired:
+            self._retired.remove(stores)
+        await stores.aclose()
+
+
+@dataclass(slots=True, eq=False)
+class _Stores:
+    """One loaded generation of the index: store, keyword index, query model, users."""
+
+    store: AsyncFAISS
+    sparse: FTS5Index
+    own_base: Embeddings | None
+    users: int = 0
+    retired: bool = False
+
+    def retriever(self, config: RAGConfig, k: int | None) -> HybridRetriever:
+        retrieval = config.retrieval
+        if k is not None:
+            retrieval = replace(retrieval, k=k, fetch_k=max(retrieval.fetch_k, k))
+        return HybridRetriever.from_config(self.store, self.sparse, retrieval)
+
+    async def aclose(self) -> None:
+        await self.sparse.aclose()
+        if self.own_base is not None:
+            await aclose_base_embeddings(self.own_base)
 
 
 class RAGEngine(Closing):

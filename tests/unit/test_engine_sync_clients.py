@@ -6,6 +6,7 @@ import asyncio
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from langchain_core.embeddings import DeterministicFakeEmbedding
@@ -58,14 +59,30 @@ async def test_concurrent_first_queries_load_the_index_once(
         loads = 0
         real = engine._load_stores
 
-        async def counting() -> None:
+        async def counting() -> Any:
             nonlocal loads
             loads += 1
-            await real()
+            return await real()
 
         monkeypatch.setattr(engine, "_load_stores", counting)
         results = await asyncio.gather(*(engine.aquery("cargo", k=1) for _ in range(5)))
     assert loads == 1 and all(len(r) == 1 for r in results)
+
+
+async def test_reindexing_does_not_close_stores_under_a_running_query(tmp_path: Path) -> None:
+    corpus = write_topics(tmp_path / "docs")
+    engine = AsyncRAGEngine(
+        config=RAGConfig(index_dir=tmp_path / "idx"), embeddings=DeterministicFakeEmbedding(size=32)
+    )
+    async with engine:
+        await engine.aindex_directory(corpus)
+        async with engine._using(2) as retriever:  # a query in flight...
+            (corpus / "more.md").write_text("# More\n\nCargo again.\n")
+            await engine.aindex_directory(corpus)  # ...while the index is rebuilt
+            assert await retriever.ainvoke("cargo", k=2)  # its stores are still open
+        assert engine._retired == []  # and closed once it finished
+        docs = await engine.aquery("cargo again", k=5)
+    assert "more.md" in {Path(str(d.metadata["source"])).name for d in docs}
 
 
 SCRIPT = """
