@@ -37,7 +37,11 @@ from langchain_rag_async.embeddings.rate_limited import RateLimitedEmbeddings
 from langchain_rag_async.errors import IndexNotFoundError, RAGError, RetrievalError
 from langchain_rag_async.indexing.api import aindex_directory
 from langchain_rag_async.indexing.events import IndexingSummary
-from langchain_rag_async.indexing.resources import check_model, resolve_model_id
+from langchain_rag_async.indexing.resources import (
+    check_model,
+    reconcile_sparse,
+    resolve_model_id,
+)
 from langchain_rag_async.retrievers.hybrid import HybridRetriever
 from langchain_rag_async.retrievers.sparse import FTS5Index
 from langchain_rag_async.vectorstores import AsyncFAISS
@@ -259,7 +263,16 @@ class AsyncRAGEngine(AsyncClosing):
         store = await AsyncFAISS.aload_local(
             str(index_dir), query_embeddings, expected_model_id=model_id
         )
-        return _Stores(store=store, sparse=FTS5Index.in_index_dir(index_dir), own_base=own_base)
+        sparse = FTS5Index.in_index_dir(index_dir)
+        try:
+            if await sparse.acount() != len(store.index_to_docstore_id):
+                # A missing or lagging keyword index (a crash, a copied index without
+                # sparse.sqlite): rebuild it from the store rather than search half blind.
+                await reconcile_sparse(store, sparse)
+        except BaseException:
+            await sparse.aclose()
+            raise
+        return _Stores(store=store, sparse=sparse, own_base=own_base)
 
     async def _retire_stores(self) -> None:
         """Stop handing out the current stores; close them once no query uses them."""

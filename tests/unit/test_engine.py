@@ -148,3 +148,16 @@ async def test_engine_shares_one_limiter(tmp_path: Path, embedding: Any) -> None
         retriever = await engine.aretriever()
         query_embeddings = retriever.vectorstore.embeddings  # type: ignore[attr-defined]
         assert query_embeddings.limiter is engine.limiter
+
+
+async def test_missing_keyword_index_is_rebuilt_from_the_store(
+    tmp_path: Path, embedding: DeterministicFakeEmbedding
+) -> None:
+    corpus = write_topics(tmp_path / "docs")
+    index_dir = tmp_path / "idx"
+    async with AsyncRAGEngine(config=config_for(index_dir), embeddings=embedding) as engine:
+        await engine.aindex_directory(corpus)
+    (index_dir / "sparse.sqlite").unlink()  # e.g. an index copied without it
+    async with AsyncRAGEngine(config=config_for(index_dir), embeddings=embedding) as engine:
+        docs = await engine.aquery("package manager", k=3)
+    assert any(d.metadata["scores"]["sparse"] is not None for d in docs)
