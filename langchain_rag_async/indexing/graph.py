@@ -76,7 +76,7 @@ def _context(runtime: Runtime[IndexingContext]) -> IndexingContext:
 def _plan_to_state(plan: IndexPlan, failed: list[FailedFile]) -> dict[str, Any]:
     return {
         "to_load": [[f.source, f.size, f.mtime] for f in plan.to_load],
-        "unchanged": list(plan.unchanged),
+        "unchanged": [[f.source, f.size, f.mtime] for f in plan.unchanged],
         "deleted": list(plan.deleted),
         "scan_failures": [[f.path, f.reason] for f in failed],
     }
@@ -85,7 +85,7 @@ def _plan_to_state(plan: IndexPlan, failed: list[FailedFile]) -> dict[str, Any]:
 def _plan_from_state(data: dict[str, Any]) -> tuple[IndexPlan, list[FailedFile]]:
     plan = IndexPlan(
         to_load=tuple(FileInfo(Path(p), int(s), float(m)) for p, s, m in data["to_load"]),
-        unchanged=tuple(data["unchanged"]),
+        unchanged=tuple(FileInfo(Path(p), int(s), float(m)) for p, s, m in data["unchanged"]),
         deleted=tuple(data["deleted"]),
     )
     return plan, [FailedFile(p, r) for p, r in data["scan_failures"]]
@@ -105,18 +105,13 @@ async def plan_node(state: IndexingState, runtime: Runtime[IndexingContext]) -> 
 
 async def _plan(root: Path, index_dir: Path, ctx: IndexingContext) -> IndexingState:
     config = ctx.config
-    manifest = await check_model(index_dir, resolve_model_id(config, ctx.embeddings))
+    await check_model(index_dir, resolve_model_id(config, ctx.embeddings))  # fail early
     loader = AsyncDirectoryLoader(root, config=config.loader)
     scanned = await loader.ascan()
     failures = [FailedFile(f.path, f.reason) for f in loader.failures]
     async with SQLiteRecordManager(RECORDS_NAMESPACE, db_path=index_dir / RECORDS_FILE) as records:
         await records.acreate_schema()
         known = await records.aget_files()
-        if manifest is None and known:
-            # Records without a saved index (index files removed by hand): start over.
-            await records.adelete_keys(await records.alist_keys())
-            await records.adelete_files(list(known))
-            known = {}
     plan = plan_indexing(
         root, scanned, known, excluded=[f.path for f in failures], index_dir=index_dir
     )
@@ -128,10 +123,7 @@ async def _plan(root: Path, index_dir: Path, ctx: IndexingContext) -> IndexingSt
             "files_deleted": len(plan.deleted),
         }
     )
-    state = _plan_to_state(plan, failures)
-    sizes = {info.source: (info.size, info.mtime) for info in scanned}
-    state["unchanged_info"] = [[p, *sizes[p]] for p in plan.unchanged]
-    return {"index_dir": str(index_dir), "plan": state}
+    return {"index_dir": str(index_dir), "plan": _plan_to_state(plan, failures)}
 
 
 async def index_node(state: IndexingState, runtime: Runtime[IndexingContext]) -> IndexingState:
@@ -151,7 +143,7 @@ async def _index(state: IndexingState, ctx: IndexingContext, index_dir: Path) ->
     ) as res:
         repaired = await reconcile_records(res.store, res.records)
         if repaired:  # their records were dropped: read them again
-            plan = _reload(plan, repaired, state["plan"].get("unchanged_info", []))
+            plan = _reload(plan, repaired)
         sparse = ctx.sparse or res.sparse
         if isinstance(sparse, FTS5Index):
             await reconcile_sparse(res.store, sparse)
@@ -174,16 +166,11 @@ async def _index(state: IndexingState, ctx: IndexingContext, index_dir: Path) ->
     return {"summary": summary.to_dict()}
 
 
-def _reload(plan: IndexPlan, sources: set[str], unchanged_info: list[list[Any]]) -> IndexPlan:
+def _reload(plan: IndexPlan, sources: set[str]) -> IndexPlan:
     """Move ``sources`` from the plan's unchanged files to the files to read."""
-    extra = tuple(
-        FileInfo(Path(p), int(size), float(mtime))
-        for p, size, mtime in unchanged_info
-        if p in sources
-    )
     return IndexPlan(
-        to_load=plan.to_load + extra,
-        unchanged=tuple(p for p in plan.unchanged if p not in sources),
+        to_load=plan.to_load + tuple(f for f in plan.unchanged if f.source in sources),
+        unchanged=tuple(f for f in plan.unchanged if f.source not in sources),
         deleted=plan.deleted,
     )
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -99,6 +100,7 @@ class IndexingPipeline:
         self._loader = loader
         self._splitter = splitter
         self._embeddings = embeddings
+        self._pass_sources = _accepts_sources(embeddings)
         self._store = store
         self._records = record_manager
         self._index_dir = index_dir
@@ -193,32 +195,23 @@ class IndexingPipeline:
             await out.put(out_work)
 
     async def _prepare_file(self, doc: Document) -> _FileWork:
-        meta = doc.metadata
-        source = str(meta["source"])
-        known = self._known.get(source)
-        record = FileRecord(
-            path=source,
-            size=int(meta.get("size", 0)),
-            mtime=float(meta.get("mtime", 0.0)),
-            content_hash=str(meta.get("content_hash", "")),
-            status="indexed",
-        )
+        record = _record_of(doc)
+        known = self._known.get(record.path)
         if (
             known is not None
             and known.status == "indexed"
             and known.content_hash
-            and (known.content_hash == record.content_hash)
+            and known.content_hash == record.content_hash
         ):
             # Only the mtime moved: same bytes, same chunks. Just refresh the record.
-            keep = FileRecord(**{**_record_fields(record), "chunk_count": known.chunk_count})
+            keep = replace(record, chunk_count=known.chunk_count)
             return _FileWork(record=keep, unchanged_content=True)
+        source = record.path
         chunks = await self._splitter.asplit_document(doc) if doc.page_content else []
         old_keys = set(await self._records.alist_keys(group_ids=[source]))
-        new_ids = [str(c.id) for c in chunks]
-        new_id_set = set(new_ids)
         new_chunks = [c for c in chunks if c.id not in old_keys]
-        stale = sorted(old_keys - new_id_set)
-        record = FileRecord(**{**_record_fields(record), "chunk_count": len(chunks)})
+        stale = sorted(old_keys - {str(c.id) for c in chunks})
+        record = replace(record, chunk_count=len(chunks))
         return _FileWork(
             record=record,
             chunks=chunks,
@@ -285,8 +278,8 @@ class IndexingPipeline:
             await out.put(work)
 
     async def _embed_texts(self, texts: list[str], sources: list[str]) -> list[list[float]]:
-        embed = getattr(self._embeddings, "aembed_documents")  # noqa: B009
-        if isinstance(self._embeddings, CachedEmbeddings) or _accepts_sources(self._embeddings):
+        if self._pass_sources:  # our wrappers name failed sources in their errors
+            embed: Any = self._embeddings.aembed_documents
             result: list[list[float]] = await embed(texts, sources=sources)
             return result
         return await self._embeddings.aembed_documents(texts)
@@ -426,16 +419,20 @@ def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException | No
     return None
 
 
-def _failed_work(doc: Document, reason: str) -> _FileWork:
+def _record_of(doc: Document) -> FileRecord:
+    """The file-table row of a loaded document (before its chunks are counted)."""
     meta = doc.metadata
-    record = FileRecord(
+    return FileRecord(
         path=str(meta.get("source", "")),
         size=int(meta.get("size", 0)),
         mtime=float(meta.get("mtime", 0.0)),
         content_hash=str(meta.get("content_hash", "")),
         status="indexed",
     )
-    return _FileWork(record=record, error=reason)
+
+
+def _failed_work(doc: Document, reason: str) -> _FileWork:
+    return _FileWork(record=_record_of(doc), error=reason)
 
 
 def _vector(value: list[float] | None) -> list[float]:
@@ -449,19 +446,8 @@ def _empty_document(source: str, size: int, mtime: float) -> Document:
     return Document(page_content="", metadata=meta)
 
 
-def _record_fields(record: FileRecord) -> dict[str, Any]:
-    return {
-        "path": record.path,
-        "size": record.size,
-        "mtime": record.mtime,
-        "content_hash": record.content_hash,
-        "status": record.status,
-    }
-
-
 def _accepts_sources(embeddings: Embeddings) -> bool:
-    import inspect
-
+    """Whether ``aembed_documents`` takes ``sources=`` (our cache and rate-limit wrappers)."""
     try:
         params = inspect.signature(embeddings.aembed_documents).parameters
     except (TypeError, ValueError):

@@ -19,12 +19,12 @@ class IndexPlan:
 
     Attributes:
         to_load: New files and files whose size or mtime changed.
-        unchanged: Sources skipped because size and mtime match the file table.
+        unchanged: Files skipped because size and mtime match the file table.
         deleted: Sources in the file table (under the indexed root) gone from disk.
     """
 
     to_load: tuple[FileInfo, ...] = ()
-    unchanged: tuple[str, ...] = ()
+    unchanged: tuple[FileInfo, ...] = ()
     deleted: tuple[str, ...] = field(default=())
 
 
@@ -58,14 +58,14 @@ def plan_indexing(
         The plan.
     """
     to_load: list[FileInfo] = []
-    unchanged: list[str] = []
+    unchanged: list[FileInfo] = []
     if index_dir is not None:
         scanned = [info for info in scanned if not _under(info.source, index_dir)]
     seen = {info.source for info in scanned}
     kept = [Path(path) for path in excluded]
     for info in scanned:
         if file_is_unchanged(known.get(info.source), info.size, info.mtime):
-            unchanged.append(info.source)
+            unchanged.append(info)
         else:
             to_load.append(info)
     deleted = sorted(

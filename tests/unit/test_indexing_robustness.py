@@ -172,3 +172,17 @@ async def test_a_stage_error_reaches_the_caller_as_itself(
     monkeypatch.setattr(AsyncFAISS, "aadd_embeddings", full_disk)
     with pytest.raises(VectorStoreError, match="no space left"):
         await aindex_directory(corpus, config=config_for(tmp_path / "index"), embeddings=emb)
+
+
+async def test_store_removed_by_hand_is_rebuilt_from_the_files(
+    tmp_path: Path, emb: CountingEmbedding
+) -> None:
+    corpus = make_corpus(tmp_path / "docs", files=3)
+    index_dir = tmp_path / "index"
+    config = config_for(index_dir)
+    first = await aindex_directory(corpus, config=config, embeddings=emb)
+    (index_dir / "manifest.json").unlink()  # records.sqlite still says "all indexed"
+    again = await aindex_directory(corpus, config=config, embeddings=emb)
+    assert again.files_indexed == 3 and again.chunks_added == first.chunks_added
+    dense, keys = await store_and_record_ids(index_dir)
+    assert dense == keys and len(dense) == first.chunks_added
