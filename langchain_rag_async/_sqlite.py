@@ -12,11 +12,11 @@ import sqlite3
 import threading
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -29,7 +29,15 @@ from langchain_rag_async.errors import (
 )
 from langchain_rag_async.observability import get_logger
 
-__all__ = ["Row", "SQLiteDatabase", "close_from_sync", "daemonize", "translate_sqlite_error"]
+__all__ = [
+    "Row",
+    "SQLiteDatabase",
+    "aopen",
+    "close_from_sync",
+    "daemonize",
+    "settle",
+    "translate_sqlite_error",
+]
 
 _log = get_logger(__name__)
 
@@ -185,13 +193,13 @@ class SQLiteDatabase:
             await asyncio.to_thread(self._ensure_sync)  # the anchor keeps the data alive
         elif not self._uri:
             await asyncio.to_thread(_make_parent_dir, self.path)
-        conn = await daemonize(
+        conn = await aopen(
             aiosqlite.connect(
                 self._database, uri=self._uri, timeout=self._busy_timeout, isolation_level=None
             )
         )
         try:
-            await conn.executescript(self._init_script)
+            await settle(conn.executescript(self._init_script))
         except BaseException:
             await conn.close()
             raise
@@ -326,6 +334,38 @@ def translate_sqlite_error(exc: sqlite3.Error, path: str, busy_timeout: float) -
 
 def _make_parent_dir(path: str) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+_T = TypeVar("_T")
+
+
+async def settle(awaitable: Awaitable[_T]) -> _T:
+    """Await an aiosqlite call to its end, even when the caller is cancelled meanwhile.
+
+    aiosqlite runs each call on the connection's worker thread, which answers on the event
+    loop when the call ends. A call abandoned by a cancelled caller still answers later, and
+    the worker thread dies with "Event loop is closed" if the loop closed in between (a
+    Ctrl-C under ``asyncio.run``, a test's loop); a connection abandoned while opening is
+    also never closed. The calls are short, so a cancellation waits for the answer and is
+    then re-raised. A second cancellation stops the waiting.
+    """
+    task = asyncio.ensure_future(awaitable)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task])
+        raise
+
+
+async def aopen(conn: aiosqlite.Connection) -> aiosqlite.Connection:
+    """Open ``conn`` (its worker thread a daemon); cancelled meanwhile, close it, then raise."""
+    opening: asyncio.Future[aiosqlite.Connection] = asyncio.ensure_future(daemonize(conn))
+    try:
+        return await settle(opening)
+    except asyncio.CancelledError:
+        if opening.done() and not opening.cancelled() and opening.exception() is None:
+            await asyncio.shield(opening.result().close())
+        raise
 
 
 def daemonize(conn: aiosqlite.Connection) -> aiosqlite.Connection:

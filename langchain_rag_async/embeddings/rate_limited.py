@@ -11,6 +11,7 @@ import asyncio
 import email.utils
 import math
 import random
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -19,9 +20,6 @@ from datetime import UTC
 from functools import partial
 from typing import Any, TypeVar
 
-import aiohttp
-import httpx
-import openai
 from langchain_core.embeddings import Embeddings
 from tenacity import (
     AsyncRetrying,
@@ -70,38 +68,46 @@ def plan_batches(count: int, batch_size: int) -> list[tuple[int, int]]:
     return [(start, min(start + batch_size, count)) for start in range(0, count, batch_size)]
 
 
-def _httpx_error_types() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]]:
-    """``(transport errors, status errors)`` of httpx and, when installed, httpx2.
+def loaded_error_types(*names: str) -> tuple[type[BaseException], ...]:
+    """The exception classes named ``"module.Class"`` whose module is already imported.
 
-    Recent ``openai`` releases are built on ``httpx2``; other clients still use ``httpx``.
+    An exception can only come from a library that was imported, so a library missing from
+    ``sys.modules`` cannot have raised it. Looking the classes up this way keeps ``openai``,
+    ``httpx`` and ``aiohttp`` (about 60k objects the garbage collector must walk on every
+    full collection) out of processes that only use the local model.
     """
-    transport: tuple[type[Exception], ...] = (httpx.TransportError,)
-    status: tuple[type[Exception], ...] = (httpx.HTTPStatusError,)
-    try:
-        import httpx2
-    except ImportError:  # pragma: no cover - depends on the installed openai release
-        return transport, status
-    return (*transport, httpx2.TransportError), (*status, httpx2.HTTPStatusError)
+    found: list[type[BaseException]] = []
+    for name in names:
+        module_name, _, attribute = name.rpartition(".")
+        cls = getattr(sys.modules.get(module_name), attribute, None)
+        if isinstance(cls, type) and issubclass(cls, BaseException):
+            found.append(cls)
+    return tuple(found)
 
 
-_TRANSPORT_ERRORS, _HTTP_STATUS_ERRORS = _httpx_error_types()
+# Recent ``openai`` releases are built on ``httpx2``; other clients still use ``httpx``.
+_STATUS_ERRORS = ("httpx.HTTPStatusError", "httpx2.HTTPStatusError")
+_TRANSPORT_ERRORS = ("httpx.TransportError", "httpx2.TransportError")
+_CONNECTION_ERRORS = ("openai.APIConnectionError", "aiohttp.ClientError", *_TRANSPORT_ERRORS)
 
 
 def status_code_of(exc: BaseException) -> int | None:
     """The HTTP status carried by an ``openai``, ``httpx`` or ``aiohttp`` error, if any."""
-    if isinstance(exc, openai.APIStatusError):
-        return exc.status_code
-    if isinstance(exc, _HTTP_STATUS_ERRORS):
+    status: object = None
+    if isinstance(exc, loaded_error_types("openai.APIStatusError")):
+        status = getattr(exc, "status_code", None)
+    elif isinstance(exc, loaded_error_types(*_STATUS_ERRORS)):
         status = getattr(getattr(exc, "response", None), "status_code", None)
-        return status if isinstance(status, int) else None
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return exc.status
-    return None
+    elif isinstance(exc, loaded_error_types("aiohttp.ClientResponseError")):
+        status = getattr(exc, "status", None)
+    return status if isinstance(status, int) else None
 
 
 def is_rate_limited(exc: BaseException) -> bool:
     """Whether ``exc`` is the service saying "too many requests" (HTTP 429)."""
-    return isinstance(exc, openai.RateLimitError) or status_code_of(exc) == 429
+    return (
+        isinstance(exc, loaded_error_types("openai.RateLimitError")) or status_code_of(exc) == 429
+    )
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -112,9 +118,7 @@ def is_retryable(exc: BaseException) -> bool:
     status = status_code_of(exc)
     if status is not None:
         return status >= 500 or status in _RETRYABLE_STATUSES
-    return isinstance(
-        exc, (openai.APIConnectionError, TimeoutError, aiohttp.ClientError, *_TRANSPORT_ERRORS)
-    )
+    return isinstance(exc, (TimeoutError, *loaded_error_types(*_CONNECTION_ERRORS)))
 
 
 def _header(headers: Any, name: str) -> str | None:

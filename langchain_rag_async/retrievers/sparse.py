@@ -25,7 +25,7 @@ from langchain_core.documents import Document
 from langchain_core.runnables.config import run_in_executor
 
 from langchain_rag_async._closing import AsyncClosing
-from langchain_rag_async._sqlite import close_from_sync, daemonize
+from langchain_rag_async._sqlite import aopen, close_from_sync, settle
 from langchain_rag_async.errors import (
     IndexCorruptedError,
     IndexLockedError,
@@ -440,7 +440,7 @@ class FTS5Index(AsyncClosing):
         with span("sparse.search", k=k) as current:
             async with self._aconnection() as conn:
                 try:
-                    rows = await conn.execute_fetchall(*built)
+                    rows = await settle(conn.execute_fetchall(*built))
                 except sqlite3.Error as exc:
                     raise _search_error(exc, self._target, query) from exc
             results = [_to_result(row) for row in rows]
@@ -500,7 +500,7 @@ class FTS5Index(AsyncClosing):
                 conn = aiosqlite.Connection(
                     lambda: _connect(self._target, self._busy_timeout), iter_chunk_size=256
                 )
-                state.conn = await daemonize(conn)
+                state.conn = await aopen(conn)
                 await self._aclose_stale_loops()
             yield state.conn
 

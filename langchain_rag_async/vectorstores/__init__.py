@@ -1,7 +1,8 @@
-"""Vector stores of langchain-rag-async: :class:`AsyncFAISS` and its on-disk format."""
+"""Vector store: :class:`AsyncFAISS`, its on-disk format, :class:`CompactDocstore`."""
 
 from __future__ import annotations
 
+from langchain_rag_async.vectorstores.docstore import CompactDocstore
 from langchain_rag_async.vectorstores.faiss import AsyncFAISS, read_manifest
 
-__all__ = ["AsyncFAISS", "read_manifest"]
+__all__ = ["AsyncFAISS", "CompactDocstore", "read_manifest"]

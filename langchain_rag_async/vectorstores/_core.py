@@ -30,6 +30,7 @@ from langchain_rag_async.observability import span
 from langchain_rag_async.vectorstores import _scoring as scoring
 from langchain_rag_async.vectorstores._locks import ReadWriteLock
 from langchain_rag_async.vectorstores._persistence import IndexSnapshot
+from langchain_rag_async.vectorstores.docstore import CompactDocstore
 
 __all__ = ["FAISSCore", "MetadataFilter", "plan_upsert", "stored_documents", "unzip"]
 
@@ -73,6 +74,14 @@ def unzip(pairs: Iterable[tuple[str, list[float]]]) -> tuple[list[str], list[lis
 def _copy(doc: Document, doc_id: str) -> Document:
     """A caller-owned copy of a stored document, its id set."""
     return doc.model_copy(update={"id": doc_id, "metadata": dict(doc.metadata)})
+
+
+def fetch_document(docstore: Docstore, doc_id: str) -> Document | None:
+    """A caller-owned copy of the document stored under ``doc_id``, or ``None``."""
+    if isinstance(docstore, CompactDocstore):
+        return docstore.get(doc_id)  # already a fresh copy
+    found = docstore.search(doc_id)
+    return _copy(found, doc_id) if isinstance(found, Document) else None
 
 
 class FAISSCore(FAISS):
@@ -200,8 +209,8 @@ class FAISSCore(FAISS):
             total = 0 if target.index is None else int(target.index.ntotal)
             vectors = target.index.reconstruct_n(0, total) if total else []
             ids = [target.index_to_docstore_id[pos] for pos in range(total)]
-            stored = [target.docstore.search(doc_id) for doc_id in ids]
-        docs = [_copy(d, i) for d, i in zip(stored, ids, strict=True) if isinstance(d, Document)]
+            stored = [fetch_document(target.docstore, doc_id) for doc_id in ids]
+        docs = [doc for doc in stored if doc is not None]
         if len(docs) != total:
             raise VectorStoreError("the store to merge lacks documents for some of its vectors")
         self._upsert(docs, vectors)
@@ -211,8 +220,8 @@ class FAISSCore(FAISS):
     def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         """Documents for ``ids`` in the order asked; unknown ids are skipped."""
         with self._rw_lock.read():
-            found = [(self.docstore.search(doc_id), doc_id) for doc_id in ids]
-        return [_copy(doc, doc_id) for doc, doc_id in found if isinstance(doc, Document)]
+            found = [fetch_document(self.docstore, doc_id) for doc_id in ids]
+        return [doc for doc in found if doc is not None]
 
     def _search(self, embedding: list[float], fetch: int, *, vectors: bool) -> list[_Hit]:
         """The nearest ``fetch`` entries, read consistently under the read lock."""
@@ -229,11 +238,11 @@ class FAISSCore(FAISS):
                 if pos < 0:
                     continue
                 doc_id = self.index_to_docstore_id[int(pos)]
-                doc = self.docstore.search(doc_id)
-                if not isinstance(doc, Document):
+                doc = fetch_document(self.docstore, doc_id)
+                if doc is None:
                     raise VectorStoreError(f"no document stored for id {doc_id!r}; rebuild")
                 vector = self.index.reconstruct(int(pos)) if vectors else None
-                hits.append((_copy(doc, doc_id), float(value), vector))
+                hits.append((doc, float(value), vector))
         return hits
 
     def _uses_inner_product(self) -> bool:

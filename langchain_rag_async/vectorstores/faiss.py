@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Self
 
-from langchain_community.docstore.in_memory import InMemoryDocstore
 from langchain_community.vectorstores.utils import DistanceStrategy
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
@@ -38,6 +37,7 @@ from langchain_rag_async.vectorstores._core import (
     unzip,
 )
 from langchain_rag_async.vectorstores._persistence import DEFAULT_LOCK_TIMEOUT, read_manifest
+from langchain_rag_async.vectorstores.docstore import CompactDocstore
 
 __all__ = ["AsyncFAISS", "read_manifest"]
 
@@ -104,7 +104,7 @@ class AsyncFAISS(FAISSCore):
         return cls(
             embedding,
             index,
-            InMemoryDocstore(),
+            CompactDocstore(),
             {},
             relevance_score_fn=relevance_score_fn,
             normalize_L2=normalize_L2,
@@ -393,7 +393,7 @@ class AsyncFAISS(FAISSCore):
         return cls(
             embeddings,
             loaded.index,
-            InMemoryDocstore({str(doc.id): doc for doc in docs}),
+            CompactDocstore({str(doc.id): doc for doc in docs}),
             {pos: str(doc.id) for pos, doc in enumerate(docs)},
             normalize_L2=manifest["normalize_L2"],
             distance_strategy=strategy,

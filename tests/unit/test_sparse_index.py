@@ -446,3 +446,48 @@ async def test_rust_book_ownership_question_finds_chapter_4(
             "ownership borrowing", k=5, filter={"source": "ch08-02-strings.md"}
         )
         assert filtered and all(d.metadata["source"] == "ch08-02-strings.md" for d, _ in filtered)
+
+
+def _thread_errors_while(run: object) -> list[BaseException]:
+    """Exceptions raised in any thread while ``run()`` executes (and 0.3 s after)."""
+    import time
+
+    errors: list[BaseException] = []
+    previous = threading.excepthook
+
+    def record(args: threading.ExceptHookArgs) -> None:
+        if args.exc_value is not None:
+            errors.append(args.exc_value)
+
+    threading.excepthook = record
+    try:
+        run()  # type: ignore[operator]
+        time.sleep(0.3)  # an abandoned worker thread answers within this
+    finally:
+        threading.excepthook = previous
+    return errors
+
+
+@pytest.mark.parametrize("delay_steps", [0, 1, 2, 5, 10, 20])
+def test_cancelling_during_open_or_search_leaves_no_worker_answering_a_closed_loop(
+    tmp_path: Path, delay_steps: int
+) -> None:
+    """Ctrl-C under ``asyncio.run`` mid-search: aiosqlite's thread must not hit a dead loop."""
+    index = FTS5Index(tmp_path / "sparse.sqlite")
+    try:
+        index.upsert(CORPUS)
+
+        async def cancelled_search() -> None:
+            task = asyncio.create_task(index.asearch("fox", 3))
+            for _ in range(delay_steps):  # cancel at several points of the open and query
+                await asyncio.sleep(0)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+        errors = _thread_errors_while(lambda: asyncio.run(cancelled_search()))
+        assert errors == []
+        # The index still answers afterwards, on a new loop.
+        assert [doc.id for doc, _ in asyncio.run(index.asearch("hound", 1))] == ["fox-3"]
+    finally:
+        index.close()
