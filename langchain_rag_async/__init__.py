@@ -59,6 +59,9 @@ if TYPE_CHECKING:
         RetrievalError,
         VectorStoreError,
     )
+    from langchain_rag_async.gc_tuning import (
+        freeze_long_lived,
+    )
     from langchain_rag_async.indexing import (
         IndexingContext,
         IndexingSummary,
@@ -75,6 +78,7 @@ if TYPE_CHECKING:
     )
     from langchain_rag_async.retrievers import (
         FTS5Index,
+        FTS5Retriever,
         HybridRetriever,
         reciprocal_rank_fusion,
         weighted_score_fusion,
@@ -85,6 +89,7 @@ if TYPE_CHECKING:
     )
     from langchain_rag_async.vectorstores import (
         AsyncFAISS,
+        CompactDocstore,
     )
 
 _EXPORTS: dict[str, str] = {
@@ -96,12 +101,14 @@ _EXPORTS: dict[str, str] = {
     "AsyncFAISS": "langchain_rag_async.vectorstores",
     "AsyncRAGEngine": "langchain_rag_async.engine",
     "CachedEmbeddings": "langchain_rag_async.embeddings",
+    "CompactDocstore": "langchain_rag_async.vectorstores",
     "ConfigurationError": "langchain_rag_async.errors",
     "EmbeddingConfig": "langchain_rag_async.config",
     "EmbeddingError": "langchain_rag_async.errors",
     "EmbeddingModelMismatchError": "langchain_rag_async.errors",
     "ExtractiveChatModel": "langchain_rag_async.chat_models",
     "FTS5Index": "langchain_rag_async.retrievers",
+    "FTS5Retriever": "langchain_rag_async.retrievers",
     "GenerationError": "langchain_rag_async.errors",
     "HybridRetriever": "langchain_rag_async.retrievers",
     "IndexCorruptedError": "langchain_rag_async.errors",
@@ -137,6 +144,7 @@ _EXPORTS: dict[str, str] = {
     "build_embeddings": "langchain_rag_async.embeddings",
     "build_indexing_graph": "langchain_rag_async.indexing",
     "chunk_id": "langchain_rag_async.splitters",
+    "freeze_long_lived": "langchain_rag_async.gc_tuning",
     "index_directory": "langchain_rag_async.indexing",
     "reciprocal_rank_fusion": "langchain_rag_async.retrievers",
     "weighted_score_fusion": "langchain_rag_async.retrievers",
@@ -151,12 +159,14 @@ __all__ = [
     "AsyncFAISS",
     "AsyncRAGEngine",
     "CachedEmbeddings",
+    "CompactDocstore",
     "ConfigurationError",
     "EmbeddingConfig",
     "EmbeddingError",
     "EmbeddingModelMismatchError",
     "ExtractiveChatModel",
     "FTS5Index",
+    "FTS5Retriever",
     "GenerationError",
     "HybridRetriever",
     "IndexCorruptedError",
@@ -192,6 +202,7 @@ __all__ = [
     "build_embeddings",
     "build_indexing_graph",
     "chunk_id",
+    "freeze_long_lived",
     "index_directory",
     "reciprocal_rank_fusion",
     "weighted_score_fusion",

@@ -289,6 +289,8 @@ class RAGConfig:
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
+    freeze_gc: bool = True
+    """After the engine loads an index, freeze what is alive (:mod:`.gc_tuning`)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RAGConfig:
@@ -298,7 +300,7 @@ class RAGConfig:
         ``RAG_EMBEDDING_MODEL``, ``RAG_EMBEDDING_BATCH_SIZE``, ``RAG_EMBEDDING_CONCURRENCY``,
         ``RAG_EMBEDDING_RPM``, ``RAG_EMBEDDING_TPM``, ``RAG_CHUNK_SIZE``, ``RAG_CHUNK_OVERLAP``,
         ``RAG_MAX_FILE_SIZE``, ``RAG_LLM`` (``extractive``/``openai``), ``RAG_CHAT_MODEL``,
-        ``OPENAI_API_KEY``, ``OPENAI_BASE_URL``.
+        ``OPENAI_API_KEY``, ``OPENAI_BASE_URL``, ``RAG_FREEZE_GC`` (``1``/``0``).
 
         Args:
             environ: The mapping to read; ``os.environ`` by default.
@@ -351,6 +353,7 @@ class RAGConfig:
             splitter=splitter,
             embeddings=embeddings,
             llm=llm,
+            freeze_gc=_bool(env, "RAG_FREEZE_GC", default=True),
         )
 
     def with_overrides(
@@ -389,6 +392,17 @@ def _pick(value: T | None, current: T) -> T:
 def _require_positive(name: str, value: float) -> None:
     if value <= 0:
         raise ConfigurationError(f"{name} must be positive; got {value}")
+
+
+def _bool(env: Mapping[str, str], name: str, *, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"{name} must be 1/0, true/false, yes/no or on/off; got {raw!r}")
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:

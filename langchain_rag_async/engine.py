@@ -35,6 +35,7 @@ from langchain_rag_async.embeddings.factory import (
 from langchain_rag_async.embeddings.limits import ServiceLimiter
 from langchain_rag_async.embeddings.rate_limited import RateLimitedEmbeddings
 from langchain_rag_async.errors import IndexNotFoundError, RAGError, RetrievalError
+from langchain_rag_async.gc_tuning import freeze_long_lived
 from langchain_rag_async.indexing.api import aindex_directory
 from langchain_rag_async.indexing.events import IndexingSummary
 from langchain_rag_async.indexing.resources import (
@@ -148,6 +149,8 @@ class AsyncRAGEngine(AsyncClosing):
             async with self._load_lock():
                 if self._stores is None:
                     self._stores = await self._load_stores()
+                    if self.config.freeze_gc:
+                        freeze_long_lived()  # see gc_tuning: short pauses while serving
         return self._stores
 
     async def aquery(

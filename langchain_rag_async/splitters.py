@@ -16,7 +16,8 @@ import copy
 import hashlib
 import re
 import uuid
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import PurePath
 from typing import Any
@@ -35,6 +36,7 @@ __all__ = [
     "RunnableTextSplitter",
     "chunk_id",
     "content_hash",
+    "with_ids",
 ]
 
 #: Namespace of the UUID5 chunk ids: ``uuid5(NAMESPACE_URL, "https://langchain-rag-async/chunk-id")``.
@@ -336,3 +338,23 @@ class RunnableTextSplitter(RunnableSerializable[Sequence[Document], list[Documen
             The chunks of all documents, in document order.
         """
         return await self._acall_with_config(self.asplit_documents, input, config)
+
+
+def with_ids(documents: Iterable[Document]) -> list[Document]:
+    """Give documents without an id a deterministic one (copies; ids kept when present).
+
+    The id derives from the ``source`` metadata, the text and how often that pair was seen
+    before, so equal documents in one call stay distinct and a rebuild yields the same ids.
+    """
+    seen: Counter[tuple[str, str]] = Counter()
+    result = []
+    for doc in documents:
+        if doc.id:
+            result.append(doc)
+            continue
+        source = str(doc.metadata.get("source", ""))
+        occurrence = seen[source, doc.page_content]
+        seen[source, doc.page_content] += 1
+        new_id = chunk_id(source, occurrence, doc.page_content)
+        result.append(doc.model_copy(update={"id": new_id}))
+    return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +36,14 @@ def blockbuster(request: pytest.FixtureRequest) -> Iterator[BlockBuster | None]:
         return
     with blockbuster_ctx("langchain_rag_async") as bb:
         yield bb
+
+
+@pytest.fixture(autouse=True)
+def unfreeze_gc() -> Iterator[None]:
+    """Undo the ``gc.freeze()`` an engine does after loading, so tests stay collectable."""
+    yield
+    if gc.get_freeze_count():
+        gc.unfreeze()
 
 
 @pytest.fixture

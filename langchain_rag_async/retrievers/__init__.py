@@ -1,4 +1,4 @@
-"""Retrieval: the SQLite FTS5 keyword index, rank fusion and the hybrid retriever.
+"""Retrieval: the SQLite FTS5 keyword index and retriever, rank fusion, the hybrid retriever.
 
 :class:`HybridRetriever` is imported on first use, so the keyword index alone does not
 load the vector store stack (FAISS, langchain-community).
@@ -13,6 +13,7 @@ from langchain_rag_async.retrievers.fusion import (
     reciprocal_rank_fusion,
     weighted_score_fusion,
 )
+from langchain_rag_async.retrievers.keyword import FTS5Retriever
 from langchain_rag_async.retrievers.sparse import FTS5Index, to_fts5_query
 
 if TYPE_CHECKING:
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FTS5Index",
+    "FTS5Retriever",
     "HybridRetriever",
     "reciprocal_rank_fusion",
     "to_fts5_query",

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -30,13 +29,14 @@ from pydantic import PrivateAttr, model_validator
 from langchain_rag_async.config import FusionMethod, RetrievalConfig
 from langchain_rag_async.errors import ConfigurationError, RAGError, RetrievalError
 from langchain_rag_async.observability import span
+from langchain_rag_async.retrievers._checks import check_count, check_filter, check_query
 from langchain_rag_async.retrievers.fusion import (
     RankedList,
     reciprocal_rank_fusion,
     weighted_score_fusion,
 )
 from langchain_rag_async.retrievers.sparse import FTS5Index
-from langchain_rag_async.splitters import chunk_id
+from langchain_rag_async.splitters import with_ids
 from langchain_rag_async.vectorstores.faiss import AsyncFAISS
 
 __all__ = ["FAISS_FILTER_FETCH_FACTOR", "HybridRetriever"]
@@ -50,7 +50,6 @@ neighbours, then drops those the filter rejects. The sparse side filters inside 
 
 _SEARCH_KWARGS = frozenset({"k", "fetch_k", "filter"})
 _IGNORED_KWARGS = frozenset({"verbose"})  # LangChain passes it along with invoke kwargs
-_FILTER_SCALARS = (str, int, float)  # bool is an int
 
 
 # --------------------------------------------------------------------------- pure helpers
@@ -64,49 +63,6 @@ class _Plan:
     k: int
     per_side: int
     filter: dict[str, Any] | None
-
-
-def _check_count(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a whole number of at least 1; got {value!r}")
-    return value
-
-
-def _check_filter(value: object) -> dict[str, Any] | None:
-    """Validate an exact-match metadata filter both sides understand; ``{}`` means none.
-
-    Tuples become lists: FAISS treats a list (not a tuple) as "any of".
-    """
-    if value is None:
-        return None
-    if not isinstance(value, Mapping):
-        raise ValueError(
-            f"filter must be a dict of metadata key -> value; got {type(value).__name__} "
-            "(callables only work on the vector store alone)"
-        )
-    checked: dict[str, Any] = {}
-    for key, condition in value.items():
-        if not isinstance(key, str) or not key or key.startswith("$") or '"' in key:
-            raise ValueError(
-                f"filter key {key!r} is not supported: the hybrid retriever filters by exact "
-                "metadata values ($and, $or and other operators only work on the vector store)"
-            )
-        options = list(condition) if isinstance(condition, list | tuple) else [condition]
-        if not all(v is None or isinstance(v, _FILTER_SCALARS) for v in options):
-            raise ValueError(
-                f"filter value {condition!r} for {key!r} is not supported; use a string, "
-                "number or boolean, a list of them, or None for 'missing'"
-            )
-        checked[key] = options if isinstance(condition, list | tuple) else condition
-    return checked or None
-
-
-def _check_query(query: object) -> str:
-    if not isinstance(query, str):
-        raise RetrievalError(f"the query must be a string; got {type(query).__name__}")
-    if not query.strip():
-        raise RetrievalError("the query is empty; ask something, e.g. 'how does ownership work?'")
-    return query
 
 
 def _dense_kwargs(store: VectorStore, plan: _Plan) -> dict[str, Any]:
@@ -124,26 +80,6 @@ def _search_error(side: str, query: str, exc: Exception) -> RetrievalError:
         f"{side} search for {query!r} failed: {type(exc).__name__}: {exc}. Check that the "
         f"{side} index is open and built with the configured model, then retry."
     )
-
-
-def _ensure_ids(documents: Iterable[Document]) -> list[Document]:
-    """Give documents without an id a deterministic one (copies; ids kept when present).
-
-    The id derives from the ``source`` metadata, the text and how often that pair was seen
-    before, so equal documents in one call stay distinct and a rebuild yields the same ids.
-    """
-    seen: Counter[tuple[str, str]] = Counter()
-    result = []
-    for doc in documents:
-        if doc.id:
-            result.append(doc)
-            continue
-        source = str(doc.metadata.get("source", ""))
-        occurrence = seen[source, doc.page_content]
-        seen[source, doc.page_content] += 1
-        new_id = chunk_id(source, occurrence, doc.page_content)
-        result.append(doc.model_copy(update={"id": new_id}))
-    return result
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -219,7 +155,7 @@ class HybridRetriever(BaseRetriever):
         if not all(math.isfinite(w) for w in weights):
             raise ConfigurationError(f"fusion weights must be finite; got {weights}")
         try:
-            self.filter = _check_filter(self.filter)
+            self.filter = check_filter(self.filter)
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from exc
         return self
@@ -277,7 +213,7 @@ class HybridRetriever(BaseRetriever):
             k: Documents returned per search.
             **kwargs: Other fields (``fetch_k``, ``fusion``, weights, ``filter``...).
         """
-        docs = _ensure_ids(documents)
+        docs = with_ids(documents)
         store = AsyncFAISS.create(embedding, distance_strategy=DistanceStrategy.COSINE)
         sparse = FTS5Index()
         try:
@@ -301,7 +237,7 @@ class HybridRetriever(BaseRetriever):
         **kwargs: Any,
     ) -> Self:
         """Async twin of :meth:`from_documents`: embeds and indexes without blocking."""
-        docs = _ensure_ids(documents)
+        docs = with_ids(documents)
         store = AsyncFAISS.create(embedding, distance_strategy=DistanceStrategy.COSINE)
         sparse = FTS5Index()
         try:
@@ -467,10 +403,10 @@ class HybridRetriever(BaseRetriever):
                 f"unexpected search argument(s) {sorted(unknown)}; "
                 f"HybridRetriever accepts {sorted(_SEARCH_KWARGS)}"
             )
-        query = _check_query(query)
-        k = _check_count("k", overrides.get("k", self.k))
-        fetch_k = _check_count("fetch_k", overrides.get("fetch_k", self.fetch_k))
-        filter_ = _check_filter(overrides["filter"] if "filter" in overrides else self.filter)
+        query = check_query(query)
+        k = check_count("k", overrides.get("k", self.k))
+        fetch_k = check_count("fetch_k", overrides.get("fetch_k", self.fetch_k))
+        filter_ = check_filter(overrides["filter"] if "filter" in overrides else self.filter)
         return _Plan(query=query, k=k, per_side=max(k, fetch_k), filter=filter_)
 
     def _fuse(self, dense: RankedList, sparse: RankedList, k: int) -> list[Document]:

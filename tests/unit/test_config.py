@@ -61,6 +61,7 @@ def test_openai_when_asked_for() -> None:
         ({"RAG_EMBEDDING_RPM": "fast"}, "RAG_EMBEDDING_RPM"),
         ({"RAG_EMBEDDING_CONCURRENCY": "0"}, "concurrency"),
         ({"RAG_CHUNK_SIZE": "100", "RAG_CHUNK_OVERLAP": "100"}, "chunk_overlap"),
+        ({"RAG_FREEZE_GC": "maybe"}, "RAG_FREEZE_GC"),
     ],
 )
 def test_bad_values_are_named(env: dict[str, str], message: str) -> None:
@@ -108,3 +109,9 @@ def test_openai_embeddings_are_built_for_our_retry_layer() -> None:
     assert emb.max_retries == 0  # RateLimitedEmbeddings is the only retry layer
     assert emb.check_embedding_ctx_length is False  # no tiktoken download
     assert emb.chunk_size == 8
+
+
+def test_gc_freeze_is_on_by_default_and_can_be_turned_off() -> None:
+    assert RAGConfig().freeze_gc and RAGConfig.from_env({}).freeze_gc
+    assert not RAGConfig.from_env({"RAG_FREEZE_GC": "0"}).freeze_gc
+    assert RAGConfig.from_env({"RAG_FREEZE_GC": " Yes "}).freeze_gc

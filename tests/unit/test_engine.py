@@ -161,3 +161,30 @@ async def test_missing_keyword_index_is_rebuilt_from_the_store(
     async with AsyncRAGEngine(config=config_for(index_dir), embeddings=embedding) as engine:
         docs = await engine.aquery("package manager", k=3)
     assert any(d.metadata["scores"]["sparse"] is not None for d in docs)
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+async def test_loading_the_index_freezes_long_lived_objects_unless_disabled(
+    tmp_path: Path, embedding: DeterministicFakeEmbedding, freeze: bool
+) -> None:
+    """After the load, full collections skip modules, model and index (gc_tuning)."""
+    import dataclasses
+    import gc
+
+    corpus = write_topics(tmp_path / "docs")
+    config = dataclasses.replace(config_for(tmp_path / "idx"), freeze_gc=freeze)
+    async with AsyncRAGEngine(config=config, embeddings=embedding) as engine:
+        await engine.aindex_directory(corpus)
+        gc.unfreeze()
+        assert gc.get_freeze_count() == 0
+        await engine.aquery("cargo", k=1)  # loads the stores
+        frozen = gc.get_freeze_count()
+        store = engine._stores.store if engine._stores is not None else None
+        assert store is not None
+        if freeze:
+            assert frozen > 10_000  # at least the imported modules' objects
+            assert not any(obj is store for obj in gc.get_objects())  # out of sight
+        else:
+            assert frozen == 0
+        assert len(await engine.aquery("closures", k=1)) == 1  # still answers
+    gc.unfreeze()

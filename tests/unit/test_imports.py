@@ -8,6 +8,9 @@ import sys
 import langchain_rag_async
 
 EXPECTED = {
+    "FTS5Retriever",
+    "freeze_long_lived",
+    "CompactDocstore",
     "ANSWER_PROMPT",
     "AnswerContext",
     "AnswerEvent",

@@ -1,0 +1,160 @@
+"""FTS5Retriever: keyword (BM25) retrieval over an :class:`FTS5Index`, as a LangChain retriever.
+
+The keyword side of :class:`~langchain_rag_async.retrievers.HybridRetriever` on its own: a
+drop-in for LangChain's ``BM25Retriever`` whose index lives in SQLite (persistent,
+incremental, shared with the indexing pipeline) instead of being rebuilt in memory. It
+does not load the vector-store stack.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Any, Self
+
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForRetrieverRun,
+    CallbackManagerForRetrieverRun,
+)
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+from pydantic import PrivateAttr, model_validator
+
+from langchain_rag_async.errors import ConfigurationError, RetrievalError
+from langchain_rag_async.retrievers._checks import check_count, check_filter, check_query
+from langchain_rag_async.retrievers.sparse import FTS5Index
+from langchain_rag_async.splitters import with_ids
+
+__all__ = ["FTS5Retriever"]
+
+_SEARCH_KWARGS = frozenset({"k", "filter"})
+_IGNORED_KWARGS = frozenset({"verbose"})  # LangChain passes it along with invoke kwargs
+
+
+def _with_score(doc: Document, score: float) -> Document:
+    """The hit, its BM25 relevance in ``metadata["scores"]["sparse"]`` (as the hybrid's)."""
+    doc.metadata["scores"] = {"sparse": score}
+    return doc
+
+
+class FTS5Retriever(BaseRetriever):
+    """Chunks ranked by BM25 over an :class:`FTS5Index` (SQLite FTS5, porter stemming).
+
+    ``k`` and ``filter`` may also be given per call (``retriever.invoke(q, k=3)``). The
+    question may hold any characters: FTS5 syntax is escaped. Each document carries its
+    BM25 relevance in ``metadata["scores"] = {"sparse": ...}``; chunks sharing no word
+    with the question are not returned, so fewer than ``k`` documents may come back.
+
+    Lifecycle: a retriever over an index you pass in does not own it. One built by
+    :meth:`from_documents` owns its in-memory index: close it with :meth:`aclose`
+    (``async with``) or :meth:`close`.
+
+    Example:
+        .. code-block:: python
+
+            retriever = FTS5Retriever(index=FTS5Index.in_index_dir(".rag-index"), k=5)
+            docs = await retriever.ainvoke("how do lifetimes work?")
+    """
+
+    index: FTS5Index
+    """The keyword index searched."""
+    k: int = 4
+    """Documents returned (at most)."""
+    filter: dict[str, Any] | None = None
+    """Exact-match metadata filter: a scalar, a list of scalars ("any of"), or ``None``."""
+
+    _owns_index: bool = PrivateAttr(default=False)
+    _closed: bool = PrivateAttr(default=False)
+
+    @model_validator(mode="after")
+    def _check_settings(self) -> Self:
+        try:
+            check_count("k", self.k)
+            self.filter = check_filter(self.filter)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from exc
+        return self
+
+    @classmethod
+    def from_documents(cls, documents: Iterable[Document], *, k: int = 4, **kwargs: Any) -> Self:
+        """Build a retriever over ``documents`` in a new in-memory index it owns (blocking).
+
+        Documents without an id get a deterministic one. In async code, use
+        :meth:`afrom_documents`.
+        """
+        docs = with_ids(documents)
+        index = FTS5Index()
+        try:
+            index.upsert(docs)
+            retriever = cls(index=index, k=k, **kwargs)
+        except BaseException:
+            index.close()
+            raise
+        retriever._owns_index = True
+        return retriever
+
+    @classmethod
+    async def afrom_documents(
+        cls, documents: Iterable[Document], *, k: int = 4, **kwargs: Any
+    ) -> Self:
+        """Async twin of :meth:`from_documents`."""
+        docs = with_ids(documents)
+        index = FTS5Index()
+        try:
+            await index.aupsert(docs)
+            retriever = cls(index=index, k=k, **kwargs)
+        except BaseException:
+            await index.aclose()
+            raise
+        retriever._owns_index = True
+        return retriever
+
+    async def aclose(self) -> None:
+        """Close the index if this retriever owns it (idempotent)."""
+        if self._owns_index and not self._closed:
+            self._closed = True
+            await self.index.aclose()
+
+    def close(self) -> None:
+        """Sync twin of :meth:`aclose`."""
+        if self._owns_index and not self._closed:
+            self._closed = True
+            self.index.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def _arguments(self, query: str, overrides: dict[str, Any]) -> tuple[str, int, Any]:
+        if self._closed:
+            raise RetrievalError("this FTS5Retriever was closed; build a new one")
+        unknown = set(overrides) - _SEARCH_KWARGS - _IGNORED_KWARGS
+        if unknown:
+            raise TypeError(
+                f"unexpected search argument(s) {sorted(unknown)}; "
+                f"FTS5Retriever accepts {sorted(_SEARCH_KWARGS)}"
+            )
+        k = check_count("k", overrides.get("k", self.k))
+        filter_ = check_filter(overrides["filter"] if "filter" in overrides else self.filter)
+        return check_query(query), k, filter_
+
+    async def _aget_relevant_documents(
+        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
+    ) -> list[Document]:
+        question, k, filter_ = self._arguments(query, kwargs)
+        hits = await self.index.asearch(question, k, filter=filter_)
+        return [_with_score(doc, score) for doc, score in hits]
+
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
+    ) -> list[Document]:
+        question, k, filter_ = self._arguments(query, kwargs)
+        hits = self.index.search(question, k, filter=filter_)
+        return [_with_score(doc, score) for doc, score in hits]
