@@ -7,6 +7,7 @@ sqlite3 twin, serialises writes and turns SQLite errors into the package's error
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import threading
@@ -35,6 +36,7 @@ __all__ = [
     "aopen",
     "close_from_sync",
     "daemonize",
+    "drain_on_cancel",
     "settle",
     "translate_sqlite_error",
 ]
@@ -158,7 +160,7 @@ class SQLiteDatabase:
     async def afetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """Run one query and return all its rows."""
         async with self.alocked() as conn:
-            rows = await conn.execute_fetchall(sql, params)
+            rows = await drain_on_cancel(conn, conn.execute_fetchall(sql, params))
         return [tuple(row) for row in rows]
 
     async def aclose(self) -> None:
@@ -354,6 +356,22 @@ async def settle(awaitable: Awaitable[_T]) -> _T:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
         await asyncio.wait([task])
+        raise
+
+
+async def drain_on_cancel(conn: aiosqlite.Connection, call: Awaitable[_T]) -> _T:
+    """Await one call on ``conn``; if cancelled, first let its worker thread finish it.
+
+    The same protection as :func:`settle` without its cost on the normal path (no extra
+    task): on cancellation a trivial query is queued behind the abandoned call on the
+    connection's worker thread, which runs calls in order, and awaited (shielded) before
+    the cancellation is re-raised.
+    """
+    try:
+        return await call
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.shield(conn.execute_fetchall("SELECT 1"))
         raise
 
 

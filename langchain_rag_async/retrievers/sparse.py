@@ -25,7 +25,7 @@ from langchain_core.documents import Document
 from langchain_core.runnables.config import run_in_executor
 
 from langchain_rag_async._closing import AsyncClosing
-from langchain_rag_async._sqlite import aopen, close_from_sync, settle
+from langchain_rag_async._sqlite import aopen, close_from_sync, drain_on_cancel
 from langchain_rag_async.errors import (
     IndexCorruptedError,
     IndexLockedError,
@@ -440,7 +440,7 @@ class FTS5Index(AsyncClosing):
         with span("sparse.search", k=k) as current:
             async with self._aconnection() as conn:
                 try:
-                    rows = await settle(conn.execute_fetchall(*built))
+                    rows = await drain_on_cancel(conn, conn.execute_fetchall(*built))
                 except sqlite3.Error as exc:
                     raise _search_error(exc, self._target, query) from exc
             results = [_to_result(row) for row in rows]
@@ -450,13 +450,13 @@ class FTS5Index(AsyncClosing):
     async def acount(self) -> int:
         """Return how many chunks the index holds."""
         async with self._aconnection() as conn:
-            rows = list(await conn.execute_fetchall(_COUNT_SQL))
+            rows = list(await drain_on_cancel(conn, conn.execute_fetchall(_COUNT_SQL)))
         return int(rows[0][0])
 
     async def aids(self) -> set[str]:
         """Return the ids of all chunks (to reconcile with the vector store)."""
         async with self._aconnection() as conn:
-            rows = await conn.execute_fetchall(_IDS_SQL)
+            rows = await drain_on_cancel(conn, conn.execute_fetchall(_IDS_SQL))
         return {row[0] for row in rows}
 
     async def aclose(self) -> None:

@@ -491,3 +491,50 @@ def test_cancelling_during_open_or_search_leaves_no_worker_answering_a_closed_lo
         assert [doc.id for doc, _ in asyncio.run(index.asearch("hound", 1))] == ["fox-3"]
     finally:
         index.close()
+
+
+def test_cancelling_a_slow_search_waits_for_the_worker_before_the_loop_closes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The query outlives the cancelled caller; its answer must not hit a closed loop."""
+    import time
+
+    from langchain_rag_async.retrievers import sparse as sparse_module
+
+    real_connect = sparse_module._connect
+    slow = threading.Event()
+
+    def slow_connect(target: object, busy_timeout: float) -> sqlite3.Connection:
+        conn = real_connect(target, busy_timeout)  # type: ignore[arg-type]
+
+        pauses = iter(range(40))
+
+        def pause() -> int:
+            if slow.is_set() and next(pauses, None) is not None:
+                time.sleep(0.002)  # the query runs for about 80 ms
+            return 0
+
+        conn.set_progress_handler(pause, 50)
+        return conn
+
+    monkeypatch.setattr(sparse_module, "_connect", slow_connect)
+    index = FTS5Index(tmp_path / "sparse.sqlite")
+    errors: list[BaseException] = []
+    try:
+        index.upsert(CORPUS)
+
+        async def cancelled_search() -> None:
+            await index.asearch("warm up the connection", 1)
+            slow.set()
+            task = asyncio.create_task(index.asearch("fox", 3))
+            await asyncio.sleep(0.01)  # the query is running on the worker thread
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+        errors = _thread_errors_while(lambda: asyncio.run(cancelled_search()))
+    finally:
+        slow.clear()
+    # Checked before closing: a worker thread killed by the error would hang close().
+    assert errors == []
+    index.close()
