@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from langchain_core.documents import Document
 from langchain_core.messages import BaseMessage
+from langchain_core.messages.utils import count_tokens_approximately, trim_messages
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 
 __all__ = [
@@ -148,10 +149,40 @@ def parse_answer_request(text: str) -> tuple[str, list[NumberedSource]]:
     return text.strip(), []
 
 
+HISTORY_TOKEN_BUDGET = 2000
+"""Approximate tokens of chat history kept in the answer prompt (the latest turns)."""
+
+
+def trim_history(
+    history: Sequence[BaseMessage], max_tokens: int | None = HISTORY_TOKEN_BUDGET
+) -> list[BaseMessage]:
+    """The latest whole turns of ``history`` that fit in ``max_tokens`` (approximate count).
+
+    A long conversation would otherwise grow every prompt until the model's context
+    overflows. The kept part starts on a human message, so no answer is shown without its
+    question; ``None`` keeps everything. Tokens are estimated (about 4 characters each),
+    which needs no tokenizer download.
+    """
+    if max_tokens is None or not history:
+        return list(history)
+    if max_tokens < 0:
+        raise ValueError(f"max_tokens must not be negative; got {max_tokens}")
+    return trim_messages(
+        list(history),
+        max_tokens=max_tokens,
+        token_counter=count_tokens_approximately,
+        strategy="last",
+        start_on="human",
+        allow_partial=False,
+    )
+
+
 def build_answer_messages(
     question: str,
     documents: Sequence[Document],
     history: Sequence[BaseMessage] = (),
+    *,
+    max_history_tokens: int | None = HISTORY_TOKEN_BUDGET,
 ) -> list[BaseMessage]:
     """Build the messages that ask an answer model to answer ``question`` from ``documents``.
 
@@ -159,12 +190,15 @@ def build_answer_messages(
         question: The user's question.
         documents: The retrieved documents, best first; they become sources ``[1]``, ``[2]``...
         history: Earlier turns of the conversation, placed before the question.
+        max_history_tokens: Keep only the latest turns of ``history`` within this many
+            (approximate) tokens; ``None`` keeps all (see :func:`trim_history`).
 
     Returns:
-        System message, the history, then the human message with sources and question.
+        System message, the (trimmed) history, then the human message with sources and
+        question.
     """
     return ANSWER_PROMPT.format_messages(
         sources=format_sources(documents),
         question=question,
-        history=list(history),
+        history=trim_history(history, max_history_tokens),
     )

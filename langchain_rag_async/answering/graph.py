@@ -30,7 +30,11 @@ from langchain_rag_async.chat_models._sentences import content_terms
 from langchain_rag_async.chat_models.extractive import ExtractiveChatModel
 from langchain_rag_async.errors import ConfigurationError, RAGError, RetrievalError
 from langchain_rag_async.observability import get_logger, span
-from langchain_rag_async.prompts import build_answer_messages, source_location
+from langchain_rag_async.prompts import (
+    HISTORY_TOKEN_BUDGET,
+    build_answer_messages,
+    source_location,
+)
 
 __all__ = [
     "REWRITE_PROMPT",
@@ -74,15 +78,22 @@ class AnswerContext:
         retriever: Any LangChain retriever; called as ``ainvoke(query, k=k)``.
         llm: The chat model that writes the answer (and condenses follow-ups when able).
         k: The most retrieved chunks given to the model as sources.
+        max_history_tokens: Chat history kept in the answer prompt, latest turns first
+            (approximate tokens); ``None`` keeps all of it.
     """
 
     retriever: BaseRetriever
     llm: BaseChatModel
     k: int = 6
+    max_history_tokens: int | None = HISTORY_TOKEN_BUDGET
 
     def __post_init__(self) -> None:
         if self.k < 1:
             raise ConfigurationError(f"k must be a positive number of sources; got {self.k}")
+        if self.max_history_tokens is not None and self.max_history_tokens < 0:
+            raise ConfigurationError(
+                f"max_history_tokens must not be negative; got {self.max_history_tokens}"
+            )
 
 
 class SourceInfo(TypedDict):
@@ -348,7 +359,10 @@ async def generate_node(state: AnswerState, runtime: Runtime[AnswerContext]) -> 
     ctx = _context(runtime.context)
     documents = state.get("documents") or []
     messages = build_answer_messages(
-        validate_question(state.get("question")), documents, _history(state)
+        validate_question(state.get("question")),
+        documents,
+        _history(state),
+        max_history_tokens=ctx.max_history_tokens,
     )
     parts: list[str] = []
     with span("generate", model=type(ctx.llm).__name__, documents=len(documents)) as current:

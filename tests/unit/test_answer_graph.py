@@ -358,3 +358,29 @@ def test_deployment_module_exposes_the_compiled_graph() -> None:
 
     assert graph.name == "answer"
     assert set(graph.nodes) >= {"rewrite", "retrieve", "generate"}
+
+
+async def test_generate_trims_a_long_history_to_the_context_budget() -> None:
+    seen: list[list[Any]] = []
+
+    class RecordingModel(GenericFakeChatModel):
+        async def _astream(self, messages: Any, *args: Any, **kwargs: Any) -> Any:
+            seen.append(list(messages))
+            async for chunk in super()._astream(messages, *args, **kwargs):
+                yield chunk
+
+    history: list[Any] = []
+    for turn in range(40):
+        history += [HumanMessage(f"q{turn} " + "pods " * 200), AIMessage(f"a{turn} " + "ok " * 200)]
+    llm = RecordingModel(messages=iter([AIMessage(content="pods"), AIMessage(content="ok [1]")]))
+    context = AnswerContext(
+        retriever=FixedRetriever(documents=[PODS]), llm=llm, max_history_tokens=1000
+    )
+    await build_answer_graph().ainvoke(
+        {"question": "What do they share?", "history": history}, context=context
+    )
+    prompt = seen[-1]
+    assert len(prompt) < 10  # system, a few latest turns, the question
+    assert "a39" in prompt[-2].text and prompt[1].type == "human"
+    with pytest.raises(ConfigurationError, match="max_history_tokens"):
+        AnswerContext(retriever=FixedRetriever(documents=[]), llm=llm, max_history_tokens=-1)

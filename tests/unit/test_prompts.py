@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from langchain_core.documents import Document
-from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
 from langchain_rag_async.prompts import (
     ANSWER_PROMPT,
@@ -116,3 +116,29 @@ def test_parse_answer_request_other_shapes_are_bare_questions(text: str) -> None
 def test_no_documents_round_trip_to_no_sources() -> None:
     messages = build_answer_messages("Anything?", [])
     assert parse_answer_request(messages[-1].text) == ("Anything?", [])
+
+
+def _conversation(turns: int, words: int = 150) -> list[BaseMessage]:
+    messages: list[BaseMessage] = []
+    for turn in range(turns):
+        messages.append(HumanMessage(f"question {turn}: " + "why " * words))
+        messages.append(AIMessage(f"answer {turn}: " + "because " * words))
+    return messages
+
+
+def test_long_history_keeps_the_latest_whole_turns_within_the_budget() -> None:
+    from langchain_core.messages.utils import count_tokens_approximately
+
+    from langchain_rag_async.prompts import HISTORY_TOKEN_BUDGET, trim_history
+
+    history = _conversation(60)  # about 18k tokens
+    kept = trim_history(history)
+    assert 0 < len(kept) < len(history)
+    assert count_tokens_approximately(kept) <= HISTORY_TOKEN_BUDGET
+    assert kept == history[-len(kept) :]  # the latest ones, in order
+    assert isinstance(kept[0], HumanMessage)  # never an answer without its question
+    assert trim_history(history, None) == history
+    assert trim_history(history[:2]) == history[:2]  # short: untouched
+    messages = build_answer_messages("And now?", [BREAD], history, max_history_tokens=500)
+    assert messages[0].type == "system" and messages[-1].text.endswith("Question: And now?")
+    assert 1 <= len(messages) - 2 <= 4 and "answer 59" in messages[-2].text
