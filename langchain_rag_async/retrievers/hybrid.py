@@ -11,7 +11,6 @@ import asyncio
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Self
 
 from langchain_community.vectorstores.faiss import FAISS
@@ -30,6 +29,7 @@ from langchain_rag_async.config import FusionMethod, RetrievalConfig
 from langchain_rag_async.errors import ConfigurationError, RAGError, RetrievalError
 from langchain_rag_async.observability import span
 from langchain_rag_async.retrievers._checks import check_count, check_filter, check_query
+from langchain_rag_async.retrievers._owned import ClosesOwnedIndex
 from langchain_rag_async.retrievers.fusion import (
     RankedList,
     reciprocal_rank_fusion,
@@ -91,7 +91,7 @@ def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
 # --------------------------------------------------------------------------- the retriever
 
 
-class HybridRetriever(BaseRetriever):
+class HybridRetriever(ClosesOwnedIndex, BaseRetriever):
     """Dense and sparse (BM25) search, run concurrently and fused into one ranking.
 
     The dense side is any :class:`~langchain_core.vectorstores.VectorStore` (normally
@@ -273,28 +273,11 @@ class HybridRetriever(BaseRetriever):
         """Whether :meth:`aclose` closes the stores (true for ``from_documents``)."""
         return self._owns_stores
 
-    async def aclose(self) -> None:
-        """Close the stores this retriever owns; a no-op for stores passed in (idempotent)."""
-        if self._owns_stores and not self._closed:
-            self._closed = True
-            await self.sparse.aclose()
-
-    def close(self) -> None:
-        """Sync twin of :meth:`aclose`."""
-        if self._owns_stores and not self._closed:
-            self._closed = True
-            self.sparse.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
+    def _release_owned_index(self) -> FTS5Index | None:
+        if not self._owns_stores or self._closed:
+            return None
+        self._closed = True
+        return self.sparse  # the in-memory FAISS store needs no closing
 
     # -- search ---------------------------------------------------------------------------
 

@@ -9,7 +9,6 @@ does not load the vector-store stack.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from types import TracebackType
 from typing import Any, Self
 
 from langchain_core.callbacks import (
@@ -22,6 +21,7 @@ from pydantic import PrivateAttr, model_validator
 
 from langchain_rag_async.errors import ConfigurationError, RetrievalError
 from langchain_rag_async.retrievers._checks import check_count, check_filter, check_query
+from langchain_rag_async.retrievers._owned import ClosesOwnedIndex
 from langchain_rag_async.retrievers.sparse import FTS5Index
 from langchain_rag_async.splitters import with_ids
 
@@ -37,7 +37,7 @@ def _with_score(doc: Document, score: float) -> Document:
     return doc
 
 
-class FTS5Retriever(BaseRetriever):
+class FTS5Retriever(ClosesOwnedIndex, BaseRetriever):
     """Chunks ranked by BM25 over an :class:`FTS5Index` (SQLite FTS5, porter stemming).
 
     ``k`` and ``filter`` may also be given per call (``retriever.invoke(q, k=3)``). The
@@ -109,28 +109,11 @@ class FTS5Retriever(BaseRetriever):
         retriever._owns_index = True
         return retriever
 
-    async def aclose(self) -> None:
-        """Close the index if this retriever owns it (idempotent)."""
-        if self._owns_index and not self._closed:
-            self._closed = True
-            await self.index.aclose()
-
-    def close(self) -> None:
-        """Sync twin of :meth:`aclose`."""
-        if self._owns_index and not self._closed:
-            self._closed = True
-            self.index.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
+    def _release_owned_index(self) -> FTS5Index | None:
+        if not self._owns_index or self._closed:
+            return None
+        self._closed = True
+        return self.index
 
     def _arguments(self, query: str, overrides: dict[str, Any]) -> tuple[str, int, Any]:
         if self._closed:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import gc
-import subprocess
-import sys
 
 import pytest
 from langchain_community.docstore.in_memory import InMemoryDocstore
@@ -98,17 +96,6 @@ async def test_async_faiss_stores_chunks_compactly_and_searches_them() -> None:
     hits[0].metadata["start_index"] = -1
     again = await store.aget_by_ids(["id-7"])
     assert again[0].metadata["start_index"] == 70
-
-
-def test_local_model_users_do_not_import_http_clients() -> None:
-    """``openai``, ``httpx``'s CLI deps and ``aiohttp`` stay out unless the OpenAI path is used."""
-    code = (
-        "import sys, langchain_rag_async.embeddings, langchain_rag_async.vectorstores, "
-        "langchain_rag_async.retrievers.hybrid\n"
-        "print(sorted(m for m in ('openai', 'langchain_openai', 'aiohttp') if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
 
 
 def test_metadata_comes_back_exactly_whatever_its_types() -> None:

@@ -105,11 +105,21 @@ def test_errors_form_one_tree() -> None:
         assert issubclass(getattr(errors, name), errors.RAGError), name
 
 
-def test_import_is_light() -> None:
-    code = (
-        "import sys, langchain_rag_async;"
-        "heavy = [m for m in ('faiss', 'onnxruntime', 'langgraph') if m in sys.modules];"
-        "print(heavy)"
-    )
+def loaded_after(imports: str, candidates: tuple[str, ...]) -> list[str]:
+    """Which of ``candidates`` a fresh interpreter has imported after ``import {imports}``."""
+    code = f"import sys, {imports}\nprint([m for m in {candidates!r} if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    return list(eval(out.stdout))  # a printed list of module names
+
+
+def test_import_is_light() -> None:
+    assert loaded_after("langchain_rag_async", ("faiss", "onnxruntime", "langgraph")) == []
+
+
+def test_local_model_users_do_not_import_http_clients() -> None:
+    """``openai`` and ``aiohttp`` (60k objects for every full GC) load only when used."""
+    imports = (
+        "langchain_rag_async.embeddings, langchain_rag_async.vectorstores, "
+        "langchain_rag_async.retrievers.hybrid"
+    )
+    assert loaded_after(imports, ("openai", "langchain_openai", "aiohttp")) == []
