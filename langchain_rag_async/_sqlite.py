@@ -348,15 +348,25 @@ async def settle(awaitable: Awaitable[_T]) -> _T:
     loop when the call ends. A call abandoned by a cancelled caller still answers later, and
     the worker thread dies with "Event loop is closed" if the loop closed in between (a
     Ctrl-C under ``asyncio.run``, a test's loop); a connection abandoned while opening is
-    also never closed. The calls are short, so a cancellation waits for the answer and is
-    then re-raised. A second cancellation stops the waiting.
+    also never closed. The calls are short (at most the busy timeout), so a cancellation,
+    even repeated, waits for the answer and is then re-raised.
     """
     task = asyncio.ensure_future(awaitable)
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
-        await asyncio.wait([task])
+        task.add_done_callback(_consume_outcome)  # its error, if any, is nobody's now
+        while not task.done():
+            try:
+                await asyncio.wait([task])
+            except asyncio.CancelledError:
+                continue  # cancelled again (asyncio.run's shutdown does): still wait
         raise
+
+
+def _consume_outcome(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 async def drain_on_cancel(conn: aiosqlite.Connection, call: Awaitable[_T]) -> _T:
@@ -371,7 +381,7 @@ async def drain_on_cancel(conn: aiosqlite.Connection, call: Awaitable[_T]) -> _T
         return await call
     except asyncio.CancelledError:
         with contextlib.suppress(Exception, asyncio.CancelledError):
-            await asyncio.shield(conn.execute_fetchall("SELECT 1"))
+            await settle(conn.execute_fetchall("SELECT 1"))
         raise
 
 
@@ -380,9 +390,10 @@ async def aopen(conn: aiosqlite.Connection) -> aiosqlite.Connection:
     opening: asyncio.Future[aiosqlite.Connection] = asyncio.ensure_future(daemonize(conn))
     try:
         return await settle(opening)
-    except asyncio.CancelledError:
-        if opening.done() and not opening.cancelled() and opening.exception() is None:
-            await asyncio.shield(opening.result().close())
+    except asyncio.CancelledError:  # settle waited until the open ended
+        if not opening.cancelled() and opening.exception() is None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await settle(opening.result().close())
         raise
 
 

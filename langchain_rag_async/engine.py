@@ -150,7 +150,7 @@ class AsyncRAGEngine(AsyncClosing):
                 if self._stores is None:
                     self._stores = await self._load_stores()
                     if self.config.freeze_gc:
-                        freeze_long_lived()  # see gc_tuning: short pauses while serving
+                        freeze_long_lived(once=True)  # gc_tuning: short GC pauses
         return self._stores
 
     async def aquery(

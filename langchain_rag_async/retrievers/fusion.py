@@ -124,13 +124,13 @@ def weighted_score_fusion(
     """
     checked = _check_weights(ranked_lists, weights, names)
     candidates = _collect(ranked_lists)
-    # (weight / (high - low), low) per list, or (None, weight) when its scores are all equal
-    scales = [_min_max(i, candidates, w) for i, w in enumerate(checked)]
+    ranges = [_min_max(i, candidates) for i in range(len(ranked_lists))]
     for cand in candidates:
         fused = 0.0
-        for (factor, offset), score in zip(scales, cand.scores, strict=True):
+        for weight, (low, span), score in zip(checked, ranges, cand.scores, strict=True):
             if score is not None:
-                fused += offset if factor is None else factor * (score - offset)
+                # weight * normalised score, in this order: a list's best gets exactly weight
+                fused += weight if span is None else weight * ((score - low) / span)
         cand.fused = fused
     return _finish(candidates, names, k)
 
@@ -176,14 +176,8 @@ def _collect(ranked_lists: Sequence[RankedList]) -> list[_Candidate]:
     return list(by_key.values())
 
 
-def _min_max(
-    index: int, candidates: Sequence[_Candidate], weight: float
-) -> tuple[float | None, float]:
-    """How list ``index`` scores map to its weighted share: ``weight * (s - low) / (high - low)``.
-
-    Returns ``(weight / (high - low), low)``, or ``(None, weight)`` when all its scores are
-    equal (each then counts fully).
-    """
+def _min_max(index: int, candidates: Sequence[_Candidate]) -> tuple[float, float | None]:
+    """``(low, high - low)`` of list ``index``'s scores; span ``None`` when all are equal."""
     scores = [s for cand in candidates if (s := cand.scores[index]) is not None]
     if any(not math.isfinite(s) for s in scores):
         raise ValueError(
@@ -191,9 +185,7 @@ def _min_max(
             "numbers (use reciprocal_rank_fusion for lists without usable scores)"
         )
     low, high = min(scores, default=0.0), max(scores, default=0.0)
-    if high == low:
-        return None, weight
-    return weight / (high - low), low
+    return low, (None if high == low else high - low)
 
 
 def _finish(candidates: list[_Candidate], names: Sequence[str], k: int | None) -> list[Document]:

@@ -149,6 +149,12 @@ class FAISSCore(FAISS):
             dependable_faiss_import().normalize_L2(matrix)
         if not isinstance(self.docstore, AddableMixin):
             raise VectorStoreError(f"{type(self.docstore).__name__} cannot add documents")
+        by_id = {str(doc.id): doc for doc in docs}
+        # Encoded before anything changes, so a document that cannot be stored fails the
+        # call and leaves index, docstore and id map as they were.
+        prepared = (
+            self.docstore.prepare(by_id) if isinstance(self.docstore, CompactDocstore) else None
+        )
         with span("vectorstore.upsert", documents=len(docs)), self._rw_lock.write():
             if self.index is None:
                 self.index = scoring.new_index(matrix.shape[1], self.distance_strategy)
@@ -159,7 +165,10 @@ class FAISSCore(FAISS):
                 self._remove_locked(stale, positions)
             start = int(self.index.ntotal)
             self.index.add(matrix)
-            self.docstore.add({str(doc.id): doc for doc in docs})
+            if prepared is not None and isinstance(self.docstore, CompactDocstore):
+                self.docstore.add_prepared(prepared)
+            else:
+                self.docstore.add(by_id)
             for offset, doc in enumerate(docs):
                 self.index_to_docstore_id[start + offset] = str(doc.id)
                 self._positions[str(doc.id)] = start + offset

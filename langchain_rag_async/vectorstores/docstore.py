@@ -37,16 +37,28 @@ def is_plain(metadata: Mapping[str, Any]) -> bool:
 
 
 def _entry(doc: Document) -> _Entry:
+    """Never fails where ``InMemoryDocstore`` would not (it stores the object as given)."""
     if is_plain(doc.metadata):
-        return doc.page_content, json.dumps(doc.metadata, ensure_ascii=False)
-    return doc.page_content, copy.deepcopy(dict(doc.metadata))
+        try:
+            return doc.page_content, json.dumps(doc.metadata, ensure_ascii=False)
+        except ValueError:  # an int beyond the int-to-text digit limit
+            pass
+    return doc.page_content, _private_copy(doc.metadata)
+
+
+def _private_copy(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep copy, or a shallow one for values that cannot be copied (locks, handles...)."""
+    try:
+        return copy.deepcopy(dict(metadata))
+    except Exception:  # what deepcopy raises depends on the object
+        return dict(metadata)
 
 
 def _metadata(stored: str | dict[str, Any]) -> dict[str, Any]:
     if isinstance(stored, str):
         loaded: dict[str, Any] = json.loads(stored)
         return loaded
-    return copy.deepcopy(stored)
+    return _private_copy(stored)
 
 
 class CompactDocstore(Docstore, AddableMixin):
@@ -54,7 +66,9 @@ class CompactDocstore(Docstore, AddableMixin):
 
     Drop-in for ``InMemoryDocstore`` (same ``add``/``delete``/``search`` contract, same
     ``ValueError`` on duplicate or unknown ids), with ``get``, ``len()``, ``in`` and
-    iteration over ids besides.
+    iteration over ids besides. One difference: documents handed out (``search``, ``get``,
+    the read-only ``_dict`` view) are copies, so changing one never changes the store;
+    replace a document by adding it again through the vector store.
     """
 
     def __init__(self, documents: Mapping[str, Document] | None = None) -> None:
@@ -64,13 +78,24 @@ class CompactDocstore(Docstore, AddableMixin):
             self.add(dict(documents))
 
     def add(self, texts: dict[str, Document]) -> None:
-        """Store ``texts`` (id -> document); an id already present raises ``ValueError``."""
-        overlapping = texts.keys() & self._entries.keys()
+        """Store ``texts`` (id -> document), all or none; an id already present raises."""
+        self.add_prepared(self.prepare(texts))
+
+    @staticmethod
+    def prepare(texts: Mapping[str, Document]) -> dict[str, _Entry]:
+        """Encode documents for :meth:`add_prepared` without touching the store.
+
+        The vector store prepares a batch before it changes its FAISS index, so nothing
+        about the documents can fail half-way through an update.
+        """
+        return {doc_id: _entry(doc) for doc_id, doc in texts.items()}
+
+    def add_prepared(self, entries: dict[str, _Entry]) -> None:
+        """Store what :meth:`prepare` returned; an id already present raises ``ValueError``."""
+        overlapping = entries.keys() & self._entries.keys()
         if overlapping:
             raise ValueError(f"Tried to add ids that already exist: {sorted(overlapping)[:10]}")
-        entries = self._entries
-        for doc_id, doc in texts.items():
-            entries[doc_id] = _entry(doc)
+        self._entries.update(entries)
 
     def delete(self, ids: list[Any]) -> None:
         """Remove ``ids``; ``ValueError`` when none of them is stored (as InMemoryDocstore)."""

@@ -118,3 +118,23 @@ def test_metadata_comes_back_exactly_whatever_its_types() -> None:
     assert store.get("odd").metadata == odd  # type: ignore[union-attr]
     assert store.get("plain").metadata == plain  # type: ignore[union-attr]
     assert type(store.get("plain").metadata["t"]) is bool  # type: ignore[union-attr]
+
+
+def test_metadata_that_cannot_be_copied_or_encoded_is_still_stored_consistently() -> None:
+    """InMemoryDocstore accepted these; a failed add must never leave the store torn."""
+    import threading
+
+    lock = threading.Lock()
+    store = AsyncFAISS.create(embedding())
+    store.add_documents(
+        [
+            Document(id="lock", page_content="has a lock", metadata={"lock": lock}),
+            Document(id="big", page_content="has a big int", metadata={"n": 10**5000}),
+            Document(id="plain", page_content="plain", metadata={"n": 1}),
+        ]
+    )
+    assert store.index.ntotal == len(store.index_to_docstore_id) == len(store.docstore) == 3
+    by_id = {doc.id: doc for doc in store.get_by_ids(["lock", "big", "plain"])}
+    assert by_id["lock"].metadata["lock"] is lock  # shared, as InMemoryDocstore did
+    assert by_id["big"].metadata["n"] == 10**5000
+    assert len(store.similarity_search("plain", k=3)) == 3

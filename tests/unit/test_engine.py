@@ -187,4 +187,9 @@ async def test_loading_the_index_freezes_long_lived_objects_unless_disabled(
         else:
             assert frozen == 0
         assert len(await engine.aquery("closures", k=1)) == 1  # still answers
+        (corpus / "more.md").write_text("# More\n\nAnother chapter.\n", "utf-8")
+        await engine.aindex_directory(corpus)
+        await engine.aquery("chapter", k=1)  # reloads the stores
+        # once per process: no second freeze (frozen objects of the old generation are freed)
+        assert gc.get_freeze_count() <= frozen
     gc.unfreeze()

@@ -220,3 +220,20 @@ def test_document_key() -> None:
     assert document_key(doc(None, "t")) == document_key(doc(None, "t"))
     assert document_key(doc(None, "t")) != document_key(doc(None, "u"))
     assert document_key(doc("x")) != document_key(doc(None, "x"))
+
+
+def test_each_lists_best_scores_exactly_its_weight_so_ties_break_by_rank_then_id() -> None:
+    """weight * ((s - low) / span): the top of a list gets exactly 1.0, never 0.999..."""
+    for step in range(1, 400):
+        top = 0.6 + step / 1000
+        dense = [
+            (Document(id="A", page_content="A"), top),
+            (Document(id="C", page_content="C"), 0.6),
+        ]
+        sparse = [
+            (Document(id="B", page_content="B"), 12.0),
+            (Document(id="C", page_content="C"), 2.0),
+        ]
+        fused = weighted_score_fusion([dense, sparse])
+        assert [doc.id for doc in fused] == ["A", "B", "C"], top
+        assert [doc.metadata["scores"]["fused"] for doc in fused[:2]] == [1.0, 1.0], top

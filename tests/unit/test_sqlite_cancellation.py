@@ -1,0 +1,106 @@
+"""aiosqlite calls under cancellation: the worker thread never answers a closed loop."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import aiosqlite
+import pytest
+
+from langchain_rag_async._sqlite import aopen, drain_on_cancel, settle
+
+
+@pytest.fixture
+def thread_errors() -> Iterator[list[BaseException]]:
+    """Exceptions raised in any thread during the test."""
+    errors: list[BaseException] = []
+    previous = threading.excepthook
+
+    def record(args: threading.ExceptHookArgs) -> None:
+        if args.exc_value is not None:
+            errors.append(args.exc_value)
+
+    threading.excepthook = record
+    yield errors
+    threading.excepthook = previous
+
+
+def slow_connector(opened: list[sqlite3.Connection]) -> Callable[[], sqlite3.Connection]:
+    def connect() -> sqlite3.Connection:
+        time.sleep(0.2)  # an open that takes a while (a busy lock, a slow disk)
+        conn = sqlite3.connect(":memory:", check_same_thread=False)
+        opened.append(conn)
+        return conn
+
+    return connect
+
+
+@pytest.mark.parametrize("cancels", [1, 2, 3])
+def test_cancelled_open_is_finished_and_closed_before_the_loop_closes(
+    thread_errors: list[BaseException], cancels: int
+) -> None:
+    """``asyncio.run`` cancels again while shutting down; the open must still be closed."""
+    opened: list[sqlite3.Connection] = []
+    conn = aiosqlite.Connection(slow_connector(opened), 64)
+
+    async def main() -> None:
+        task = asyncio.create_task(aopen(conn))
+        for _ in range(cancels):
+            await asyncio.sleep(0.02)
+            task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    time.sleep(0.3)  # a worker left behind would answer within this
+    assert thread_errors == []
+    assert conn._connection is None and not conn._thread.is_alive()  # closed, thread ended
+
+
+def test_a_failure_after_cancellation_is_not_reported_as_never_retrieved(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def fails_later() -> None:
+        await asyncio.sleep(0.05)
+        raise sqlite3.OperationalError("database is locked")
+
+    async def main() -> None:
+        task = asyncio.create_task(settle(fails_later()))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    with caplog.at_level("ERROR", logger="asyncio"):
+        asyncio.run(main())
+        import gc
+
+        gc.collect()
+    assert "never retrieved" not in caplog.text
+
+
+def test_cancelled_query_is_drained_before_the_loop_closes(
+    tmp_path: object, thread_errors: list[BaseException]
+) -> None:
+    release = threading.Event()
+
+    async def main() -> aiosqlite.Connection:
+        conn = await aopen(aiosqlite.connect(":memory:"))
+        await conn.create_function("wait", 0, lambda: release.wait(1.0))
+        task = asyncio.create_task(drain_on_cancel(conn, conn.execute_fetchall("SELECT wait()")))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        asyncio.get_running_loop().call_later(0.1, release.set)
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await conn.close()
+        return conn
+
+    conn = asyncio.run(main())
+    time.sleep(0.2)
+    assert thread_errors == []
+    assert not conn._thread.is_alive()
