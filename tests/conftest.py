@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,6 +45,21 @@ def unfreeze_gc() -> Iterator[None]:
     yield
     if gc.get_freeze_count():
         gc.unfreeze()
+
+
+@pytest.fixture
+def thread_errors() -> Iterator[list[BaseException]]:
+    """Exceptions raised in any thread during the test (e.g. a worker hitting a closed loop)."""
+    errors: list[BaseException] = []
+    previous = threading.excepthook
+
+    def record(args: threading.ExceptHookArgs) -> None:
+        if args.exc_value is not None:
+            errors.append(args.exc_value)
+
+    threading.excepthook = record
+    yield errors
+    threading.excepthook = previous
 
 
 @pytest.fixture

@@ -7,9 +7,10 @@ from typing import Any
 
 from langchain_rag_async.errors import RetrievalError
 
-__all__ = ["check_count", "check_filter", "check_query"]
+__all__ = ["check_count", "check_filter", "check_query", "check_search_kwargs"]
 
 _FILTER_SCALARS = (str, int, float)  # bool is an int
+_IGNORED_KWARGS = frozenset({"verbose"})  # LangChain passes it along with invoke kwargs
 
 
 def check_count(name: str, value: object) -> int:
@@ -57,3 +58,15 @@ def check_query(query: object) -> str:
     if not query.strip():
         raise RetrievalError("the query is empty; ask something, e.g. 'how does ownership work?'")
     return query
+
+
+def check_search_kwargs(
+    retriever: str, overrides: Mapping[str, Any], accepted: frozenset[str]
+) -> None:
+    """``TypeError`` naming what ``retriever`` accepts when a per-call argument is unknown."""
+    unknown = set(overrides) - accepted - _IGNORED_KWARGS
+    if unknown:
+        raise TypeError(
+            f"unexpected search argument(s) {sorted(unknown)}; "
+            f"{retriever} accepts {sorted(accepted)}"
+        )

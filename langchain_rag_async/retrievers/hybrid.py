@@ -28,7 +28,12 @@ from pydantic import PrivateAttr, model_validator
 from langchain_rag_async.config import FusionMethod, RetrievalConfig
 from langchain_rag_async.errors import ConfigurationError, RAGError, RetrievalError
 from langchain_rag_async.observability import span
-from langchain_rag_async.retrievers._checks import check_count, check_filter, check_query
+from langchain_rag_async.retrievers._checks import (
+    check_count,
+    check_filter,
+    check_query,
+    check_search_kwargs,
+)
 from langchain_rag_async.retrievers._owned import ClosesOwnedIndex
 from langchain_rag_async.retrievers.fusion import (
     RankedList,
@@ -49,7 +54,6 @@ neighbours, then drops those the filter rejects. The sparse side filters inside 
 """
 
 _SEARCH_KWARGS = frozenset({"k", "fetch_k", "filter"})
-_IGNORED_KWARGS = frozenset({"verbose"})  # LangChain passes it along with invoke kwargs
 
 
 # --------------------------------------------------------------------------- pure helpers
@@ -380,12 +384,7 @@ class HybridRetriever(ClosesOwnedIndex, BaseRetriever):
                 "this HybridRetriever was closed and its in-memory stores released; "
                 "build a new one with from_documents()"
             )
-        unknown = set(overrides) - _SEARCH_KWARGS - _IGNORED_KWARGS
-        if unknown:
-            raise TypeError(
-                f"unexpected search argument(s) {sorted(unknown)}; "
-                f"HybridRetriever accepts {sorted(_SEARCH_KWARGS)}"
-            )
+        check_search_kwargs("HybridRetriever", overrides, _SEARCH_KWARGS)
         query = check_query(query)
         k = check_count("k", overrides.get("k", self.k))
         fetch_k = check_count("fetch_k", overrides.get("fetch_k", self.fetch_k))

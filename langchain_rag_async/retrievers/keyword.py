@@ -20,7 +20,12 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import PrivateAttr, model_validator
 
 from langchain_rag_async.errors import ConfigurationError, RetrievalError
-from langchain_rag_async.retrievers._checks import check_count, check_filter, check_query
+from langchain_rag_async.retrievers._checks import (
+    check_count,
+    check_filter,
+    check_query,
+    check_search_kwargs,
+)
 from langchain_rag_async.retrievers._owned import ClosesOwnedIndex
 from langchain_rag_async.retrievers.sparse import FTS5Index
 from langchain_rag_async.splitters import with_ids
@@ -28,7 +33,6 @@ from langchain_rag_async.splitters import with_ids
 __all__ = ["FTS5Retriever"]
 
 _SEARCH_KWARGS = frozenset({"k", "filter"})
-_IGNORED_KWARGS = frozenset({"verbose"})  # LangChain passes it along with invoke kwargs
 
 
 def _with_score(doc: Document, score: float) -> Document:
@@ -118,12 +122,7 @@ class FTS5Retriever(ClosesOwnedIndex, BaseRetriever):
     def _arguments(self, query: str, overrides: dict[str, Any]) -> tuple[str, int, Any]:
         if self._closed:
             raise RetrievalError("this FTS5Retriever was closed; build a new one")
-        unknown = set(overrides) - _SEARCH_KWARGS - _IGNORED_KWARGS
-        if unknown:
-            raise TypeError(
-                f"unexpected search argument(s) {sorted(unknown)}; "
-                f"FTS5Retriever accepts {sorted(_SEARCH_KWARGS)}"
-            )
+        check_search_kwargs("FTS5Retriever", overrides, _SEARCH_KWARGS)
         k = check_count("k", overrides.get("k", self.k))
         filter_ = check_filter(overrides["filter"] if "filter" in overrides else self.filter)
         return check_query(query), k, filter_

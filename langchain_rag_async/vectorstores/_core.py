@@ -76,6 +76,14 @@ def _copy(doc: Document, doc_id: str) -> Document:
     return doc.model_copy(update={"id": doc_id, "metadata": dict(doc.metadata)})
 
 
+def stored_fields(docstore: Docstore, doc_id: str) -> tuple[str, dict[str, Any]] | None:
+    """``(page_content, metadata)`` stored under ``doc_id``, to read and not to keep."""
+    if isinstance(docstore, CompactDocstore):
+        return docstore.fields(doc_id)  # no Document built, no copy made
+    found = docstore.search(doc_id)
+    return (found.page_content, found.metadata) if isinstance(found, Document) else None
+
+
 def fetch_document(docstore: Docstore, doc_id: str) -> Document | None:
     """A caller-owned copy of the document stored under ``doc_id``, or ``None``."""
     if isinstance(docstore, CompactDocstore):
@@ -152,8 +160,10 @@ class FAISSCore(FAISS):
         by_id = {str(doc.id): doc for doc in docs}
         # Encoded before anything changes, so a document that cannot be stored fails the
         # call and leaves index, docstore and id map as they were.
-        prepared = (
-            self.docstore.prepare(by_id) if isinstance(self.docstore, CompactDocstore) else None
+        store_batch: Callable[[], None] = (
+            functools.partial(self.docstore.add_prepared, self.docstore.prepare(by_id))
+            if isinstance(self.docstore, CompactDocstore)
+            else functools.partial(self.docstore.add, by_id)
         )
         with span("vectorstore.upsert", documents=len(docs)), self._rw_lock.write():
             if self.index is None:
@@ -165,10 +175,7 @@ class FAISSCore(FAISS):
                 self._remove_locked(stale, positions)
             start = int(self.index.ntotal)
             self.index.add(matrix)
-            if prepared is not None and isinstance(self.docstore, CompactDocstore):
-                self.docstore.add_prepared(prepared)
-            else:
-                self.docstore.add(by_id)
+            store_batch()
             for offset, doc in enumerate(docs):
                 self.index_to_docstore_id[start + offset] = str(doc.id)
                 self._positions[str(doc.id)] = start + offset
@@ -338,10 +345,10 @@ class FAISSCore(FAISS):
             documents = []
             for pos in range(total):
                 doc_id = self.index_to_docstore_id[pos]
-                doc = self.docstore.search(doc_id)
-                if not isinstance(doc, Document):
+                fields = stored_fields(self.docstore, doc_id)
+                if fields is None:
                     raise VectorStoreError(f"no document stored for id {doc_id!r}; cannot save")
-                documents.append((doc_id, doc.page_content, doc.metadata))
+                documents.append((doc_id, *fields))
             faiss = dependable_faiss_import()
             serialized = None if self.index is None else faiss.serialize_index(self.index)
         return IndexSnapshot(

@@ -113,6 +113,17 @@ class CompactDocstore(Docstore, AddableMixin):
         text, stored = entry
         return Document(page_content=text, metadata=_metadata(stored), id=doc_id)
 
+    def fields(self, doc_id: str) -> tuple[str, dict[str, Any]] | None:
+        """``(page_content, metadata)`` without building a Document or copying, or ``None``.
+
+        For reading only (saving the store): the metadata may be the stored object itself.
+        """
+        entry = self._entries.get(doc_id)
+        if entry is None:
+            return None
+        text, stored = entry
+        return text, (json.loads(stored) if isinstance(stored, str) else stored)
+
     def search(self, search: str) -> str | Document:
         """The document stored under ``search``, or a "not found" message (Docstore API)."""
         found = self.get(search)

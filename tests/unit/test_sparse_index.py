@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -448,29 +449,9 @@ async def test_rust_book_ownership_question_finds_chapter_4(
         assert filtered and all(d.metadata["source"] == "ch08-02-strings.md" for d, _ in filtered)
 
 
-def _thread_errors_while(run: object) -> list[BaseException]:
-    """Exceptions raised in any thread while ``run()`` executes (and 0.3 s after)."""
-    import time
-
-    errors: list[BaseException] = []
-    previous = threading.excepthook
-
-    def record(args: threading.ExceptHookArgs) -> None:
-        if args.exc_value is not None:
-            errors.append(args.exc_value)
-
-    threading.excepthook = record
-    try:
-        run()  # type: ignore[operator]
-        time.sleep(0.3)  # an abandoned worker thread answers within this
-    finally:
-        threading.excepthook = previous
-    return errors
-
-
 @pytest.mark.parametrize("delay_steps", [0, 1, 2, 5, 10, 20])
 def test_cancelling_during_open_or_search_leaves_no_worker_answering_a_closed_loop(
-    tmp_path: Path, delay_steps: int
+    tmp_path: Path, delay_steps: int, thread_errors: list[BaseException]
 ) -> None:
     """Ctrl-C under ``asyncio.run`` mid-search: aiosqlite's thread must not hit a dead loop."""
     index = FTS5Index(tmp_path / "sparse.sqlite")
@@ -485,8 +466,9 @@ def test_cancelling_during_open_or_search_leaves_no_worker_answering_a_closed_lo
             with pytest.raises(asyncio.CancelledError):
                 await task
 
-        errors = _thread_errors_while(lambda: asyncio.run(cancelled_search()))
-        assert errors == []
+        asyncio.run(cancelled_search())
+        time.sleep(0.3)  # an abandoned worker thread would answer within this
+        assert thread_errors == []
         # The index still answers afterwards, on a new loop.
         assert [doc.id for doc, _ in asyncio.run(index.asearch("hound", 1))] == ["fox-3"]
     finally:
@@ -494,11 +476,9 @@ def test_cancelling_during_open_or_search_leaves_no_worker_answering_a_closed_lo
 
 
 def test_cancelling_a_slow_search_waits_for_the_worker_before_the_loop_closes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, thread_errors: list[BaseException]
 ) -> None:
     """The query outlives the cancelled caller; its answer must not hit a closed loop."""
-    import time
-
     from langchain_rag_async.retrievers import sparse as sparse_module
 
     real_connect = sparse_module._connect
@@ -519,7 +499,6 @@ def test_cancelling_a_slow_search_waits_for_the_worker_before_the_loop_closes(
 
     monkeypatch.setattr(sparse_module, "_connect", slow_connect)
     index = FTS5Index(tmp_path / "sparse.sqlite")
-    errors: list[BaseException] = []
     try:
         index.upsert(CORPUS)
 
@@ -532,9 +511,10 @@ def test_cancelling_a_slow_search_waits_for_the_worker_before_the_loop_closes(
             with pytest.raises(asyncio.CancelledError):
                 await task
 
-        errors = _thread_errors_while(lambda: asyncio.run(cancelled_search()))
+        asyncio.run(cancelled_search())
+        time.sleep(0.3)  # an abandoned worker thread would answer within this
     finally:
         slow.clear()
     # Checked before closing: a worker thread killed by the error would hang close().
-    assert errors == []
+    assert thread_errors == []
     index.close()

@@ -6,27 +6,12 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import aiosqlite
 import pytest
 
 from langchain_rag_async._sqlite import aopen, drain_on_cancel, settle
-
-
-@pytest.fixture
-def thread_errors() -> Iterator[list[BaseException]]:
-    """Exceptions raised in any thread during the test."""
-    errors: list[BaseException] = []
-    previous = threading.excepthook
-
-    def record(args: threading.ExceptHookArgs) -> None:
-        if args.exc_value is not None:
-            errors.append(args.exc_value)
-
-    threading.excepthook = record
-    yield errors
-    threading.excepthook = previous
 
 
 def slow_connector(opened: list[sqlite3.Connection]) -> Callable[[], sqlite3.Connection]:
