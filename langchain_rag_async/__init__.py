@@ -80,6 +80,7 @@ if TYPE_CHECKING:
         FTS5Index,
         FTS5Retriever,
         HybridRetriever,
+        fuse_ranked_ids,
         reciprocal_rank_fusion,
         weighted_score_fusion,
     )
@@ -145,6 +146,7 @@ _EXPORTS: dict[str, str] = {
     "build_indexing_graph": "langchain_rag_async.indexing",
     "chunk_id": "langchain_rag_async.splitters",
     "freeze_long_lived": "langchain_rag_async.gc_tuning",
+    "fuse_ranked_ids": "langchain_rag_async.retrievers",
     "index_directory": "langchain_rag_async.indexing",
     "reciprocal_rank_fusion": "langchain_rag_async.retrievers",
     "weighted_score_fusion": "langchain_rag_async.retrievers",
@@ -203,6 +205,7 @@ __all__ = [
     "build_indexing_graph",
     "chunk_id",
     "freeze_long_lived",
+    "fuse_ranked_ids",
     "index_directory",
     "reciprocal_rank_fusion",
     "weighted_score_fusion",

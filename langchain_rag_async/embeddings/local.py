@@ -14,7 +14,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -235,6 +235,10 @@ class LocalMiniLMEmbeddings(Embeddings):
             embeddings = LocalMiniLMEmbeddings()
             vectors = await embeddings.aembed_documents(["first text", "second text"])
     """
+
+    embeds_in_executor: ClassVar[bool] = True
+    """The async methods only run the blocking ones in an executor thread: a vector store
+    may embed a query in the same executor call as its search (``AsyncFAISS`` does)."""
 
     def __init__(
         self,

@@ -10,6 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from langchain_rag_async.retrievers.fusion import (
+    fuse_ranked_ids,
     reciprocal_rank_fusion,
     weighted_score_fusion,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "FTS5Index",
     "FTS5Retriever",
     "HybridRetriever",
+    "fuse_ranked_ids",
     "reciprocal_rank_fusion",
     "to_fts5_query",
     "weighted_score_fusion",

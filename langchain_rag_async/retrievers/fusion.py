@@ -1,30 +1,41 @@
 """Rank fusion: merge the ranked lists of several retrievers (dense, sparse) into one.
 
-Pure functions, shared by the sync and async retrievers. Both fusions deduplicate by
-:func:`document_key`, return copies of the documents with their per-retriever and fused
-scores in ``metadata["scores"]``, and break ties deterministically.
+Pure functions, shared by the sync and async retrievers. The fusion itself works on
+ranked lists of ids (:func:`fuse_ranked_ids`), so a caller may fuse first and build
+documents only for the winners; :func:`reciprocal_rank_fusion` and
+:func:`weighted_score_fusion` do the same on lists of documents, deduplicated by
+:func:`document_key`, and return copies with the per-retriever and fused scores in
+``metadata["scores"]``. Ties are broken deterministically.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence, Sized
+from typing import NamedTuple
 
 from langchain_core.documents import Document
+
+from langchain_rag_async.config import FusionMethod
 
 __all__ = [
     "DEFAULT_NAMES",
     "RRF_C",
+    "FusedHit",
+    "RankedIds",
     "RankedList",
     "document_key",
+    "fuse_ranked_ids",
     "reciprocal_rank_fusion",
     "weighted_score_fusion",
+    "with_scores",
 ]
 
 RankedList = Sequence[tuple[Document, float]]
 """One retriever's results: ``(document, score)`` pairs, best first."""
+RankedIds = Sequence[tuple[str, float]]
+"""One retriever's results as ``(id, score)`` pairs, best first."""
 DEFAULT_NAMES = ("dense", "sparse")
 """Names of the ranked lists, in order, as they appear in ``metadata["scores"]``."""
 RRF_C = 60
@@ -41,16 +52,75 @@ def document_key(document: Document) -> str:
     return "sha256:" + hashlib.sha256(document.page_content.encode("utf-8")).hexdigest()
 
 
-@dataclass(slots=True)
-class _Candidate:
-    """One distinct document seen in the ranked lists."""
+class FusedHit(NamedTuple):
+    """One distinct id after fusion (a tuple: cheap to build for every candidate)."""
 
-    key: str
-    document: Document
-    ranks: list[int | None]
-    scores: list[float | None]
-    best_rank: int
-    fused: float = field(default=0.0)
+    id: str
+    fused: float
+    """The fused score (higher is better)."""
+    scores: dict[str, float | None]
+    """``{name: score or None, ..., "fused": fused}``, as put in ``metadata["scores"]``;
+    copy it before changing it."""
+
+
+def fuse_ranked_ids(
+    ranked_lists: Sequence[RankedIds],
+    *,
+    method: FusionMethod = "rrf",
+    weights: Sequence[float] | None = None,
+    c: int = RRF_C,
+    k: int | None = None,
+    names: Sequence[str] = DEFAULT_NAMES,
+) -> list[FusedHit]:
+    """Fuse ranked lists of ids; the one implementation behind both document fusions.
+
+    ``method="rrf"``: ``fused = sum_i weight_i / (c + rank_i)`` (ranks start at 1; only
+    ranks matter). ``method="weighted"``: the sum of ``weight_i * normalised score``, each
+    list's scores min-max mapped to ``[0, 1]`` (a list whose scores are all equal maps
+    them to 1); scores must be "higher is better". An id missing from a list gets nothing
+    from it; a repeated id within a list counts at its first (best) rank.
+
+    Args:
+        ranked_lists: One list of ``(id, score)`` per retriever, each best first.
+        method: ``"rrf"`` or ``"weighted"``.
+        weights: One non-negative weight per list (default: all 1).
+        c: Damping constant of RRF; larger values flatten the rank differences.
+        k: Return at most this many hits (default: all).
+        names: One name per list, used as keys in :attr:`FusedHit.scores`.
+
+    Returns:
+        The distinct ids, best first (ties: best single rank, then id).
+
+    Raises:
+        ValueError: The weights or names do not match the lists, a weight is negative or
+            all are zero, ``c``/``k`` is negative, the method is unknown, or (weighted)
+            a score is not finite.
+    """
+    if c < 0:
+        raise ValueError(f"c must not be negative; got {c}")
+    if k is not None and k < 0:
+        raise ValueError(f"k must not be negative; got {k}")
+    if method not in ("rrf", "weighted"):
+        raise ValueError(f"method must be 'rrf' or 'weighted'; got {method!r}")
+    checked = _check_weights(ranked_lists, weights, names)
+    firsts = [_first_occurrences(ranked) for ranked in ranked_lists]
+    fused: dict[str, float] = {}  # summed list by list, in order: exact ties stay ties
+    best: dict[str, int] = {}
+    for index, (first, weight) in enumerate(zip(firsts, checked, strict=True)):
+        if method == "rrf":
+            for key, (rank, _score) in first.items():
+                fused[key] = fused.get(key, 0.0) + weight / (c + rank)
+        else:
+            low, span = _min_max(index, [score for _rank, score in first.values()])
+            for key, (_rank, score) in first.items():
+                # weight * normalised score, in this order: a list's best gets exactly weight
+                term = weight if span is None else weight * ((score - low) / span)
+                fused[key] = fused.get(key, 0.0) + term
+        for key, (rank, _score) in first.items():
+            if rank < best.get(key, rank + 1):
+                best[key] = rank
+    order = sorted(fused, key=lambda key: (-fused[key], best[key], key))
+    return [_hit(key, fused[key], firsts, names) for key in order[:k]]
 
 
 def reciprocal_rank_fusion(
@@ -81,17 +151,9 @@ def reciprocal_rank_fusion(
         ValueError: The weights or names do not match the lists, a weight is negative or
             all are zero, or ``c``/``k`` is negative.
     """
-    if c < 0:
-        raise ValueError(f"c must not be negative; got {c}")
-    checked = _check_weights(ranked_lists, weights, names)
-    candidates = _collect(ranked_lists)
-    for cand in candidates:
-        fused = 0.0
-        for weight, rank in zip(checked, cand.ranks, strict=True):
-            if rank is not None:
-                fused += weight / (c + rank)
-        cand.fused = fused
-    return _finish(candidates, names, k)
+    keyed, documents = _keyed(ranked_lists)
+    hits = fuse_ranked_ids(keyed, method="rrf", weights=weights, c=c, k=k, names=names)
+    return [with_scores(documents[hit.id], hit.scores) for hit in hits]
 
 
 def weighted_score_fusion(
@@ -122,21 +184,13 @@ def weighted_score_fusion(
         ValueError: The weights or names do not match the lists, a weight is negative or
             all are zero, a score is not finite, or ``k`` is negative.
     """
-    checked = _check_weights(ranked_lists, weights, names)
-    candidates = _collect(ranked_lists)
-    ranges = [_min_max(i, candidates) for i in range(len(ranked_lists))]
-    for cand in candidates:
-        fused = 0.0
-        for weight, (low, span), score in zip(checked, ranges, cand.scores, strict=True):
-            if score is not None:
-                # weight * normalised score, in this order: a list's best gets exactly weight
-                fused += weight if span is None else weight * ((score - low) / span)
-        cand.fused = fused
-    return _finish(candidates, names, k)
+    keyed, documents = _keyed(ranked_lists)
+    hits = fuse_ranked_ids(keyed, method="weighted", weights=weights, k=k, names=names)
+    return [with_scores(documents[hit.id], hit.scores) for hit in hits]
 
 
 def _check_weights(
-    ranked_lists: Sequence[RankedList], weights: Sequence[float] | None, names: Sequence[str]
+    ranked_lists: Sequence[Sized], weights: Sequence[float] | None, names: Sequence[str]
 ) -> list[float]:
     """Validate names and weights against the lists; return the weights to use."""
     count = len(ranked_lists)
@@ -157,29 +211,34 @@ def _check_weights(
     return checked
 
 
-def _collect(ranked_lists: Sequence[RankedList]) -> list[_Candidate]:
-    """Merge the lists into distinct candidates (first occurrence in a list wins)."""
-    by_key: dict[str, _Candidate] = {}
-    width = len(ranked_lists)
-    for index, ranked in enumerate(ranked_lists):
-        for rank, (document, score) in enumerate(ranked, start=1):
+def _keyed(
+    ranked_lists: Sequence[RankedList],
+) -> tuple[list[list[tuple[str, float]]], dict[str, Document]]:
+    """The lists as ``(key, score)`` pairs, and the first document seen under each key."""
+    documents: dict[str, Document] = {}
+    keyed: list[list[tuple[str, float]]] = []
+    for ranked in ranked_lists:
+        pairs = []
+        for document, score in ranked:
             key = document_key(document)
-            cand = by_key.get(key)
-            if cand is None:
-                cand = by_key[key] = _Candidate(
-                    key, document, [None] * width, [None] * width, best_rank=rank
-                )
-            if cand.ranks[index] is None:
-                cand.ranks[index] = rank
-                cand.scores[index] = float(score)
-                cand.best_rank = min(cand.best_rank, rank)
-    return list(by_key.values())
+            documents.setdefault(key, document)
+            pairs.append((key, score))
+        keyed.append(pairs)
+    return keyed, documents
 
 
-def _min_max(index: int, candidates: Sequence[_Candidate]) -> tuple[float, float | None]:
+def _first_occurrences(ranked: RankedIds) -> dict[str, tuple[int, float]]:
+    """``{id: (rank, score)}`` of one list, ranks from 1; a repeated id keeps its first."""
+    first: dict[str, tuple[int, float]] = {}
+    for rank, (key, score) in enumerate(ranked, start=1):
+        if key not in first:
+            first[key] = (rank, float(score))
+    return first
+
+
+def _min_max(index: int, scores: Sequence[float]) -> tuple[float, float | None]:
     """``(low, high - low)`` of list ``index``'s scores; span ``None`` when all are equal."""
-    scores = [s for cand in candidates if (s := cand.scores[index]) is not None]
-    if any(not math.isfinite(s) for s in scores):
+    if not all(math.isfinite(s) for s in scores):
         raise ValueError(
             f"ranked list {index} holds a non-finite score; weighted fusion needs real "
             "numbers (use reciprocal_rank_fusion for lists without usable scores)"
@@ -188,19 +247,23 @@ def _min_max(index: int, candidates: Sequence[_Candidate]) -> tuple[float, float
     return low, (None if high == low else high - low)
 
 
-def _finish(candidates: list[_Candidate], names: Sequence[str], k: int | None) -> list[Document]:
-    """Sort by fused score (ties: best rank, then key), truncate, and copy with scores."""
-    if k is not None and k < 0:
-        raise ValueError(f"k must not be negative; got {k}")
-    candidates.sort(key=lambda cand: (-cand.fused, cand.best_rank, cand.key))
-    return [_with_scores(cand, names) for cand in candidates[:k]]
+def _hit(
+    key: str,
+    fused: float,
+    firsts: Sequence[dict[str, tuple[int, float]]],
+    names: Sequence[str],
+) -> FusedHit:
+    scores: dict[str, float | None] = {}
+    for name, first in zip(names, firsts, strict=True):
+        found = first.get(key)
+        scores[name] = None if found is None else found[1]
+    scores["fused"] = fused
+    return FusedHit(key, fused, scores)
 
 
-def _with_scores(cand: _Candidate, names: Sequence[str]) -> Document:
-    scores: dict[str, float | None] = dict(zip(names, cand.scores, strict=True))
-    scores["fused"] = cand.fused
-    doc = cand.document
-    metadata = {**doc.metadata, "scores": scores}
-    if type(doc) is Document:  # a plain copy is 3x cheaper than model_copy
-        return Document(id=doc.id, page_content=doc.page_content, metadata=metadata)
-    return doc.model_copy(update={"metadata": metadata})
+def with_scores(document: Document, scores: dict[str, float | None]) -> Document:
+    """A copy of ``document`` with ``metadata["scores"] = scores`` (a copy of the dict)."""
+    metadata = {**document.metadata, "scores": dict(scores)}
+    if type(document) is Document:  # a plain copy is 3x cheaper than model_copy
+        return Document(id=document.id, page_content=document.page_content, metadata=metadata)
+    return document.model_copy(update={"metadata": metadata})

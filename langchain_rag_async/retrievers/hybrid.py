@@ -3,15 +3,30 @@
 The async path is the real one: both searches run at once in an :class:`asyncio.TaskGroup`.
 The sync twin calls the stores' own sync methods one after the other. Everything that does
 no I/O (argument checks, filter translation, fusion) lives in plain helpers both twins call.
+
+Over an :class:`~langchain_rag_async.vectorstores.AsyncFAISS` store, both sides return ids
+and scores only (``asearch_ids``), the fusion ranks ids, and documents are read for the
+``k`` winners alone (``AsyncFAISS.lookup``, falling back to the FTS5 index for a chunk the
+store lacks). Any other vector store is searched for documents, as LangChain does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Iterable
+from collections.abc import (
+    Awaitable,
+    Callable,
+    Coroutine,
+    Generator,
+    Iterable,
+    Iterator,
+    Sequence,
+    Sized,
+)
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, Self, TypeGuard, TypeVar
 
 from langchain_community.vectorstores.faiss import FAISS
 from langchain_community.vectorstores.utils import DistanceStrategy
@@ -23,11 +38,12 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.vectorstores import VectorStore
+from opentelemetry.trace import Span
 from pydantic import PrivateAttr, model_validator
 
 from langchain_rag_async.config import FusionMethod, RetrievalConfig
 from langchain_rag_async.errors import ConfigurationError, RAGError, RetrievalError
-from langchain_rag_async.observability import span
+from langchain_rag_async.observability import get_logger, span
 from langchain_rag_async.retrievers._checks import (
     check_count,
     check_filter,
@@ -36,7 +52,10 @@ from langchain_rag_async.retrievers._checks import (
 )
 from langchain_rag_async.retrievers._owned import ClosesOwnedIndex
 from langchain_rag_async.retrievers.fusion import (
+    FusedHit,
+    RankedIds,
     RankedList,
+    fuse_ranked_ids,
     reciprocal_rank_fusion,
     weighted_score_fusion,
 )
@@ -54,6 +73,10 @@ neighbours, then drops those the filter rejects. The sparse side filters inside 
 """
 
 _SEARCH_KWARGS = frozenset({"k", "fetch_k", "filter"})
+_log = get_logger(__name__)
+_T = TypeVar("_T")
+_Hits = TypeVar("_Hits", bound=Sized)
+_U = TypeVar("_U")
 
 
 # --------------------------------------------------------------------------- pure helpers
@@ -86,10 +109,100 @@ def _search_error(side: str, query: str, exc: Exception) -> RetrievalError:
     )
 
 
+def _ids_kwargs(plan: _Plan) -> dict[str, Any]:
+    """Arguments of ``AsyncFAISS.(a)search_ids`` for this plan."""
+    fetch_k = plan.per_side * FAISS_FILTER_FETCH_FACTOR
+    return {"k": plan.per_side, "filter": plan.filter, "fetch_k": fetch_k}
+
+
+@contextmanager
+def _side(side: str, plan: _Plan) -> Iterator[Span]:
+    """One side's search: in its own span; a foreign error raised as a RetrievalError."""
+    with span(side, k=plan.per_side) as current:
+        try:
+            yield current
+        except RAGError:
+            raise
+        except Exception as exc:
+            raise _search_error(side, plan.query, exc) from exc
+
+
+def _counted(current: Span, hits: _Hits) -> _Hits:
+    current.set_attribute("rag.results", len(hits))
+    return hits
+
+
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     """The error to raise from a failed TaskGroup: the first one, unwrapped."""
     first = group.exceptions[0]
     return _first_error(first) if isinstance(first, BaseExceptionGroup) else first
+
+
+async def _both(first: Coroutine[Any, Any, _T], second: Coroutine[Any, Any, _U]) -> tuple[_T, _U]:
+    """Run two coroutines concurrently (the first starts first); raise the first error."""
+    error: BaseException | None = None
+    try:
+        async with asyncio.TaskGroup() as group:
+            one = group.create_task(first)
+            two = group.create_task(second)
+    except BaseExceptionGroup as failed:
+        error = _first_error(failed)
+    if error is not None:
+        raise error
+    return one.result(), two.result()
+
+
+def _ranks_ids(store: VectorStore) -> TypeGuard[AsyncFAISS]:
+    """Whether to rank ids and build only the winners (AsyncFAISS, in-memory docstore)."""
+    return isinstance(store, AsyncFAISS) and store.docstore_in_memory
+
+
+Choosing = Generator[list[str], list[Document], list[Document]]
+"""A sans-I/O choice of documents: yields ids to read from FTS5, is sent the documents."""
+
+
+async def _adrive(
+    choosing: Choosing, read: Callable[[list[str]], Awaitable[list[Document]]]
+) -> list[Document]:
+    """Run a :data:`Choosing` to its end, reading what it asks for with ``await read``."""
+    try:
+        wanted = next(choosing)
+        while True:
+            wanted = choosing.send(await read(wanted))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+def _drive(choosing: Choosing, read: Callable[[list[str]], list[Document]]) -> list[Document]:
+    """Sync twin of :func:`_adrive`."""
+    try:
+        wanted = next(choosing)
+        while True:
+            wanted = choosing.send(read(wanted))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+def _scored(
+    batch: Sequence[FusedHit],
+    found: Sequence[Document | None],
+    extra: Iterable[Document],
+    keep: Callable[[dict[str, Any]], bool] | None,
+) -> list[Document]:
+    """Each hit's document (from the store, else from ``extra``) with its scores attached.
+
+    Hits whose document exists nowhere, or fails ``keep`` (the filter, checked again: a
+    write may have landed since the search), are left out. The documents are fresh
+    copies, so the scores are set on them in place.
+    """
+    fallback = {doc.id: doc for doc in extra}
+    chosen = []
+    for hit, doc in zip(batch, found, strict=True):
+        document = doc if doc is not None else fallback.get(hit.id)
+        if document is not None and (keep is None or keep(document.metadata)):
+            document.metadata["scores"] = dict(hit.scores)
+            chosen.append(document)
+    return chosen
 
 
 # --------------------------------------------------------------------------- the retriever
@@ -98,16 +211,23 @@ def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
 class HybridRetriever(ClosesOwnedIndex, BaseRetriever):
     """Dense and sparse (BM25) search, run concurrently and fused into one ranking.
 
-    The dense side is any :class:`~langchain_core.vectorstores.VectorStore` (normally
-    :class:`~langchain_rag_async.vectorstores.AsyncFAISS`) searched with
-    ``(a)similarity_search_with_relevance_scores``; the sparse side is an
-    :class:`~langchain_rag_async.retrievers.FTS5Index`. Each side returns ``fetch_k``
-    candidates (at least ``k``); they are fused by reciprocal rank fusion
+    The dense side is any :class:`~langchain_core.vectorstores.VectorStore` with relevance
+    scores (normally :class:`~langchain_rag_async.vectorstores.AsyncFAISS`); the sparse
+    side is an :class:`~langchain_rag_async.retrievers.FTS5Index`. Each side returns
+    ``fetch_k`` candidates (at least ``k``); they are fused by reciprocal rank fusion
     (``sum weight / (rrf_c + rank)``) or by a weighted sum of min-max normalised scores,
     deduplicated by document id (both indexes must use the same ids, as the indexing
     pipeline does), and the best ``k`` come back. Every document carries
     ``metadata["scores"] = {"dense": relevance or None, "sparse": bm25 or None,
     "fused": fused}``.
+
+    An AsyncFAISS store with an in-memory docstore (the default) is searched with
+    ``asearch_ids`` and the FTS5 index with ``asearch_ids``: ids and scores only. The
+    documents of the ``k`` winners are then read from the store (a chunk it lacks from
+    the FTS5 index; one found nowhere, or no longer matching the filter after a
+    concurrent write, is skipped for the next). Any other store is searched with
+    ``(a)similarity_search_with_relevance_scores``, and the FTS5 index with ``asearch``.
+    A subclass of AsyncFAISS that changes how it searches overrides ``(a)search_ids``.
 
     ``k``, ``fetch_k`` and ``filter`` may also be given per call:
     ``retriever.invoke(question, k=3, filter={"source": "a.md"})``; a per-call ``filter``
@@ -292,19 +412,23 @@ class HybridRetriever(ClosesOwnedIndex, BaseRetriever):
         run_manager: AsyncCallbackManagerForRetrieverRun,
         **kwargs: Any,
     ) -> list[Document]:
-        """Search both sides concurrently and fuse (kwargs: ``k``, ``fetch_k``, ``filter``)."""
+        """Search both sides concurrently and fuse (kwargs: ``k``, ``fetch_k``, ``filter``).
+
+        Over an :class:`AsyncFAISS` store both sides return ids and scores only; the
+        documents are built for the ``k`` winners alone. Other stores return documents.
+        """
         plan = self._plan(query, kwargs)
         with span("hybrid_search", k=plan.k, fusion=self.fusion, fetch_k=plan.per_side) as current:
-            error: BaseException | None = None
-            try:
-                async with asyncio.TaskGroup() as group:
-                    dense = group.create_task(self._adense(plan))
-                    sparse = group.create_task(self._asparse(plan))
-            except BaseExceptionGroup as failed:
-                error = _first_error(failed)
-            if error is not None:
-                raise error
-            documents = self._fuse(dense.result(), sparse.result(), plan.k)
+            store = self.vectorstore
+            if _ranks_ids(store):
+                dense_ids, sparse_ids = await _both(
+                    self._adense_ids(store, plan), self._asparse_ids(plan)
+                )
+                choosing = self._choosing(store, dense_ids, sparse_ids, plan)
+                documents = await _adrive(choosing, self.sparse.aget_by_ids)
+            else:
+                dense, sparse = await _both(self._adense(plan), self._asparse(plan))
+                documents = self._fuse(dense, sparse, plan.k)
             current.set_attribute("rag.results", len(documents))
         return documents
 
@@ -318,57 +442,94 @@ class HybridRetriever(ClosesOwnedIndex, BaseRetriever):
         """Sync twin: the stores' sync searches, one after the other, then the same fusion."""
         plan = self._plan(query, kwargs)
         with span("hybrid_search", k=plan.k, fusion=self.fusion, fetch_k=plan.per_side) as current:
-            documents = self._fuse(self._dense(plan), self._sparse(plan), plan.k)
+            store = self.vectorstore
+            if _ranks_ids(store):
+                dense_ids, sparse_ids = self._dense_ids(store, plan), self._sparse_ids(plan)
+                choosing = self._choosing(store, dense_ids, sparse_ids, plan)
+                documents = _drive(choosing, self.sparse.get_by_ids)
+            else:
+                documents = self._fuse(self._dense(plan), self._sparse(plan), plan.k)
             current.set_attribute("rag.results", len(documents))
         return documents
 
+    # One method per side and kind of result, each in its span with foreign errors wrapped.
+
+    async def _adense_ids(self, store: AsyncFAISS, plan: _Plan) -> RankedIds:
+        with _side("dense", plan) as current:
+            return _counted(current, await store.asearch_ids(plan.query, **_ids_kwargs(plan)))
+
+    def _dense_ids(self, store: AsyncFAISS, plan: _Plan) -> RankedIds:
+        with _side("dense", plan) as current:
+            return _counted(current, store.search_ids(plan.query, **_ids_kwargs(plan)))
+
+    async def _asparse_ids(self, plan: _Plan) -> RankedIds:
+        with _side("sparse", plan) as current:
+            hits = await self.sparse.asearch_ids(plan.query, plan.per_side, filter=plan.filter)
+            return _counted(current, hits)
+
+    def _sparse_ids(self, plan: _Plan) -> RankedIds:
+        with _side("sparse", plan) as current:
+            hits = self.sparse.search_ids(plan.query, plan.per_side, filter=plan.filter)
+            return _counted(current, hits)
+
     async def _adense(self, plan: _Plan) -> RankedList:
-        with span("dense", k=plan.per_side) as current:
-            try:
-                hits = await self.vectorstore.asimilarity_search_with_relevance_scores(
-                    plan.query, k=plan.per_side, **_dense_kwargs(self.vectorstore, plan)
-                )
-            except RAGError:
-                raise
-            except Exception as exc:
-                raise _search_error("dense", plan.query, exc) from exc
-            current.set_attribute("rag.results", len(hits))
-        return hits
+        store, kwargs = self.vectorstore, _dense_kwargs(self.vectorstore, plan)
+        with _side("dense", plan) as current:
+            hits = await store.asimilarity_search_with_relevance_scores(
+                plan.query, plan.per_side, **kwargs
+            )
+            return _counted(current, hits)
 
     def _dense(self, plan: _Plan) -> RankedList:
-        with span("dense", k=plan.per_side) as current:
-            try:
-                hits = self.vectorstore.similarity_search_with_relevance_scores(
-                    plan.query, k=plan.per_side, **_dense_kwargs(self.vectorstore, plan)
-                )
-            except RAGError:
-                raise
-            except Exception as exc:
-                raise _search_error("dense", plan.query, exc) from exc
-            current.set_attribute("rag.results", len(hits))
-        return hits
+        store, kwargs = self.vectorstore, _dense_kwargs(self.vectorstore, plan)
+        with _side("dense", plan) as current:
+            hits = store.similarity_search_with_relevance_scores(
+                plan.query, plan.per_side, **kwargs
+            )
+            return _counted(current, hits)
 
     async def _asparse(self, plan: _Plan) -> RankedList:
-        with span("sparse", k=plan.per_side) as current:
-            try:
-                hits = await self.sparse.asearch(plan.query, plan.per_side, filter=plan.filter)
-            except RAGError:
-                raise
-            except Exception as exc:
-                raise _search_error("sparse", plan.query, exc) from exc
-            current.set_attribute("rag.results", len(hits))
-        return hits
+        with _side("sparse", plan) as current:
+            hits = await self.sparse.asearch(plan.query, plan.per_side, filter=plan.filter)
+            return _counted(current, hits)
 
     def _sparse(self, plan: _Plan) -> RankedList:
-        with span("sparse", k=plan.per_side) as current:
-            try:
-                hits = self.sparse.search(plan.query, plan.per_side, filter=plan.filter)
-            except RAGError:
-                raise
-            except Exception as exc:
-                raise _search_error("sparse", plan.query, exc) from exc
-            current.set_attribute("rag.results", len(hits))
-        return hits
+        with _side("sparse", plan) as current:
+            hits = self.sparse.search(plan.query, plan.per_side, filter=plan.filter)
+            return _counted(current, hits)
+
+    def _choosing(
+        self, store: AsyncFAISS, dense: RankedIds, sparse: RankedIds, plan: _Plan
+    ) -> Choosing:
+        """The documents of the best ``k`` fused ids that still exist, scores attached.
+
+        Sans I/O, shared by both twins (:func:`_adrive`, :func:`_drive`): documents come
+        from the store's in-memory docstore; it yields the ids the store lacks and is
+        sent their documents read from the FTS5 index. An id found nowhere (removed since
+        the search) or no longer matching the filter is skipped for the next one.
+        """
+        keep = None if plan.filter is None else AsyncFAISS._create_filter_func(plan.filter)
+        chosen: list[Document] = []
+        for batch in self._fused_batches(dense, sparse, plan.k):
+            found = store.lookup([hit.id for hit in batch])
+            missing = [hit.id for hit, doc in zip(batch, found, strict=True) if doc is None]
+            extra = (yield missing) if missing else []
+            if missing:
+                _log.debug("hybrid_chunks_missing_from_store", ids=missing, from_sparse=len(extra))
+            chosen.extend(_scored(batch, found, extra, keep))
+            if len(chosen) >= plan.k:
+                break
+        return chosen[: plan.k]
+
+    def _fused_batches(
+        self, dense: RankedIds, sparse: RankedIds, k: int
+    ) -> Iterator[list[FusedHit]]:
+        """The best ``k`` fused ids, then (only if asked: some were removed) the rest by ``k``."""
+        first = self._fuse_ids(dense, sparse, k)
+        yield first
+        rest = self._fuse_ids(dense, sparse, None)[len(first) :]
+        for start in range(0, len(rest), k):
+            yield rest[start : start + k]
 
     def _plan(self, query: str, overrides: dict[str, Any]) -> _Plan:
         """Check the query and the per-call arguments against the fields (no I/O).
@@ -390,6 +551,12 @@ class HybridRetriever(ClosesOwnedIndex, BaseRetriever):
         fetch_k = check_count("fetch_k", overrides.get("fetch_k", self.fetch_k))
         filter_ = check_filter(overrides["filter"] if "filter" in overrides else self.filter)
         return _Plan(query=query, k=k, per_side=max(k, fetch_k), filter=filter_)
+
+    def _fuse_ids(self, dense: RankedIds, sparse: RankedIds, k: int | None) -> list[FusedHit]:
+        weights = (self.dense_weight, self.sparse_weight)
+        return fuse_ranked_ids(
+            (dense, sparse), method=self.fusion, weights=weights, c=self.rrf_c, k=k
+        )
 
     def _fuse(self, dense: RankedList, sparse: RankedList, k: int) -> list[Document]:
         weights = (self.dense_weight, self.sparse_weight)

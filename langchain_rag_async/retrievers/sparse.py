@@ -8,12 +8,9 @@ question into a safe FTS5 query.
 from __future__ import annotations
 
 import asyncio
-import json
-import re
 import sqlite3
-import unicodedata
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence, Set
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +30,12 @@ from langchain_rag_async.errors import (
     VectorStoreError,
 )
 from langchain_rag_async.observability import span
+from langchain_rag_async.retrievers import _fts5_sql as sql
+from langchain_rag_async.retrievers._fts5_sql import (
+    ENGLISH_STOPWORDS,
+    MAX_QUERY_TERMS,
+    to_fts5_query,
+)
 
 __all__ = [
     "DEFAULT_BUSY_TIMEOUT",
@@ -45,193 +48,8 @@ __all__ = [
 
 SPARSE_INDEX_FILENAME = "sparse.sqlite"  # inside an index directory
 DEFAULT_BUSY_TIMEOUT = 5.0  # seconds a connection waits for another writer
-MAX_QUERY_TERMS = 64  # distinct words of a question that go into the FTS5 query
-SCHEMA_VERSION = 1
-
-ENGLISH_STOPWORDS: frozenset[str] = frozenset(
-    "a about an and are as at be been but by can could did do does for from had has have how "
-    "i if in into is it its me my not of on or our should so than that the their them then "
-    "there these they this those to was we were what when where which who whom why will "
-    "with would you your".split()
-)
-"""Lower-case English function words dropped from questions by :func:`to_fts5_query`."""
-
 _CORRUPT_CODES = (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT)
 _LOCKED_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-_WORD = re.compile(r"[^\W_]+")  # runs of Unicode letters and digits
-
-_SCHEMA = f"""
-BEGIN IMMEDIATE;
-CREATE TABLE IF NOT EXISTS chunks (
-    pk INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    page_content TEXT NOT NULL,
-    metadata TEXT NOT NULL
-);
-CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
-    page_content, content='chunks', content_rowid='pk',
-    tokenize='porter unicode61 remove_diacritics 2'
-);
-CREATE TRIGGER IF NOT EXISTS chunks_ai AFTER INSERT ON chunks BEGIN
-    INSERT INTO chunks_fts(rowid, page_content) VALUES (new.pk, new.page_content);
-END;
-CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN
-    INSERT INTO chunks_fts(chunks_fts, rowid, page_content)
-    VALUES ('delete', old.pk, old.page_content);
-END;
-CREATE TRIGGER IF NOT EXISTS chunks_au AFTER UPDATE OF page_content ON chunks BEGIN
-    INSERT INTO chunks_fts(chunks_fts, rowid, page_content)
-    VALUES ('delete', old.pk, old.page_content);
-    INSERT INTO chunks_fts(rowid, page_content) VALUES (new.pk, new.page_content);
-END;
-PRAGMA user_version = {SCHEMA_VERSION};
-COMMIT;
-"""
-_UPSERT_SQL = """
-INSERT INTO chunks (id, page_content, metadata) VALUES (?, ?, ?)
-ON CONFLICT (id) DO UPDATE SET page_content = excluded.page_content, metadata = excluded.metadata
-WHERE chunks.page_content IS NOT excluded.page_content OR chunks.metadata IS NOT excluded.metadata
-"""
-_DELETE_SQL = "DELETE FROM chunks WHERE id = ?"
-_COUNT_SQL = "SELECT count(*) FROM chunks"
-_IDS_SQL = "SELECT id FROM chunks"
-# Without a filter, rank inside FTS5 first and read only the top rows' text (an OR query
-# can match a third of the corpus; joining every match first is twice as slow).
-_RANKED_SEARCH_SQL = """
-SELECT c.id, c.page_content, c.metadata, m.score
-FROM (
-    SELECT rowid, -bm25(chunks_fts) AS score FROM chunks_fts
-    WHERE chunks_fts MATCH ? ORDER BY score DESC LIMIT ?
-) AS m JOIN chunks AS c ON c.pk = m.rowid
-ORDER BY m.score DESC, c.id
-"""
-_SEARCH_SQL = """
-SELECT c.id, c.page_content, c.metadata, -bm25(chunks_fts) AS score
-FROM chunks_fts JOIN chunks AS c ON c.pk = chunks_fts.rowid
-WHERE chunks_fts MATCH ?{filters}
-ORDER BY score DESC, c.id
-LIMIT ?
-"""
-
-
-# --------------------------------------------------------------------------- pure helpers
-
-
-def to_fts5_query(
-    text: str,
-    *,
-    stopwords: Set[str] = ENGLISH_STOPWORDS,
-    max_terms: int = MAX_QUERY_TERMS,
-) -> str | None:
-    """Turn a free-text question into a safe FTS5 ``MATCH`` expression.
-
-    The text is cut into words (runs of Unicode letters and digits); each distinct word
-    becomes a quoted FTS5 string and the strings are joined with ``OR``, so BM25 ranks
-    chunks matching more (and rarer) words higher. FTS5 syntax in the question (quotes,
-    ``*``, ``NEAR``, ``AND``/``OR``/``NOT``, ``-``, ``:``, parentheses, ``^``) is treated
-    as plain text and can never make the query fail.
-
-    Args:
-        text: The user's question.
-        stopwords: Lower-case words to drop; when every word is a stop-word, all are kept.
-        max_terms: Keep at most this many distinct words (the first ones).
-
-    Returns:
-        The MATCH expression, or ``None`` when the text holds no word at all.
-
-    Raises:
-        ValueError: ``max_terms`` is smaller than 1.
-    """
-    if max_terms < 1:
-        raise ValueError(f"max_terms must be at least 1; got {max_terms}")
-    words = dict.fromkeys(w.lower() for w in _WORD.findall(unicodedata.normalize("NFC", text)))
-    terms = [w for w in words if w not in stopwords] or list(words)
-    if not terms:
-        return None
-    return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms[:max_terms])
-
-
-@dataclass(frozen=True, slots=True)
-class _WritePlan:
-    """The rows one write transaction deletes and upserts (deletes run first)."""
-
-    deletes: list[tuple[str]]
-    rows: list[tuple[str, str, str]]
-
-    @property
-    def size(self) -> int:
-        return len(self.deletes) + len(self.rows)
-
-
-def _plan_write(upserts: Sequence[Document], deletes: Sequence[str]) -> _WritePlan:
-    """Validate a batch and convert it to SQL parameters (no I/O)."""
-    missing = [i for i, doc in enumerate(upserts) if not doc.id]
-    if missing:
-        raise ValueError(
-            f"{len(missing)} document(s) have no id (first at position {missing[0]}); "
-            "give every chunk the same id it has in the vector store before indexing it"
-        )
-    rows = [
-        (
-            str(doc.id),
-            doc.page_content,
-            json.dumps(doc.metadata, ensure_ascii=False, sort_keys=True, default=str),
-        )
-        for doc in upserts
-    ]
-    return _WritePlan(deletes=[(str(i),) for i in deletes], rows=rows)
-
-
-def _filter_sql(filter: dict[str, Any] | None) -> tuple[str, list[Any]]:
-    """Build the SQL conditions of an exact-match metadata filter.
-
-    A scalar value matches equal values (``None`` also matches a missing key); a list or
-    tuple matches any of its scalars.
-    """
-    if not filter:
-        return "", []
-    clauses: list[str] = []
-    params: list[Any] = []
-    for key, value in filter.items():
-        if not isinstance(key, str) or not key or '"' in key:
-            raise ValueError(f"metadata filter key {key!r} must be a non-empty string without '\"'")
-        path = f'$."{key}"'
-        if value is None:
-            clauses.append("coalesce(json_type(c.metadata, ?), 'null') = 'null'")
-            params.append(path)
-            continue
-        values = list(value) if isinstance(value, list | tuple) else [value]
-        if not all(isinstance(v, str | int | float) for v in values):
-            raise ValueError(
-                f"metadata filter value {value!r} for {key!r} is not supported; "
-                "use a string, number or boolean, a list of them, or None for 'missing'"
-            )
-        marks = ", ".join("?" * len(values))
-        clauses.append(f"json_extract(c.metadata, ?) IN ({marks})" if values else "0")
-        params.extend([path, *values] if values else [])
-    return "".join(f"\n  AND {clause}" for clause in clauses), params
-
-
-def _build_search(
-    query: str, k: int, filter: dict[str, Any] | None
-) -> tuple[str, list[Any]] | None:
-    """Return the search SQL and its parameters, or ``None`` when nothing can match."""
-    if k < 1:
-        raise ValueError(f"k must be at least 1; got {k}")
-    match = to_fts5_query(query)
-    if match is None:
-        return None
-    if not filter:
-        return _RANKED_SEARCH_SQL, [match, k]
-    conditions, params = _filter_sql(filter)
-    return _SEARCH_SQL.format(filters=conditions), [match, *params, k]
-
-
-def _to_result(row: Sequence[Any]) -> tuple[Document, float]:
-    doc_id, content, metadata, score = row
-    return Document(id=doc_id, page_content=content, metadata=json.loads(metadata)), float(score)
-
-
 # --------------------------------------------------------------------------- connections
 
 
@@ -286,7 +104,7 @@ def _prepare(conn: sqlite3.Connection, target: _Target) -> None:
             conn.execute("PRAGMA synchronous = NORMAL")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version == 0:
-            conn.executescript(_SCHEMA)
+            conn.executescript(sql.SCHEMA)
     except sqlite3.Error as exc:
         if target.path is not None and _error_code(exc) in _CORRUPT_CODES:
             raise IndexCorruptedError(target.path, f"not a SQLite FTS5 index ({exc})") from exc
@@ -294,10 +112,10 @@ def _prepare(conn: sqlite3.Connection, target: _Target) -> None:
             f"cannot prepare the sparse index at {target}: {exc}. Make sure SQLite has FTS5 "
             "and that no other program holds the file, then retry."
         ) from exc
-    if version > SCHEMA_VERSION:
+    if version > sql.SCHEMA_VERSION:
         raise VectorStoreError(
             f"the sparse index at {target} has schema version {version}, newer than this "
-            f"version of langchain-rag-async understands ({SCHEMA_VERSION}); upgrade the "
+            f"version of langchain-rag-async understands ({sql.SCHEMA_VERSION}); upgrade the "
             "package or rebuild the index into a new --index-dir."
         )
 
@@ -306,7 +124,7 @@ def _error_code(exc: sqlite3.Error) -> int:
     return int(getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
 
 
-def _write_error(exc: sqlite3.Error, target: _Target, plan: _WritePlan) -> VectorStoreError:
+def _write_error(exc: sqlite3.Error, target: _Target, plan: sql.WritePlan) -> VectorStoreError:
     if _error_code(exc) in _LOCKED_CODES:
         return IndexLockedError(
             f"the sparse index at {target} stayed locked by another writer: {exc}. "
@@ -323,6 +141,13 @@ def _search_error(exc: Exception, target: _Target, query: str) -> RetrievalError
     return RetrievalError(
         f"sparse search for {query!r} in {target} failed: {exc}. Retry, or rebuild the index "
         "with `rag-async index` if the error persists."
+    )
+
+
+def _lookup_error(exc: Exception, target: _Target, count: int) -> RetrievalError:
+    return RetrievalError(
+        f"reading {count} chunk(s) by id from {target} failed: {exc}. Retry, or rebuild the "
+        "index with `rag-async index` if the error persists."
     )
 
 
@@ -407,7 +232,7 @@ class FTS5Index(AsyncClosing):
             IndexLockedError: Another writer kept the database locked too long.
             VectorStoreError: The write failed; the batch was rolled back.
         """
-        plan = _plan_write(upserts, deletes)
+        plan = sql.plan_write(upserts, deletes)
         if not plan.size:
             return
         with span("sparse.apply", upserts=len(plan.rows), deletes=len(plan.deletes)):
@@ -434,7 +259,7 @@ class FTS5Index(AsyncClosing):
             ValueError: ``k`` is below 1 or the filter is malformed.
             RetrievalError: The search failed.
         """
-        built = _build_search(query, k, filter)
+        built = sql.build_search(query, k, filter)
         if built is None:
             return []
         with span("sparse.search", k=k) as current:
@@ -443,20 +268,64 @@ class FTS5Index(AsyncClosing):
                     rows = await drain_on_cancel(conn, conn.execute_fetchall(*built))
                 except sqlite3.Error as exc:
                     raise _search_error(exc, self._target, query) from exc
-            results = [_to_result(row) for row in rows]
+            results = [sql.to_result(row) for row in rows]
             current.set_attribute("rag.results", len(results))
         return results
+
+    async def asearch_ids(
+        self, query: str, k: int = 4, *, filter: dict[str, Any] | None = None
+    ) -> list[tuple[str, float]]:
+        """Like :meth:`asearch`, but ``(id, score)`` pairs: no text read, no Document built.
+
+        For callers that rank first and fetch only the winners (the hybrid retriever).
+        """
+        built = sql.build_search(query, k, filter, columns="c.id")
+        if built is None:
+            return []
+        with span("sparse.search", k=k, ids_only=True) as current:
+            async with self._aconnection() as conn:
+                try:
+                    rows = await drain_on_cancel(conn, conn.execute_fetchall(*built))
+                except sqlite3.Error as exc:
+                    raise _search_error(exc, self._target, query) from exc
+            results = [(str(doc_id), float(score)) for doc_id, score in rows]
+            current.set_attribute("rag.results", len(results))
+        return results
+
+    async def aget_by_ids(self, ids: Iterable[str]) -> list[Document]:
+        """The chunks stored under ``ids``, in the order asked; unknown ids are skipped.
+
+        Args:
+            ids: Chunk ids (repeats are read once).
+
+        Returns:
+            Fresh documents, their ids set.
+
+        Raises:
+            RetrievalError: The lookup failed.
+        """
+        batches = sql.get_batches(ids)
+        rows: list[Any] = []
+        with span("sparse.get_by_ids", ids=sum(len(b) for _, b in batches)):
+            async with self._aconnection() as conn:
+                for statement, params in batches:
+                    try:
+                        read = conn.execute_fetchall(statement, params)
+                        rows.extend(await drain_on_cancel(conn, read))
+                    except sqlite3.Error as exc:
+                        raise _lookup_error(exc, self._target, len(params)) from exc
+        return sql.in_order(batches, rows)
 
     async def acount(self) -> int:
         """Return how many chunks the index holds."""
         async with self._aconnection() as conn:
-            rows = list(await drain_on_cancel(conn, conn.execute_fetchall(_COUNT_SQL)))
+            rows = list(await drain_on_cancel(conn, conn.execute_fetchall(sql.COUNT_SQL)))
         return int(rows[0][0])
 
     async def aids(self) -> set[str]:
         """Return the ids of all chunks (to reconcile with the vector store)."""
         async with self._aconnection() as conn:
-            rows = await drain_on_cancel(conn, conn.execute_fetchall(_IDS_SQL))
+            rows = await drain_on_cancel(conn, conn.execute_fetchall(sql.IDS_SQL))
         return {row[0] for row in rows}
 
     async def aclose(self) -> None:
@@ -470,15 +339,15 @@ class FTS5Index(AsyncClosing):
         self._loops.clear()
         await run_in_executor(None, self._close_sync)
 
-    async def _atransaction(self, conn: aiosqlite.Connection, plan: _WritePlan) -> None:
+    async def _atransaction(self, conn: aiosqlite.Connection, plan: sql.WritePlan) -> None:
         if conn.in_transaction:  # left open by a cancelled rollback
             await conn.rollback()
         try:
             await conn.execute("BEGIN IMMEDIATE")
             if plan.deletes:
-                await conn.executemany(_DELETE_SQL, plan.deletes)
+                await conn.executemany(sql.DELETE_SQL, plan.deletes)
             if plan.rows:
-                await conn.executemany(_UPSERT_SQL, plan.rows)
+                await conn.executemany(sql.UPSERT_SQL, plan.rows)
             await conn.execute("COMMIT")
         except BaseException as exc:
             await _arollback_quietly(conn)
@@ -522,15 +391,15 @@ class FTS5Index(AsyncClosing):
 
     def apply(self, *, upserts: Sequence[Document] = (), deletes: Sequence[str] = ()) -> None:
         """Sync twin of :meth:`aapply`."""
-        plan = _plan_write(upserts, deletes)
+        plan = sql.plan_write(upserts, deletes)
         if not plan.size:
             return
         with span("sparse.apply", upserts=len(plan.rows), deletes=len(plan.deletes)):
             with self._connection() as conn:
                 try:
                     conn.execute("BEGIN IMMEDIATE")
-                    conn.executemany(_DELETE_SQL, plan.deletes)
-                    conn.executemany(_UPSERT_SQL, plan.rows)
+                    conn.executemany(sql.DELETE_SQL, plan.deletes)
+                    conn.executemany(sql.UPSERT_SQL, plan.rows)
                     conn.execute("COMMIT")
                 except BaseException as exc:
                     _rollback_quietly(conn)
@@ -542,7 +411,7 @@ class FTS5Index(AsyncClosing):
         self, query: str, k: int = 4, *, filter: dict[str, Any] | None = None
     ) -> list[tuple[Document, float]]:
         """Sync twin of :meth:`asearch`."""
-        built = _build_search(query, k, filter)
+        built = sql.build_search(query, k, filter)
         if built is None:
             return []
         with span("sparse.search", k=k), self._connection() as conn:
@@ -550,17 +419,46 @@ class FTS5Index(AsyncClosing):
                 rows = conn.execute(*built).fetchall()
             except sqlite3.Error as exc:
                 raise _search_error(exc, self._target, query) from exc
-        return [_to_result(row) for row in rows]
+        return [sql.to_result(row) for row in rows]
+
+    def search_ids(
+        self, query: str, k: int = 4, *, filter: dict[str, Any] | None = None
+    ) -> list[tuple[str, float]]:
+        """Sync twin of :meth:`asearch_ids`."""
+        built = sql.build_search(query, k, filter, columns="c.id")
+        if built is None:
+            return []
+        with span("sparse.search", k=k, ids_only=True), self._connection() as conn:
+            try:
+                rows = conn.execute(*built).fetchall()
+            except sqlite3.Error as exc:
+                raise _search_error(exc, self._target, query) from exc
+        return [(str(doc_id), float(score)) for doc_id, score in rows]
+
+    def get_by_ids(self, ids: Iterable[str]) -> list[Document]:
+        """Sync twin of :meth:`aget_by_ids`."""
+        batches = sql.get_batches(ids)
+        rows: list[Any] = []
+        with (
+            span("sparse.get_by_ids", ids=sum(len(b) for _, b in batches)),
+            self._connection() as conn,
+        ):
+            for statement, params in batches:
+                try:
+                    rows.extend(conn.execute(statement, params).fetchall())
+                except sqlite3.Error as exc:
+                    raise _lookup_error(exc, self._target, len(params)) from exc
+        return sql.in_order(batches, rows)
 
     def count(self) -> int:
         """Sync twin of :meth:`acount`."""
         with self._connection() as conn:
-            return int(conn.execute(_COUNT_SQL).fetchone()[0])
+            return int(conn.execute(sql.COUNT_SQL).fetchone()[0])
 
     def ids(self) -> set[str]:
         """Sync twin of :meth:`aids`."""
         with self._connection() as conn:
-            return {row[0] for row in conn.execute(_IDS_SQL)}
+            return {row[0] for row in conn.execute(sql.IDS_SQL)}
 
     def close(self) -> None:
         """Close every connection (async ones too); prefer :meth:`aclose` in async code."""

@@ -3,8 +3,9 @@
 Writes (upsert, delete, merge) hold the write side of a readers-writer lock around the
 FAISS change *and* the docstore and id-map updates; searches, lookups and snapshots hold
 the read side. So ``index.ntotal == len(index_to_docstore_id) ==`` the number of stored
-documents at every moment a reader can observe. All methods here block: the async
-twins in :mod:`langchain_rag_async.vectorstores.faiss` call them in an executor.
+documents at every moment a reader can observe. All methods here block (the async twins
+in :mod:`langchain_rag_async.vectorstores.faiss` call them in an executor), except
+:meth:`FAISSCore.lookup`: one dictionary read per id, without the lock.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 import numpy as np
 from langchain_community.docstore.base import AddableMixin, Docstore
+from langchain_community.docstore.in_memory import InMemoryDocstore
 from langchain_community.vectorstores.faiss import FAISS, dependable_faiss_import
 from langchain_community.vectorstores.utils import DistanceStrategy
 from langchain_core.documents import Document
@@ -239,26 +241,102 @@ class FAISSCore(FAISS):
             found = [fetch_document(self.docstore, doc_id) for doc_id in ids]
         return [doc for doc in found if doc is not None]
 
-    def _search(self, embedding: list[float], fetch: int, *, vectors: bool) -> list[_Hit]:
-        """The nearest ``fetch`` entries, read consistently under the read lock."""
+    @property
+    def docstore_in_memory(self) -> bool:
+        """Whether the docstore is a plain in-memory mapping (:meth:`lookup` is cheap).
+
+        True for :class:`CompactDocstore` (the default) and LangChain's
+        ``InMemoryDocstore``; false for any other ``Docstore``, which may do I/O.
+        """
+        return isinstance(self.docstore, CompactDocstore | InMemoryDocstore)
+
+    def lookup(self, ids: Sequence[str], /) -> list[Document | None]:
+        """Copies of the documents stored under ``ids`` (``None`` where absent), lock-free.
+
+        No lock: with an in-memory docstore (:attr:`docstore_in_memory`) this is one
+        dictionary read per id, safe on the event loop even while a write holds the lock.
+        A write that ran since the ids were found shows: a removed id gives ``None``, a
+        replaced one its new version. For ids that :meth:`search_ids` just returned; use
+        :meth:`get_by_ids` for a consistent read.
+        """
+        found: list[Document | None] = []
+        for doc_id in ids:
+            try:
+                found.append(fetch_document(self.docstore, doc_id))
+            except KeyError:  # removed between a docstore's membership test and its read
+                found.append(None)
+        return found
+
+    def search_ids(
+        self,
+        query: str,
+        k: int = 4,
+        *,
+        filter: MetadataFilter | None = None,
+        fetch_k: int = 20,
+    ) -> list[tuple[str, float]]:
+        """The ids of the ``k`` nearest documents and their relevance scores, best first.
+
+        Like ``similarity_search_with_relevance_scores`` but without building documents
+        (unless a filter needs their metadata): for callers that rank first and fetch
+        only the winners, such as the hybrid retriever (see :meth:`lookup`).
+
+        Args:
+            query: The text to embed and search for.
+            k: Ids to return.
+            filter: Metadata filter, as in ``similarity_search``.
+            fetch_k: Candidates fetched before filtering.
+        """
+        return self.search_ids_by_vector(
+            self._embed_query(query), k, filter=filter, fetch_k=fetch_k
+        )
+
+    def search_ids_by_vector(
+        self,
+        embedding: list[float],
+        k: int = 4,
+        *,
+        filter: MetadataFilter | None = None,
+        fetch_k: int = 20,
+    ) -> list[tuple[str, float]]:
+        """:meth:`search_ids` for a query vector."""
+        relevance = self._select_relevance_score_fn()
+        if filter is not None:
+            hits = self.similarity_search_with_score_by_vector(embedding, k, filter, fetch_k)
+            return [(str(doc.id), relevance(score)) for doc, score in hits]
+        rules = self._score_rules()
+        query = self._query_matrix(embedding)
+        with self._rw_lock.read():
+            nearest = self._nearest(query, k)
+            found = [(str(self.index_to_docstore_id[pos]), raw) for raw, pos in nearest]
+        return [(doc_id, relevance(scoring.to_score(raw, **rules))) for doc_id, raw in found]
+
+    def _query_matrix(self, embedding: list[float]) -> Any:
         query = np.array([embedding], dtype=np.float32)
         if self._normalize_L2:
             dependable_faiss_import().normalize_L2(query)
+        return query
+
+    def _nearest(self, query: Any, fetch: int) -> list[tuple[float, int]]:
+        """``(raw FAISS value, position)`` of the nearest ``fetch``; hold the read lock."""
+        if self.index is None or self.index.ntotal == 0 or fetch <= 0:
+            return []
+        self._check_width(query.shape[1], "query vectors")
+        raw, found = self.index.search(query, min(fetch, int(self.index.ntotal)))
+        return [(float(v), int(p)) for v, p in zip(raw[0], found[0], strict=True) if p >= 0]
+
+    def _search(self, embedding: list[float], fetch: int, *, vectors: bool) -> list[_Hit]:
+        """The nearest ``fetch`` entries, read consistently under the read lock."""
+        query = self._query_matrix(embedding)
         with self._rw_lock.read():
-            if self.index is None or self.index.ntotal == 0 or fetch <= 0:
-                return []
-            self._check_width(query.shape[1], "query vectors")
-            raw, found = self.index.search(query, min(fetch, int(self.index.ntotal)))
             hits: list[_Hit] = []
-            for value, pos in zip(raw[0], found[0], strict=True):
-                if pos < 0:
-                    continue
-                doc_id = self.index_to_docstore_id[int(pos)]
+            for value, pos in self._nearest(query, fetch):
+                doc_id = self.index_to_docstore_id[pos]
                 doc = fetch_document(self.docstore, doc_id)
                 if doc is None:
                     raise VectorStoreError(f"no document stored for id {doc_id!r}; rebuild")
-                vector = self.index.reconstruct(int(pos)) if vectors else None
-                hits.append((doc, float(value), vector))
+                vector = self.index.reconstruct(pos) if vectors else None
+                hits.append((doc, value, vector))
         return hits
 
     def _uses_inner_product(self) -> bool:

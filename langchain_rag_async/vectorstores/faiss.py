@@ -2,7 +2,8 @@
 
 The public face of the store. Blocking work (FAISS, docstore, files) lives in
 :mod:`._core` and :mod:`._persistence`; the async methods here await the embedding model
-on the event loop and hand that blocking work to an executor. Score scales and relevance
+on the event loop (or, for a model that computes in an executor anyway, embed in the
+search's own executor call) and hand that blocking work to an executor. Score scales and relevance
 formulas are documented in :mod:`._scoring`.
 """
 
@@ -44,6 +45,25 @@ __all__ = ["AsyncFAISS", "read_manifest"]
 _log = get_logger(__name__)
 
 
+def _embeds_in_executor(embedding: Any) -> bool:
+    """Whether the model's ``aembed_query`` only runs its blocking twin in an executor.
+
+    True for plain functions, for models that keep LangChain's default ``aembed_query``,
+    and for classes that define ``aembed_query`` *and* say so themselves
+    (``embeds_in_executor = True``, as
+    :class:`~langchain_rag_async.embeddings.LocalMiniLMEmbeddings`): a subclass that
+    overrides ``aembed_query`` (a limiter, a timeout) inherits no such promise. Such a
+    query can be embedded in the thread that searches. Models with real async I/O (HTTP
+    clients, rate limiters, caches) keep their own path.
+    """
+    if not isinstance(embedding, Embeddings):
+        return True
+    if "aembed_query" in getattr(embedding, "__dict__", {}):  # replaced on the instance
+        return False
+    owner = next(kind for kind in type(embedding).__mro__ if "aembed_query" in vars(kind))
+    return owner is Embeddings or vars(owner).get("embeds_in_executor") is True
+
+
 class AsyncFAISS(FAISSCore):
     """FAISS vector store with true async, idempotent upserts and crash-safe persistence.
 
@@ -61,7 +81,10 @@ class AsyncFAISS(FAISSCore):
     :class:`asyncio.Lock`, so waiting writers do not occupy executor threads. The
     inherited async searches (``asimilarity_search``, ``amax_marginal_relevance_search``,
     ``asimilarity_search_with_relevance_scores``...) await ``aembed_query`` on the loop
-    and reach FAISS through the executor hops defined here.
+    and reach FAISS through the executor hops defined here; when the model only computes
+    in an executor anyway (the local model), similarity searches and :meth:`asearch_ids`
+    embed and search in one executor call. :meth:`asearch_ids` returns ids and scores
+    without building documents; :meth:`lookup` reads documents without the lock.
 
     Example:
         .. code-block:: python
@@ -215,7 +238,60 @@ class AsyncFAISS(FAISSCore):
         result: bool = await self._in_writer(self._delete, _require_ids(ids))
         return result
 
-    # -- reads (the query is embedded on the loop, FAISS runs in the executor) --------------
+    # -- reads (FAISS runs in the executor; the query is embedded there or on the loop) ----
+
+    async def asimilarity_search_with_score(
+        self,
+        query: str,
+        k: int = 4,
+        filter: MetadataFilter | None = None,
+        fetch_k: int = 20,
+        **kwargs: Any,
+    ) -> list[tuple[Document, float]]:
+        """Nearest documents and scores for ``query`` (embedded, then searched).
+
+        When the embedding model computes in an executor thread anyway (the local model),
+        the query is embedded and searched in one executor call instead of two.
+        """
+        if self._embeds_with_search(AsyncFAISS.asimilarity_search_with_score_by_vector):
+            search = functools.partial(
+                self.similarity_search_with_score, query, k, filter, fetch_k, **kwargs
+            )
+            return await run_in_executor(None, search)
+        embedding = await self._aembed_query(query)
+        return await self.asimilarity_search_with_score_by_vector(
+            embedding, k, filter, fetch_k, **kwargs
+        )
+
+    async def asearch_ids(
+        self,
+        query: str,
+        k: int = 4,
+        *,
+        filter: MetadataFilter | None = None,
+        fetch_k: int = 20,
+    ) -> list[tuple[str, float]]:
+        """Async twin of :meth:`search_ids`: ids and relevance scores, no documents built."""
+        if self._embeds_with_search():
+            search = functools.partial(self.search_ids, query, k, filter=filter, fetch_k=fetch_k)
+            return await run_in_executor(None, search)
+        embedding = await self._aembed_query(query)
+        by_vector = functools.partial(
+            self.search_ids_by_vector, embedding, k, filter=filter, fetch_k=fetch_k
+        )
+        return await run_in_executor(None, by_vector)
+
+    def _embeds_with_search(self, *async_steps: Callable[..., Any]) -> bool:
+        """Whether to embed the query in the search's executor call (one hop, not two).
+
+        Only when the model computes in an executor anyway and no subclass changed how
+        the query is embedded or searched asynchronously (``async_steps``).
+        """
+        kind = type(self)
+        steps = (AsyncFAISS._aembed_query, *async_steps)
+        if any(getattr(kind, step.__name__) is not step for step in steps):
+            return False
+        return _embeds_in_executor(self.embedding_function)
 
     async def aget_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         """Documents for ``ids`` in the order asked; unknown ids are skipped."""

@@ -282,6 +282,124 @@ async def test_async_methods_await_the_embedding_model_on_the_loop() -> None:
     assert emb.threads == {threading.get_ident()}
 
 
+class ExecutorEmbedding(Embeddings):
+    """A model computed in executor threads that says so, recording where it ran."""
+
+    embeds_in_executor = True
+
+    def __init__(self) -> None:
+        self.inner = embedding()
+        self.query_threads: list[int] = []
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.inner.embed_documents(texts)
+
+    def embed_query(self, text: str) -> list[float]:
+        self.query_threads.append(threading.get_ident())
+        return self.inner.embed_query(text)
+
+    async def aembed_query(self, text: str) -> list[float]:
+        raise AssertionError("a model that embeds in an executor is called in the search thread")
+
+
+async def test_a_query_of_an_executor_model_is_embedded_in_the_search_thread() -> None:
+    emb = ExecutorEmbedding()
+    store = AsyncFAISS.create(emb, dimension=DIM)
+    await store.aadd_texts(TEXTS, ids=list(TEXTS))
+    assert (await store.asimilarity_search("gamma", k=1))[0].id == "gamma"
+    assert (await store.asimilarity_search_with_relevance_scores("gamma", k=1))[0][1] > 0.99
+    assert (await store.asearch_ids("gamma", k=1))[0][0] == "gamma"
+    assert len(emb.query_threads) == 3
+    assert threading.get_ident() not in emb.query_threads  # never on the loop
+
+
+class LimitedExecutorEmbedding(ExecutorEmbedding):
+    """A subclass adding its own async step: the parent's promise does not carry over."""
+
+    async def aembed_query(self, text: str) -> list[float]:
+        self.query_threads.append(-1)  # marks the async path
+        return self.inner.embed_query(text)
+
+
+def test_only_models_that_promise_it_are_embedded_in_the_search_thread() -> None:
+    from langchain_rag_async.embeddings import (
+        LocalMiniLMEmbeddings,
+        RateLimitedEmbeddings,
+        ServiceLimiter,
+    )
+    from langchain_rag_async.vectorstores.faiss import _embeds_in_executor
+
+    assert _embeds_in_executor(LocalMiniLMEmbeddings())
+    assert _embeds_in_executor(ExecutorEmbedding())
+    assert _embeds_in_executor(embedding())  # LangChain's default aembed_query
+    assert _embeds_in_executor(lambda text: [0.0] * DIM)  # a plain function
+    assert not _embeds_in_executor(LimitedExecutorEmbedding())
+    assert not _embeds_in_executor(LoopOnlyEmbedding())
+    limited = RateLimitedEmbeddings(LocalMiniLMEmbeddings(), limiter=ServiceLimiter("local"))
+    assert not _embeds_in_executor(limited)
+    patched = ExecutorEmbedding()
+    patched.aembed_query = LoopOnlyEmbedding().aembed_query  # type: ignore[method-assign]
+    assert not _embeds_in_executor(patched)
+
+
+async def test_a_subclass_that_changes_the_async_search_keeps_its_own_path() -> None:
+    class Custom(AsyncFAISS):
+        calls = 0
+
+        async def asimilarity_search_with_score_by_vector(
+            self,
+            embedding: list[float],
+            k: int = 4,
+            filter: Any = None,
+            fetch_k: int = 20,
+            **kwargs: Any,
+        ) -> list[tuple[Document, float]]:
+            Custom.calls += 1
+            return await super().asimilarity_search_with_score_by_vector(
+                embedding, k, filter, fetch_k, **kwargs
+            )
+
+    emb = LimitedExecutorEmbedding()
+    store = Custom.create(embedding(), dimension=DIM)
+    await store.aadd_texts(TEXTS, ids=list(TEXTS))
+    assert (await store.asimilarity_search("gamma", k=1))[0].id == "gamma"
+    assert Custom.calls == 1
+    store.embedding_function = emb
+    assert (await store.asearch_ids("gamma", k=1))[0][0] == "gamma"
+    assert emb.query_threads == [-1]
+
+
+async def test_search_ids_ranks_and_scores_as_the_relevance_search() -> None:
+    store = store_with_texts(distance_strategy=DistanceStrategy.COSINE)
+    for query, filter_ in [("alpha", None), ("delta", None), ("beta", {"kind": "odd"})]:
+        full = store.similarity_search_with_relevance_scores(query, k=4, filter=filter_)
+        expected = [(str(doc.id), score) for doc, score in full]
+        assert len(expected) == (4 if filter_ is None else 3)
+        assert store.search_ids(query, 4, filter=filter_) == expected
+        assert await store.asearch_ids(query, 4, filter=filter_) == expected
+    emb = LoopOnlyEmbedding()  # a model with real async keeps awaiting it on the loop
+    looped = AsyncFAISS.create(emb, dimension=DIM)
+    await looped.aadd_texts(TEXTS, ids=list(TEXTS))
+    assert (await looped.asearch_ids("gamma", k=2))[0][0] == "gamma"
+    assert emb.threads == {threading.get_ident()}
+    assert AsyncFAISS.create(embedding()).search_ids("alpha") == []  # empty store
+
+
+def test_lookup_reads_without_the_lock_and_gives_copies() -> None:
+    store = store_with_texts()
+    ids = [str(store.index_to_docstore_id[i]) for i in range(3)]
+    with store.rw_lock.write():  # a writer holds the lock: lookup does not wait for it
+        found = store.lookup([ids[2], "missing", ids[0]])
+    assert [doc.id if doc else None for doc in found] == [ids[2], None, ids[0]]
+    assert found[0] is not None
+    found[0].metadata["scores"] = {"fused": 1.0}
+    assert "scores" not in store.get_by_ids([ids[2]])[0].metadata
+    legacy = FAISS(embedding(), faiss.IndexFlatL2(DIM), InMemoryDocstore(), {})
+    plain = AsyncFAISS(legacy.embedding_function, legacy.index, legacy.docstore, {})
+    plain.add_texts(["a"], ids=["1"])
+    assert [doc.page_content if doc else None for doc in plain.lookup(["1", "2"])] == ["a", None]
+
+
 def test_filters_dict_operators_and_callables() -> None:
     store = store_with_texts()
     even = store.similarity_search("alpha", k=10, filter={"kind": "even"})

@@ -10,6 +10,7 @@ from langchain_core.documents import Document
 
 from langchain_rag_async.retrievers.fusion import (
     document_key,
+    fuse_ranked_ids,
     reciprocal_rank_fusion,
     weighted_score_fusion,
 )
@@ -237,3 +238,33 @@ def test_each_lists_best_scores_exactly_its_weight_so_ties_break_by_rank_then_id
         fused = weighted_score_fusion([dense, sparse])
         assert [doc.id for doc in fused] == ["A", "B", "C"], top
         assert [doc.metadata["scores"]["fused"] for doc in fused[:2]] == [1.0, 1.0], top
+
+
+# ----------------------------------------------------------------------------- ids
+
+
+@pytest.mark.parametrize("method", ["rrf", "weighted"])
+def test_fusing_ids_matches_fusing_documents(method: str) -> None:
+    dense = [(A, 0.9), (B, 0.8), (C, 0.1), (D, 0.05)]
+    sparse = [(C, 12.0), (A, 3.0), (D, 3.0)]
+    fuse = reciprocal_rank_fusion if method == "rrf" else weighted_score_fusion
+    documents = fuse([dense, sparse], weights=[0.7, 1.3], k=3)
+
+    as_ids = [[(str(d.id), s) for d, s in ranked] for ranked in (dense, sparse)]
+    hits = fuse_ranked_ids(as_ids, method=method, weights=[0.7, 1.3], k=3)  # type: ignore[arg-type]
+
+    assert [hit.id for hit in hits] == ids(documents)
+    assert [hit.scores for hit in hits] == [d.metadata["scores"] for d in documents]
+    assert [hit.fused for hit in hits] == [d.metadata["scores"]["fused"] for d in documents]
+
+
+def test_fusing_ids_checks_its_arguments() -> None:
+    ranked = [[("a", 1.0)], [("b", 2.0)]]
+    with pytest.raises(ValueError, match="method must be"):
+        fuse_ranked_ids(ranked, method="sum")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="k must not be negative"):
+        fuse_ranked_ids(ranked, k=-1)
+    with pytest.raises(ValueError, match="non-finite"):
+        fuse_ranked_ids([[("a", math.nan)], []], method="weighted")
+    assert fuse_ranked_ids([[], []]) == []
+    assert [hit.id for hit in fuse_ranked_ids([[("a", 1.0), ("a", 0.5)], [("a", 3.0)]])] == ["a"]

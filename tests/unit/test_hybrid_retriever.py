@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import faiss
 import pytest
+from langchain_community.docstore.base import AddableMixin, Docstore
+from langchain_community.vectorstores.utils import DistanceStrategy
 from langchain_core.documents import Document
 from langchain_core.embeddings import DeterministicFakeEmbedding
 from langchain_core.runnables import RunnableLambda
+from langchain_core.vectorstores import InMemoryVectorStore, VectorStore
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from langchain_rag_async.config import LoaderConfig, RAGConfig, RetrievalConfig
@@ -106,6 +110,25 @@ class _Gate:
 
 
 class GatedFAISS(AsyncFAISS):
+    """The id path: the hybrid asks AsyncFAISS for ids."""
+
+    gate: _Gate
+
+    async def asearch_ids(self, query: str, k: int = 4, **kwargs: Any) -> list[tuple[str, float]]:
+        await self.gate.meet(self.gate.dense_started, self.gate.sparse_started, "dense")
+        return await super().asearch_ids(query, k, **kwargs)
+
+
+class MemoryStore(InMemoryVectorStore):
+    """LangChain's in-memory store, with relevance scores in [0, 1] from its cosine."""
+
+    def _select_relevance_score_fn(self) -> Callable[[float], float]:
+        return lambda similarity: (1.0 + similarity) / 2.0
+
+
+class GatedGenericStore(MemoryStore):
+    """The document path: any other LangChain vector store."""
+
     gate: _Gate
 
     async def asimilarity_search_with_relevance_scores(
@@ -124,11 +147,21 @@ class GatedFTS5(FTS5Index):
         await self.gate.meet(self.gate.sparse_started, self.gate.dense_started, "sparse")
         return await super().asearch(query, k, filter=filter)
 
+    async def asearch_ids(
+        self, query: str, k: int = 4, *, filter: dict[str, Any] | None = None
+    ) -> list[tuple[str, float]]:
+        await self.gate.meet(self.gate.sparse_started, self.gate.dense_started, "sparse")
+        return await super().asearch_ids(query, k, filter=filter)
 
-@pytest.fixture
-async def gated() -> AsyncIterator[tuple[HybridRetriever, _Gate]]:
+
+@pytest.fixture(params=["faiss", "generic"])
+async def gated(request: pytest.FixtureRequest) -> AsyncIterator[tuple[HybridRetriever, _Gate]]:
     gate = _Gate()
-    store = GatedFAISS.create(embedding())
+    store: GatedFAISS | GatedGenericStore
+    if request.param == "faiss":
+        store = GatedFAISS.create(embedding())
+    else:
+        store = GatedGenericStore(embedding())
     store.gate = gate
     await store.aadd_documents(CORPUS)
     async with GatedFTS5() as sparse:
@@ -173,18 +206,199 @@ async def test_a_failing_side_raises_its_own_error_not_a_group(
         await asyncio.to_thread(retriever.invoke, QUERY)
 
 
-async def test_a_foreign_error_of_the_dense_side_becomes_a_retrieval_error() -> None:
-    class Broken(AsyncFAISS):
-        async def asimilarity_search_with_relevance_scores(
-            self, query: str, k: int = 4, **kwargs: Any
-        ) -> list[tuple[Document, float]]:
-            raise RuntimeError("disk on fire")
+class BrokenFAISS(AsyncFAISS):
+    async def asearch_ids(self, query: str, k: int = 4, **kwargs: Any) -> list[tuple[str, float]]:
+        raise RuntimeError("disk on fire")
 
+    def search_ids(self, query: str, k: int = 4, **kwargs: Any) -> list[tuple[str, float]]:
+        raise RuntimeError("disk on fire")
+
+
+class BrokenGenericStore(MemoryStore):
+    async def asimilarity_search_with_relevance_scores(
+        self, query: str, k: int = 4, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        raise RuntimeError("disk on fire")
+
+    def similarity_search_with_relevance_scores(
+        self, query: str, k: int = 4, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        raise RuntimeError("disk on fire")
+
+
+@pytest.mark.parametrize(
+    "broken", [BrokenFAISS.create(embedding()), BrokenGenericStore(embedding())]
+)
+async def test_a_foreign_error_of_the_dense_side_becomes_a_retrieval_error(
+    broken: VectorStore,
+) -> None:
     async with FTS5Index() as sparse:
-        retriever = HybridRetriever(vectorstore=Broken.create(embedding()), sparse=sparse)
+        retriever = HybridRetriever(vectorstore=broken, sparse=sparse)
         with pytest.raises(RetrievalError, match="dense search .* disk on fire") as info:
             await retriever.ainvoke(QUERY)
-    assert isinstance(info.value.__cause__, RuntimeError)
+        assert isinstance(info.value.__cause__, RuntimeError)
+        with pytest.raises(RetrievalError, match="dense search .* disk on fire"):
+            await asyncio.to_thread(retriever.invoke, QUERY)
+
+
+# --------------------------------------------------------------------------- ids first
+
+
+@pytest.mark.parametrize("fusion", ["rrf", "weighted"])
+async def test_the_id_path_and_the_document_path_agree(fusion: str) -> None:
+    # AsyncFAISS answers with ids (documents built for the winners only); any other store
+    # answers with documents. Same corpus, same cosine ranking: the same results.
+    store = AsyncFAISS.create(embedding(), distance_strategy=DistanceStrategy.COSINE)
+    await store.aadd_documents(CORPUS)
+    generic = MemoryStore(embedding())
+    await generic.aadd_documents(CORPUS)
+    async with FTS5Index() as sparse:
+        await sparse.aupsert(CORPUS)
+        by_ids = HybridRetriever(vectorstore=store, sparse=sparse, fusion=fusion, k=5)
+        by_docs = by_ids.model_copy(update={"vectorstore": generic})
+        for question in [QUERY, "vector of values", "traits and generics"]:
+            got, want = await by_ids.ainvoke(question), await by_docs.ainvoke(question)
+            assert ids(got) == ids(want), question
+            assert [d.page_content for d in got] == [d.page_content for d in want]
+            assert [d.metadata["scores"]["sparse"] for d in got] == pytest.approx(
+                [d.metadata["scores"]["sparse"] for d in want]
+            )
+            if fusion == "rrf":  # only ranks count: the fused scores match exactly too
+                assert [d.metadata["scores"]["fused"] for d in got] == pytest.approx(
+                    [d.metadata["scores"]["fused"] for d in want]
+                )
+            assert ids(await asyncio.to_thread(by_ids.invoke, question)) == ids(got)
+
+
+@pytest.mark.parametrize("fusion", ["rrf", "weighted"])
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"k": 8}, {"k": 3, "fetch_k": 3}, {"filter": {"ch": [4, 5]}}, {"filter": {"ch": None}}],
+)
+async def test_ranking_ids_gives_exactly_what_fusing_documents_gave(
+    retriever: HybridRetriever, fusion: str, kwargs: dict[str, Any]
+) -> None:
+    # The same store searched both ways: documents from each side fused (the path of any
+    # other vector store, and this retriever's before ids were ranked), and ids ranked.
+    tuned = retriever.model_copy(update={"fusion": fusion, "dense_weight": 0.6})
+    plan = tuned._plan(QUERY, kwargs)
+    want = tuned._fuse(await tuned._adense(plan), await tuned._asparse(plan), plan.k)
+    from_sync = await asyncio.to_thread(tuned.invoke, QUERY, **kwargs)
+    for got in (await tuned.ainvoke(QUERY, **kwargs), from_sync):
+        assert [(d.id, d.page_content, d.metadata) for d in got] == [
+            (d.id, d.page_content, d.metadata) for d in want
+        ]
+
+
+class RacingFAISS(AsyncFAISS):
+    """Moves own-1 to chapter 7 right after the search found it in chapter 4."""
+
+    async def asearch_ids(self, query: str, k: int = 4, **kwargs: Any) -> list[tuple[str, float]]:
+        hits = await super().asearch_ids(query, k, **kwargs)
+        moved = Document(id="own-1", page_content=CORPUS[0].page_content, metadata={"ch": 7})
+        await self.aadd_documents([moved])
+        return hits
+
+
+async def test_a_document_changed_since_the_search_must_still_match_the_filter() -> None:
+    store = RacingFAISS.create(embedding())
+    await store.aadd_documents(CORPUS)
+    async with FTS5Index() as sparse:
+        await sparse.aupsert(CORPUS)
+        retriever = HybridRetriever(vectorstore=store, sparse=sparse, k=8)
+        docs = await retriever.ainvoke(QUERY, filter={"ch": 4})
+        assert set(ids(docs)) == {"own-2", "ref-1"}  # own-1 left chapter 4 meanwhile
+        assert all(doc.metadata["ch"] == 4 for doc in docs)
+        unfiltered = await retriever.ainvoke(QUERY)
+        assert "own-1" in ids(unfiltered)
+
+
+class DictDocstore(Docstore, AddableMixin):
+    """A docstore that is not a plain in-memory one (it could do I/O)."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, Document] = {}
+
+    def add(self, texts: dict[str, Document]) -> None:
+        self.items.update(texts)
+
+    def delete(self, ids: list[str]) -> None:
+        for doc_id in ids:
+            self.items.pop(doc_id, None)
+
+    def search(self, search: str) -> str | Document:
+        return self.items.get(search, f"ID {search} not found.")
+
+
+async def test_a_store_with_another_docstore_is_searched_for_documents() -> None:
+    store = AsyncFAISS(embedding(), faiss.IndexFlatL2(32), DictDocstore(), {})
+    await store.aadd_documents(CORPUS)
+    assert not store.docstore_in_memory
+    object.__setattr__(store, "lookup", None)  # must not be called on the event loop
+    async with FTS5Index() as sparse:
+        await sparse.aupsert(CORPUS)
+        retriever = HybridRetriever(vectorstore=store, sparse=sparse, k=3)
+        docs = await retriever.ainvoke(QUERY)
+        assert len(docs) == 3 and all("scores" in doc.metadata for doc in docs)
+        assert ids(await asyncio.to_thread(retriever.invoke, QUERY)) == ids(docs)
+
+
+async def test_only_the_winners_are_read_from_the_docstore(retriever: HybridRetriever) -> None:
+    store = retriever.vectorstore
+    assert isinstance(store, AsyncFAISS)
+    asked: list[list[str]] = []
+    original = store.lookup
+
+    def recording(ids_: Any, /) -> list[Document | None]:
+        asked.append(list(ids_))
+        return original(ids_)
+
+    object.__setattr__(store, "lookup", recording)
+    docs = await retriever.ainvoke(QUERY, k=2, fetch_k=8)
+    assert asked == [ids(docs)] and len(docs) == 2
+
+
+async def test_a_chunk_missing_from_the_dense_store_comes_from_the_sparse_index(
+    store_and_sparse: tuple[AsyncFAISS, FTS5Index],
+) -> None:
+    store, sparse = store_and_sparse
+    await store.adelete(["own-2"])  # the two indexes disagree (a crash the next run repairs)
+    retriever = HybridRetriever(vectorstore=store, sparse=sparse, k=8)
+    for docs in (await retriever.ainvoke(QUERY), await asyncio.to_thread(retriever.invoke, QUERY)):
+        by_id = {doc.id: doc for doc in docs}
+        assert "own-2" in by_id
+        assert by_id["own-2"].page_content == CORPUS[1].page_content
+        assert by_id["own-2"].metadata["source"] == "ch04.md"
+        assert by_id["own-2"].metadata["scores"]["dense"] is None
+        assert by_id["own-2"].metadata["scores"]["sparse"] > 0
+
+
+class GhostFTS5(FTS5Index):
+    """Ranks an id first that neither index holds (removed since, by another writer)."""
+
+    async def asearch_ids(
+        self, query: str, k: int = 4, *, filter: dict[str, Any] | None = None
+    ) -> list[tuple[str, float]]:
+        return [("ghost", 99.0), *await super().asearch_ids(query, k, filter=filter)]
+
+    def search_ids(
+        self, query: str, k: int = 4, *, filter: dict[str, Any] | None = None
+    ) -> list[tuple[str, float]]:
+        return [("ghost", 99.0), *super().search_ids(query, k, filter=filter)]
+
+
+async def test_an_id_found_nowhere_is_skipped_and_k_results_still_come_back() -> None:
+    store = AsyncFAISS.create(embedding())
+    await store.aadd_documents(CORPUS)
+    async with GhostFTS5() as sparse:
+        await sparse.aupsert(CORPUS)
+        retriever = HybridRetriever(vectorstore=store, sparse=sparse, k=4)
+        for docs in (
+            await retriever.ainvoke(QUERY),
+            await asyncio.to_thread(retriever.invoke, QUERY),
+        ):
+            assert len(docs) == 4 and "ghost" not in ids(docs)
+        assert len(await retriever.ainvoke(QUERY, k=8)) == 8
 
 
 # --------------------------------------------------------------------------- fusion

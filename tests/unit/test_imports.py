@@ -8,6 +8,7 @@ import sys
 import langchain_rag_async
 
 EXPECTED = {
+    "fuse_ranked_ids",
     "FTS5Retriever",
     "freeze_long_lived",
     "CompactDocstore",

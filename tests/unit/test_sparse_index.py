@@ -314,6 +314,56 @@ async def test_filter_still_returns_k_results() -> None:
         assert {d.metadata["s"] for d, _ in results} == {"b"}
 
 
+# ----------------------------------------------------------------------------- ids first
+
+
+@pytest.mark.parametrize(
+    "filter_", [None, {"source": "b.md"}, {"page": None}, {"source": ["a.md", "c.md"]}]
+)
+async def test_search_ids_ranks_exactly_as_search(
+    index: FTS5Index, filter_: dict[str, object] | None
+) -> None:
+    for question in ["fox", "the fox hunts", "salamander fox tail", "café"]:
+        full = await index.asearch(question, k=4, filter=filter_)
+        expected = [(str(doc.id), score) for doc, score in full]
+        assert await index.asearch_ids(question, k=4, filter=filter_) == expected
+        assert await asyncio.to_thread(index.search_ids, question, 4, filter=filter_) == expected
+    assert await index.asearch_ids("fox", 10) != []
+
+
+async def test_search_ids_of_special_questions_never_raise(index: FTS5Index) -> None:
+    for question in SPECIAL_QUESTIONS:
+        await index.asearch_ids(question)
+    for question in NO_WORD_QUESTIONS:
+        assert await index.asearch_ids(question) == []
+    with pytest.raises(ValueError, match="k must be at least 1"):
+        await index.asearch_ids("fox", 0)
+
+
+async def test_get_by_ids_keeps_the_order_asked_and_skips_unknown(index: FTS5Index) -> None:
+    asked = ["run", "nope", "fox-2", "fox-2", "axo"]
+    found = await index.aget_by_ids(asked)
+    assert [doc.id for doc in found] == ["run", "fox-2", "axo"]
+    assert found[0].page_content == CORPUS[5].page_content
+    assert found[0].metadata == {"source": "c.md", "tags": ["x"]}
+    assert await index.aget_by_ids([]) == []
+    assert [d.id for d in await asyncio.to_thread(index.get_by_ids, asked)] == [
+        "run",
+        "fox-2",
+        "axo",
+    ]
+
+
+async def test_get_by_ids_reads_more_ids_than_one_statement_binds() -> None:
+    docs = [make_doc(f"d{i:04d}", f"text number {i}") for i in range(1203)]
+    async with FTS5Index() as idx:
+        await idx.aupsert(docs)
+        wanted = [f"d{i:04d}" for i in range(1203)][::-1]
+        found = await idx.aget_by_ids(wanted)
+        assert [doc.id for doc in found] == wanted
+        assert found[-1].page_content == "text number 0"
+
+
 @pytest.mark.parametrize("bad", [{"x": {"nested": 1}}, {'a"b': 1}, {"x": [None]}, {"": 1}])
 async def test_bad_filter_is_rejected(index: FTS5Index, bad: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="filter"):

@@ -1,0 +1,221 @@
+"""The SQL of :class:`~langchain_rag_async.retrievers.FTS5Index` and the pure helpers around it.
+
+The schema and every statement, the translation of a user question into a safe FTS5
+``MATCH`` query (:func:`to_fts5_query`), metadata filters in SQL, write plans, lookups by
+id in batches, and rows turned into documents. No I/O: the index module runs these.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence, Set
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.documents import Document
+
+__all__ = ["ENGLISH_STOPWORDS", "MAX_QUERY_TERMS", "SCHEMA_VERSION", "to_fts5_query"]
+
+MAX_QUERY_TERMS = 64  # distinct words of a question that go into the FTS5 query
+SCHEMA_VERSION = 1
+
+ENGLISH_STOPWORDS: frozenset[str] = frozenset(
+    "a about an and are as at be been but by can could did do does for from had has have how "
+    "i if in into is it its me my not of on or our should so than that the their them then "
+    "there these they this those to was we were what when where which who whom why will "
+    "with would you your".split()
+)
+"""Lower-case English function words dropped from questions by :func:`to_fts5_query`."""
+
+WORD = re.compile(r"[^\W_]+")  # runs of Unicode letters and digits
+
+SCHEMA = f"""
+BEGIN IMMEDIATE;
+CREATE TABLE IF NOT EXISTS chunks (
+    pk INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    page_content TEXT NOT NULL,
+    metadata TEXT NOT NULL
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
+    page_content, content='chunks', content_rowid='pk',
+    tokenize='porter unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER IF NOT EXISTS chunks_ai AFTER INSERT ON chunks BEGIN
+    INSERT INTO chunks_fts(rowid, page_content) VALUES (new.pk, new.page_content);
+END;
+CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN
+    INSERT INTO chunks_fts(chunks_fts, rowid, page_content)
+    VALUES ('delete', old.pk, old.page_content);
+END;
+CREATE TRIGGER IF NOT EXISTS chunks_au AFTER UPDATE OF page_content ON chunks BEGIN
+    INSERT INTO chunks_fts(chunks_fts, rowid, page_content)
+    VALUES ('delete', old.pk, old.page_content);
+    INSERT INTO chunks_fts(rowid, page_content) VALUES (new.pk, new.page_content);
+END;
+PRAGMA user_version = {SCHEMA_VERSION};
+COMMIT;
+"""
+UPSERT_SQL = """
+INSERT INTO chunks (id, page_content, metadata) VALUES (?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET page_content = excluded.page_content, metadata = excluded.metadata
+WHERE chunks.page_content IS NOT excluded.page_content OR chunks.metadata IS NOT excluded.metadata
+"""
+DELETE_SQL = "DELETE FROM chunks WHERE id = ?"
+COUNT_SQL = "SELECT count(*) FROM chunks"
+IDS_SQL = "SELECT id FROM chunks"
+# Without a filter, rank inside FTS5 first and read only the top rows' text (an OR query
+# can match a third of the corpus; joining every match first is twice as slow).
+RANKED_SEARCH_SQL = """
+SELECT {columns}, m.score
+FROM (
+    SELECT rowid, -bm25(chunks_fts) AS score FROM chunks_fts
+    WHERE chunks_fts MATCH ? ORDER BY score DESC LIMIT ?
+) AS m JOIN chunks AS c ON c.pk = m.rowid
+ORDER BY m.score DESC, c.id
+"""
+SEARCH_SQL = """
+SELECT {columns}, -bm25(chunks_fts) AS score
+FROM chunks_fts JOIN chunks AS c ON c.pk = chunks_fts.rowid
+WHERE chunks_fts MATCH ?{filters}
+ORDER BY score DESC, c.id
+LIMIT ?
+"""
+DOCUMENT_COLUMNS = "c.id, c.page_content, c.metadata"
+GET_SQL = f"SELECT {DOCUMENT_COLUMNS} FROM chunks AS c WHERE c.id IN ({{marks}})"
+GET_BATCH = 500  # ids per lookup, far below SQLite's limit on bound parameters
+
+
+def to_fts5_query(
+    text: str,
+    *,
+    stopwords: Set[str] = ENGLISH_STOPWORDS,
+    max_terms: int = MAX_QUERY_TERMS,
+) -> str | None:
+    """Turn a free-text question into a safe FTS5 ``MATCH`` expression.
+
+    The text is cut into words (runs of Unicode letters and digits); each distinct word
+    becomes a quoted FTS5 string and the strings are joined with ``OR``, so BM25 ranks
+    chunks matching more (and rarer) words higher. FTS5 syntax in the question (quotes,
+    ``*``, ``NEAR``, ``AND``/``OR``/``NOT``, ``-``, ``:``, parentheses, ``^``) is treated
+    as plain text and can never make the query fail.
+
+    Args:
+        text: The user's question.
+        stopwords: Lower-case words to drop; when every word is a stop-word, all are kept.
+        max_terms: Keep at most this many distinct words (the first ones).
+
+    Returns:
+        The MATCH expression, or ``None`` when the text holds no word at all.
+
+    Raises:
+        ValueError: ``max_terms`` is smaller than 1.
+    """
+    if max_terms < 1:
+        raise ValueError(f"max_terms must be at least 1; got {max_terms}")
+    words = dict.fromkeys(w.lower() for w in WORD.findall(unicodedata.normalize("NFC", text)))
+    terms = [w for w in words if w not in stopwords] or list(words)
+    if not terms:
+        return None
+    return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms[:max_terms])
+
+
+@dataclass(frozen=True, slots=True)
+class WritePlan:
+    """The rows one write transaction deletes and upserts (deletes run first)."""
+
+    deletes: list[tuple[str]]
+    rows: list[tuple[str, str, str]]
+
+    @property
+    def size(self) -> int:
+        return len(self.deletes) + len(self.rows)
+
+
+def plan_write(upserts: Sequence[Document], deletes: Sequence[str]) -> WritePlan:
+    """Validate a batch and convert it to SQL parameters (no I/O)."""
+    missing = [i for i, doc in enumerate(upserts) if not doc.id]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} document(s) have no id (first at position {missing[0]}); "
+            "give every chunk the same id it has in the vector store before indexing it"
+        )
+    rows = [
+        (
+            str(doc.id),
+            doc.page_content,
+            json.dumps(doc.metadata, ensure_ascii=False, sort_keys=True, default=str),
+        )
+        for doc in upserts
+    ]
+    return WritePlan(deletes=[(str(i),) for i in deletes], rows=rows)
+
+
+def filter_sql(filter: dict[str, Any] | None) -> tuple[str, list[Any]]:
+    """Build the SQL conditions of an exact-match metadata filter.
+
+    A scalar value matches equal values (``None`` also matches a missing key); a list or
+    tuple matches any of its scalars.
+    """
+    if not filter:
+        return "", []
+    clauses: list[str] = []
+    params: list[Any] = []
+    for key, value in filter.items():
+        if not isinstance(key, str) or not key or '"' in key:
+            raise ValueError(f"metadata filter key {key!r} must be a non-empty string without '\"'")
+        path = f'$."{key}"'
+        if value is None:
+            clauses.append("coalesce(json_type(c.metadata, ?), 'null') = 'null'")
+            params.append(path)
+            continue
+        values = list(value) if isinstance(value, list | tuple) else [value]
+        if not all(isinstance(v, str | int | float) for v in values):
+            raise ValueError(
+                f"metadata filter value {value!r} for {key!r} is not supported; "
+                "use a string, number or boolean, a list of them, or None for 'missing'"
+            )
+        marks = ", ".join("?" * len(values))
+        clauses.append(f"json_extract(c.metadata, ?) IN ({marks})" if values else "0")
+        params.extend([path, *values] if values else [])
+    return "".join(f"\n  AND {clause}" for clause in clauses), params
+
+
+def build_search(
+    query: str, k: int, filter: dict[str, Any] | None, *, columns: str = DOCUMENT_COLUMNS
+) -> tuple[str, list[Any]] | None:
+    """Return the search SQL and its parameters, or ``None`` when nothing can match."""
+    if k < 1:
+        raise ValueError(f"k must be at least 1; got {k}")
+    match = to_fts5_query(query)
+    if match is None:
+        return None
+    if not filter:
+        return RANKED_SEARCH_SQL.format(columns=columns), [match, k]
+    conditions, params = filter_sql(filter)
+    return SEARCH_SQL.format(columns=columns, filters=conditions), [match, *params, k]
+
+
+def to_result(row: Sequence[Any]) -> tuple[Document, float]:
+    doc_id, content, metadata, score = row
+    return Document(id=doc_id, page_content=content, metadata=json.loads(metadata)), float(score)
+
+
+def to_document(row: Sequence[Any]) -> Document:
+    doc_id, content, metadata = row
+    return Document(id=doc_id, page_content=content, metadata=json.loads(metadata))
+
+
+def get_batches(ids: Iterable[str]) -> list[tuple[str, list[str]]]:
+    """The lookups of :meth:`FTS5Index.aget_by_ids`: SQL and distinct ids, in batches."""
+    distinct = list(dict.fromkeys(str(doc_id) for doc_id in ids))
+    batches = [distinct[i : i + GET_BATCH] for i in range(0, len(distinct), GET_BATCH)]
+    return [(GET_SQL.format(marks=", ".join("?" * len(b))), b) for b in batches]
+
+
+def in_order(batches: Sequence[tuple[str, list[str]]], rows: Iterable[Any]) -> list[Document]:
+    """The documents of ``rows`` in the order their ids were asked for (unknown skipped)."""
+    by_id = {row[0]: row for row in rows}
+    return [to_document(by_id[i]) for _, ids in batches for i in ids if i in by_id]
