@@ -66,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("question", help="the question")
     _add_common(ask)
     ask.add_argument("-k", type=int, default=None, help="how many chunks the answer may use")
-    ask.add_argument("--llm", choices=["extractive", "openai"], default=None, help="answer model")
+    ask.add_argument(
+        "--llm", choices=["extractive", "openai", "local"], default=None, help="answer model"
+    )
     ask.add_argument("--timeout", type=float, default=None, help="seconds for the whole answer")
     ask.add_argument("--json", action="store_true", help="print the final answer as JSON")
     return parser

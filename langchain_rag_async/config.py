@@ -27,13 +27,14 @@ __all__ = [
 ]
 
 EmbeddingProvider = Literal["local", "openai"]
-ChatProvider = Literal["extractive", "openai"]
+ChatProvider = Literal["extractive", "openai", "local"]
 FusionMethod = Literal["rrf", "weighted"]
 
 T = TypeVar("T")
 
 DEFAULT_OPENAI_EMBEDDING_MODEL = "text-embedding-3-small"
 DEFAULT_OPENAI_CHAT_MODEL = "gpt-4o-mini"
+DEFAULT_LOCAL_CHAT_MODEL = "SmolLM2-135M-Instruct"
 DEFAULT_INDEX_DIR = Path(".rag-index")
 
 
@@ -219,9 +220,11 @@ class LLMConfig:
 
     Attributes:
         provider: ``"extractive"`` (offline, composes the answer from retrieved
-            sentences) or ``"openai"`` (any OpenAI-compatible server). A key in the
-            environment alone never switches to ``"openai"``.
-        model: Model name; ``None`` picks the provider's default.
+            sentences), ``"openai"`` (any OpenAI-compatible server) or ``"local"``
+            (SmolLM2-135M-Instruct through llama.cpp, offline; needs the ``local-llm``
+            extra). A key in the environment alone never switches to ``"openai"``.
+        model: Model name; ``None`` picks the provider's default. For ``"local"``, a
+            path to another GGUF chat model.
         temperature: Sampling temperature for generative models.
         openai_api_key: Key for the OpenAI-compatible endpoint.
         openai_base_url: Base URL of the OpenAI-compatible endpoint.
@@ -236,9 +239,9 @@ class LLMConfig:
     request_timeout: float = 120.0
 
     def __post_init__(self) -> None:
-        if self.provider not in ("extractive", "openai"):
+        if self.provider not in ("extractive", "openai", "local"):
             raise ConfigurationError(
-                f"unknown chat provider {self.provider!r}; use 'extractive' or 'openai'"
+                f"unknown chat provider {self.provider!r}; use 'extractive', 'openai' or 'local'"
             )
         _require_positive("request_timeout", self.request_timeout)
 
@@ -247,7 +250,8 @@ class LLMConfig:
         """The model name with the provider default filled in."""
         if self.model:
             return self.model
-        return DEFAULT_OPENAI_CHAT_MODEL if self.provider == "openai" else "extractive"
+        defaults = {"openai": DEFAULT_OPENAI_CHAT_MODEL, "local": DEFAULT_LOCAL_CHAT_MODEL}
+        return defaults.get(self.provider, "extractive")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -299,8 +303,9 @@ class RAGConfig:
         Recognised: ``RAG_INDEX_DIR``, ``RAG_EMBEDDINGS`` (``local``/``openai``),
         ``RAG_EMBEDDING_MODEL``, ``RAG_EMBEDDING_BATCH_SIZE``, ``RAG_EMBEDDING_CONCURRENCY``,
         ``RAG_EMBEDDING_RPM``, ``RAG_EMBEDDING_TPM``, ``RAG_CHUNK_SIZE``, ``RAG_CHUNK_OVERLAP``,
-        ``RAG_MAX_FILE_SIZE``, ``RAG_LLM`` (``extractive``/``openai``), ``RAG_CHAT_MODEL``,
-        ``OPENAI_API_KEY``, ``OPENAI_BASE_URL``, ``RAG_FREEZE_GC`` (``1``/``0``).
+        ``RAG_MAX_FILE_SIZE``, ``RAG_LLM`` (``extractive``/``openai``/``local``),
+        ``RAG_CHAT_MODEL``, ``OPENAI_API_KEY``, ``OPENAI_BASE_URL``, ``RAG_FREEZE_GC``
+        (``1``/``0``).
 
         Args:
             environ: The mapping to read; ``os.environ`` by default.
@@ -336,9 +341,9 @@ class RAGConfig:
             max_file_size=_int(env, "RAG_MAX_FILE_SIZE", LoaderConfig().max_file_size)
         )
         llm_provider = env.get("RAG_LLM", "extractive").strip().lower() or "extractive"
-        if llm_provider not in ("extractive", "openai"):
+        if llm_provider not in ("extractive", "openai", "local"):
             raise ConfigurationError(
-                f"RAG_LLM={llm_provider!r} is not supported; use 'extractive' or 'openai'"
+                f"RAG_LLM={llm_provider!r} is not supported; use 'extractive', 'openai' or 'local'"
             )
         llm = LLMConfig(
             provider=llm_provider,  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""Build the answer chat model from configuration: offline extractive or OpenAI-compatible."""
+"""Build the answer chat model from configuration: extractive, OpenAI-compatible or local."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables.config import run_in_executor
 
 from langchain_rag_async.chat_models.extractive import ExtractiveChatModel
+from langchain_rag_async.chat_models.local import build_local_chat_model
 from langchain_rag_async.config import LLMConfig
 from langchain_rag_async.errors import ConfigurationError
 
@@ -19,8 +20,9 @@ def build_chat_model(config: LLMConfig) -> BaseChatModel:
     """Create the chat model that writes answers.
 
     ``"extractive"`` gives the offline :class:`ExtractiveChatModel`; ``"openai"`` gives a
-    streaming ``ChatOpenAI`` for OpenAI or any OpenAI-compatible server. Only
-    ``config.provider`` chooses: an API key alone never switches to OpenAI.
+    streaming ``ChatOpenAI`` for OpenAI or any OpenAI-compatible server; ``"local"`` gives
+    SmolLM2 through llama.cpp (the ``local-llm`` extra). Only ``config.provider``
+    chooses: an API key alone never switches to OpenAI.
 
     Args:
         config: Chat model settings.
@@ -29,10 +31,13 @@ def build_chat_model(config: LLMConfig) -> BaseChatModel:
         The chat model.
 
     Raises:
-        ConfigurationError: OpenAI was asked for without a key or a base URL.
+        ConfigurationError: OpenAI was asked for without a key or a base URL, or the local
+            model without its extra.
     """
     if config.provider == "extractive":
         return ExtractiveChatModel(model=config.model_name)
+    if config.provider == "local":
+        return build_local_chat_model(config)
     if not config.openai_api_key and not config.openai_base_url:
         raise ConfigurationError(
             "RAG_LLM=openai needs OPENAI_API_KEY (or OPENAI_BASE_URL for an "
