@@ -101,6 +101,22 @@ def _dense_kwargs(store: VectorStore, plan: _Plan) -> dict[str, Any]:
     return {"filter": plan.filter}
 
 
+_NO_RELEVANCE = (
+    "{kind} gives no relevance scores (it defines no _select_relevance_score_fn), which "
+    "weighted fusion needs; use fusion='rrf' (ranks only), or pass the store a "
+    "relevance_score_fn"
+)
+
+
+def _gives_relevance(store: VectorStore) -> bool:
+    """Whether ``store`` maps its scores to relevance (LangChain's hook for it)."""
+    try:
+        store._select_relevance_score_fn()
+    except NotImplementedError:
+        return False
+    return True
+
+
 def _search_error(side: str, query: str, exc: Exception) -> RetrievalError:
     """Wrap a foreign error of one side (the library's own errors are raised unchanged)."""
     return RetrievalError(
@@ -219,7 +235,9 @@ class HybridRetriever(ClosesOwnedIndex, BaseRetriever):
     deduplicated by document id (both indexes must use the same ids, as the indexing
     pipeline does), and the best ``k`` come back. Every document carries
     ``metadata["scores"] = {"dense": relevance or None, "sparse": bm25 or None,
-    "fused": fused}``.
+    "fused": fused}``. A store without relevance scores (LangChain's
+    ``InMemoryVectorStore``) works with reciprocal rank fusion, which needs only ranks;
+    its ``"dense"`` score is then the store's own (``similarity_search_with_score``).
 
     An AsyncFAISS store with an in-memory docstore (the default) is searched with
     ``asearch_ids`` and the FTS5 index with ``asearch_ids``: ids and scores only. The
@@ -275,6 +293,8 @@ class HybridRetriever(ClosesOwnedIndex, BaseRetriever):
     @model_validator(mode="after")
     def _check_settings(self) -> Self:
         self.to_config()  # the same checks as RetrievalConfig
+        if self.fusion == "weighted" and not _gives_relevance(self.vectorstore):
+            raise ConfigurationError(_NO_RELEVANCE.format(kind=type(self.vectorstore).__name__))
         weights = (self.dense_weight, self.sparse_weight)
         if not all(math.isfinite(w) for w in weights):
             raise ConfigurationError(f"fusion weights must be finite; got {weights}")
@@ -474,19 +494,35 @@ class HybridRetriever(ClosesOwnedIndex, BaseRetriever):
 
     async def _adense(self, plan: _Plan) -> RankedList:
         store, kwargs = self.vectorstore, _dense_kwargs(self.vectorstore, plan)
+        relevance = self._relevance_scores()
         with _side("dense", plan) as current:
-            hits = await store.asimilarity_search_with_relevance_scores(
-                plan.query, plan.per_side, **kwargs
-            )
-            return _counted(current, hits)
+            if relevance:
+                search = store.asimilarity_search_with_relevance_scores
+            else:
+                search = store.asimilarity_search_with_score
+            return _counted(current, await search(plan.query, plan.per_side, **kwargs))
 
     def _dense(self, plan: _Plan) -> RankedList:
         store, kwargs = self.vectorstore, _dense_kwargs(self.vectorstore, plan)
+        relevance = self._relevance_scores()
         with _side("dense", plan) as current:
-            hits = store.similarity_search_with_relevance_scores(
-                plan.query, plan.per_side, **kwargs
-            )
-            return _counted(current, hits)
+            if relevance:
+                search = store.similarity_search_with_relevance_scores
+            else:
+                search = store.similarity_search_with_score
+            return _counted(current, search(plan.query, plan.per_side, **kwargs))
+
+    def _relevance_scores(self) -> bool:
+        """Whether the dense store gives relevance scores; without, RRF uses its raw ones.
+
+        Raises:
+            ConfigurationError: Weighted fusion over a store without relevance scores.
+        """
+        if _gives_relevance(self.vectorstore):
+            return True
+        if self.fusion == "weighted":
+            raise ConfigurationError(_NO_RELEVANCE.format(kind=type(self.vectorstore).__name__))
+        return False
 
     async def _asparse(self, plan: _Plan) -> RankedList:
         with _side("sparse", plan) as current:

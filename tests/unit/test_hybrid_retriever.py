@@ -343,6 +343,25 @@ async def test_a_store_with_another_docstore_is_searched_for_documents() -> None
         assert ids(await asyncio.to_thread(retriever.invoke, QUERY)) == ids(docs)
 
 
+async def test_a_store_without_relevance_scores_works_with_rrf() -> None:
+    store = InMemoryVectorStore(embedding())  # LangChain's: no relevance scores
+    await store.aadd_documents(CORPUS)
+    async with FTS5Index() as sparse:
+        await sparse.aupsert(CORPUS)
+        retriever = HybridRetriever(vectorstore=store, sparse=sparse, k=8)
+        docs = await retriever.ainvoke(QUERY)
+        raw = await store.asimilarity_search_with_score(QUERY, k=8)
+        dense = {doc.id: doc.metadata["scores"]["dense"] for doc in docs}
+        assert dense == pytest.approx({doc.id: score for doc, score in raw})  # its own scores
+        assert ids(await asyncio.to_thread(retriever.invoke, QUERY)) == ids(docs)
+
+        with pytest.raises(ConfigurationError, match="no relevance scores.*fusion='rrf'"):
+            HybridRetriever(vectorstore=store, sparse=sparse, fusion="weighted")
+        weighted = retriever.model_copy(update={"fusion": "weighted"})  # skips validation
+        with pytest.raises(ConfigurationError, match="no relevance scores"):
+            await weighted.ainvoke(QUERY)
+
+
 async def test_only_the_winners_are_read_from_the_docstore(retriever: HybridRetriever) -> None:
     store = retriever.vectorstore
     assert isinstance(store, AsyncFAISS)
