@@ -203,6 +203,11 @@ def to_result(row: Sequence[Any]) -> tuple[Document, float]:
     return Document(id=doc_id, page_content=content, metadata=json.loads(metadata)), float(score)
 
 
+def to_id_result(row: Sequence[Any]) -> tuple[str, float]:
+    doc_id, score = row
+    return str(doc_id), float(score)
+
+
 def to_document(row: Sequence[Any]) -> Document:
     doc_id, content, metadata = row
     return Document(id=doc_id, page_content=content, metadata=json.loads(metadata))

@@ -263,12 +263,7 @@ class FTS5Index(AsyncClosing):
         if built is None:
             return []
         with span("sparse.search", k=k) as current:
-            async with self._aconnection() as conn:
-                try:
-                    rows = await drain_on_cancel(conn, conn.execute_fetchall(*built))
-                except sqlite3.Error as exc:
-                    raise _search_error(exc, self._target, query) from exc
-            results = [sql.to_result(row) for row in rows]
+            results = [sql.to_result(row) for row in await self._asearch_rows(built, query)]
             current.set_attribute("rag.results", len(results))
         return results
 
@@ -283,14 +278,17 @@ class FTS5Index(AsyncClosing):
         if built is None:
             return []
         with span("sparse.search", k=k, ids_only=True) as current:
-            async with self._aconnection() as conn:
-                try:
-                    rows = await drain_on_cancel(conn, conn.execute_fetchall(*built))
-                except sqlite3.Error as exc:
-                    raise _search_error(exc, self._target, query) from exc
-            results = [(str(doc_id), float(score)) for doc_id, score in rows]
+            results = [sql.to_id_result(row) for row in await self._asearch_rows(built, query)]
             current.set_attribute("rag.results", len(results))
         return results
+
+    async def _asearch_rows(self, built: tuple[str, list[Any]], query: str) -> list[Any]:
+        """Run one search statement on this loop's connection; its rows."""
+        async with self._aconnection() as conn:
+            try:
+                return list(await drain_on_cancel(conn, conn.execute_fetchall(*built)))
+            except sqlite3.Error as exc:
+                raise _search_error(exc, self._target, query) from exc
 
     async def aget_by_ids(self, ids: Iterable[str]) -> list[Document]:
         """The chunks stored under ``ids``, in the order asked; unknown ids are skipped.
@@ -414,12 +412,8 @@ class FTS5Index(AsyncClosing):
         built = sql.build_search(query, k, filter)
         if built is None:
             return []
-        with span("sparse.search", k=k), self._connection() as conn:
-            try:
-                rows = conn.execute(*built).fetchall()
-            except sqlite3.Error as exc:
-                raise _search_error(exc, self._target, query) from exc
-        return [sql.to_result(row) for row in rows]
+        with span("sparse.search", k=k):
+            return [sql.to_result(row) for row in self._search_rows(built, query)]
 
     def search_ids(
         self, query: str, k: int = 4, *, filter: dict[str, Any] | None = None
@@ -428,12 +422,16 @@ class FTS5Index(AsyncClosing):
         built = sql.build_search(query, k, filter, columns="c.id")
         if built is None:
             return []
-        with span("sparse.search", k=k, ids_only=True), self._connection() as conn:
+        with span("sparse.search", k=k, ids_only=True):
+            return [sql.to_id_result(row) for row in self._search_rows(built, query)]
+
+    def _search_rows(self, built: tuple[str, list[Any]], query: str) -> list[Any]:
+        """Sync twin of :meth:`_asearch_rows`."""
+        with self._connection() as conn:
             try:
-                rows = conn.execute(*built).fetchall()
+                return conn.execute(*built).fetchall()
             except sqlite3.Error as exc:
                 raise _search_error(exc, self._target, query) from exc
-        return [(str(doc_id), float(score)) for doc_id, score in rows]
 
     def get_by_ids(self, ids: Iterable[str]) -> list[Document]:
         """Sync twin of :meth:`aget_by_ids`."""
