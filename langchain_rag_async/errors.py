@@ -3,7 +3,10 @@
 Every error the library raises on purpose is a :class:`RAGError`::
 
     RAGError
-    ├── ConfigurationError            bad settings or an unusable combination of them
+    ├── ConfigurationError            a bad setting or argument (also a ValueError)
+    │   └── ArgumentTypeError         an argument of the wrong type (also a TypeError)
+    ├── UsageError                    a call the object's state forbids (also a RuntimeError):
+    │                                 closed, not started, released more than acquired
     ├── LoadingError                  a file could not be read into a Document (path, reason)
     │   ├── BinaryFileError           the file is binary, not text
     │   ├── FileTooLargeError         the file exceeds the configured maximum size
@@ -13,13 +16,19 @@ Every error the library raises on purpose is a :class:`RAGError`::
     │   ├── IndexCorruptedError       a saved index file is truncated, missing or malformed
     │   ├── IndexNotFoundError        no index was ever built in the directory
     │   ├── IndexLockedError          another process holds the index lock too long
-    │   └── EmbeddingModelMismatchError   the index was built with another embedding model
-    ├── IndexingError                 the indexing pipeline failed as a whole
+    │   ├── EmbeddingModelMismatchError   the index was built with another embedding model
+    │   ├── DuplicateIdError          ids added twice to a docstore (also a ValueError)
+    │   └── DocumentNotFoundError     no document under an id (also a KeyError)
+    ├── IndexingError                 the indexing pipeline failed as a whole (or broke an
+    │                                 internal invariant: a bug to report)
     ├── RetrievalError                a search could not be served
     └── GenerationError               the answer model failed or timed out
 
 Errors carry context as attributes, chain their cause with ``raise ... from exc``
-and their message says what to do next.
+and their message says what to do next. Where callers of a LangChain interface expect a
+builtin exception (a ``ValueError`` for a bad argument, a ``KeyError`` for a missing id),
+the library error subclasses that builtin too, so ``except ValueError`` keeps working.
+No deliberate error is a bare builtin, and ``assert`` is never a runtime check.
 """
 
 from __future__ import annotations
@@ -27,10 +36,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = [
+__all__ = (
+    "ArgumentTypeError",
     "BinaryFileError",
     "ConfigurationError",
     "DecodingError",
+    "DocumentNotFoundError",
+    "DuplicateIdError",
     "EmbeddingError",
     "EmbeddingModelMismatchError",
     "FileTooLargeError",
@@ -42,16 +54,25 @@ __all__ = [
     "LoadingError",
     "RAGError",
     "RetrievalError",
+    "UsageError",
     "VectorStoreError",
-]
+)
 
 
 class RAGError(Exception):
     """Base class of every error raised by langchain-rag-async."""
 
 
-class ConfigurationError(RAGError):
-    """A setting is missing, malformed or inconsistent with another one."""
+class ConfigurationError(RAGError, ValueError):
+    """A setting or argument is missing, malformed or inconsistent with another one."""
+
+
+class ArgumentTypeError(ConfigurationError, TypeError):
+    """An argument has the wrong type (e.g. an unknown keyword, a number where text belongs)."""
+
+
+class UsageError(RAGError, RuntimeError):
+    """The object's state does not allow the call: it is closed, not started, or misused."""
 
 
 class LoadingError(RAGError):
@@ -163,6 +184,36 @@ class EmbeddingModelMismatchError(VectorStoreError):
             "(--embeddings / RAG_EMBEDDINGS, RAG_EMBEDDING_MODEL) "
             "or rebuild into a new --index-dir."
         )
+
+
+class DuplicateIdError(VectorStoreError, ValueError):
+    """Ids were added that already exist where each id must be new.
+
+    Attributes:
+        ids: Some of the ids that exist already (at most ten).
+    """
+
+    def __init__(self, ids: Sequence[str], where: str = "the docstore") -> None:
+        self.ids = tuple(ids)[:10]
+        super().__init__(
+            f"ids already exist in {where}: {list(self.ids)}. "
+            "Delete them first or upsert (add_documents with the same ids replaces them)."
+        )
+
+
+class DocumentNotFoundError(VectorStoreError, KeyError):
+    """No document is stored under the id(s) asked for.
+
+    Attributes:
+        ids: Some of the missing ids (at most ten).
+    """
+
+    def __init__(self, ids: Sequence[str], where: str = "the docstore") -> None:
+        self.ids = tuple(ids)[:10]
+        super().__init__(f"no document under id(s) {list(self.ids)} in {where}")
+
+    def __str__(self) -> str:  # KeyError would print only the repr of the first argument
+        return str(self.args[0])
 
 
 class IndexingError(RAGError):

@@ -23,7 +23,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import StreamPart
 from opentelemetry.trace import Status, StatusCode
 
-from langchain_rag_async._sync import run_sync
+from langchain_rag_async.aio import run_sync
 from langchain_rag_async.answering.graph import (
     AnswerContext,
     AnswerInput,

@@ -10,7 +10,7 @@ from typing import Any, cast
 
 from langchain_core.embeddings import Embeddings
 
-from langchain_rag_async._sync import run_sync
+from langchain_rag_async.aio import run_sync
 from langchain_rag_async.config import RAGConfig
 from langchain_rag_async.embeddings.limits import ServiceLimiter
 from langchain_rag_async.errors import IndexingError

@@ -1,0 +1,14 @@
+"""The library's async utilities: the one sync bridge and the one way to bind state to a loop.
+
+- :class:`BlockingPortal` / :func:`run_sync`: sync code runs a coroutine on the process's
+  background event loop (a daemon thread), also from inside a running loop (Jupyter).
+- :class:`LoopBound`: a value per event loop (asyncio primitives, connections), created
+  lazily on first use in that loop, with the values of closed loops handed back for cleanup.
+"""
+
+from __future__ import annotations
+
+from langchain_rag_async.aio.loop_bound import LoopBound
+from langchain_rag_async.aio.portal import BlockingPortal, default_portal, run_sync
+
+__all__ = ("BlockingPortal", "LoopBound", "default_portal", "run_sync")
