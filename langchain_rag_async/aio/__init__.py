@@ -2,13 +2,15 @@
 
 - :class:`BlockingPortal` / :func:`run_sync`: sync code runs a coroutine on the process's
   background event loop (a daemon thread), also from inside a running loop (Jupyter).
+- :func:`first_error`: the one error to re-raise from a failed task group.
 - :class:`LoopBound`: a value per event loop (asyncio primitives, connections), created
   lazily on first use in that loop, with the values of closed loops handed back for cleanup.
 """
 
 from __future__ import annotations
 
+from langchain_rag_async.aio.groups import first_error
 from langchain_rag_async.aio.loop_bound import LoopBound
 from langchain_rag_async.aio.portal import BlockingPortal, default_portal, run_sync
 
-__all__ = ("BlockingPortal", "LoopBound", "default_portal", "run_sync")
+__all__ = ("BlockingPortal", "LoopBound", "default_portal", "first_error", "run_sync")

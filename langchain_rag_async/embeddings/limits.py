@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from aiolimiter import AsyncLimiter
 
+from langchain_rag_async._text import estimate_tokens
 from langchain_rag_async.config import EmbeddingConfig, RateLimitConfig
 from langchain_rag_async.errors import ConfigurationError
 
@@ -25,20 +26,6 @@ __all__ = [
     "min_request_interval",
     "request_bucket",
 ]
-
-_CHARS_PER_TOKEN = 4
-
-
-def estimate_tokens(texts: Iterable[str]) -> int:
-    """Estimate the tokens of ``texts`` without a tokenizer: ~4 characters each, 1 at least.
-
-    Args:
-        texts: The texts of one request.
-
-    Returns:
-        The estimated token count (each text counts for at least one token).
-    """
-    return sum(max(1, len(text) // _CHARS_PER_TOKEN) for text in texts)
 
 
 def request_bucket(requests_per_minute: float) -> tuple[float, float]:

@@ -8,7 +8,6 @@ id in batches, and rows turned into documents. No I/O: the index module runs the
 from __future__ import annotations
 
 import json
-import re
 import unicodedata
 from collections.abc import Iterable, Sequence, Set
 from dataclasses import dataclass
@@ -16,20 +15,13 @@ from typing import Any
 
 from langchain_core.documents import Document
 
+from langchain_rag_async._text import ENGLISH_STOPWORDS, WORD
+
 __all__ = ["ENGLISH_STOPWORDS", "MAX_QUERY_TERMS", "SCHEMA_VERSION", "to_fts5_query"]
 
 MAX_QUERY_TERMS = 64  # distinct words of a question that go into the FTS5 query
 SCHEMA_VERSION = 1
 
-ENGLISH_STOPWORDS: frozenset[str] = frozenset(
-    "a about an and are as at be been but by can could did do does for from had has have how "
-    "i if in into is it its me my not of on or our should so than that the their them then "
-    "there these they this those to was we were what when where which who whom why will "
-    "with would you your".split()
-)
-"""Lower-case English function words dropped from questions by :func:`to_fts5_query`."""
-
-WORD = re.compile(r"[^\W_]+")  # runs of Unicode letters and digits
 
 SCHEMA = f"""
 BEGIN IMMEDIATE;

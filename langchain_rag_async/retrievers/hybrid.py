@@ -39,17 +39,17 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.vectorstores import VectorStore
 from opentelemetry.trace import Span
-from pydantic import PrivateAttr, model_validator
+from pydantic import PrivateAttr
 
-from langchain_rag_async.config import FusionMethod, RetrievalConfig
-from langchain_rag_async.errors import ConfigurationError, RAGError, RetrievalError
-from langchain_rag_async.observability import get_logger, span
-from langchain_rag_async.retrievers._checks import (
+from langchain_rag_async._checks import (
     check_count,
     check_filter,
     check_query,
     check_search_kwargs,
 )
+from langchain_rag_async.config import FusionMethod, RetrievalConfig
+from langchain_rag_async.errors import ConfigurationError, RAGError, RetrievalError
+from langchain_rag_async.observability import get_logger, span
 from langchain_rag_async.retrievers._owned import ClosesOwnedIndex
 from langchain_rag_async.retrievers.fusion import (
     FusedHit,
@@ -290,8 +290,13 @@ class HybridRetriever(ClosesOwnedIndex, BaseRetriever):
     _owns_stores: bool = PrivateAttr(default=False)
     _closed: bool = PrivateAttr(default=False)
 
-    @model_validator(mode="after")
-    def _check_settings(self) -> Self:
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # Checked after pydantic, not in a validator: pydantic would wrap a
+        # ConfigurationError (a ValueError) in a ValidationError.
+        self._check_settings()
+
+    def _check_settings(self) -> None:
         self.to_config()  # the same checks as RetrievalConfig
         if self.fusion == "weighted" and not _gives_relevance(self.vectorstore):
             raise ConfigurationError(_NO_RELEVANCE.format(kind=type(self.vectorstore).__name__))
@@ -302,7 +307,6 @@ class HybridRetriever(ClosesOwnedIndex, BaseRetriever):
             self.filter = check_filter(self.filter)
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from exc
-        return self
 
     # -- construction ---------------------------------------------------------------------
 

@@ -17,15 +17,15 @@ from langchain_core.callbacks import (
 )
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
-from pydantic import PrivateAttr, model_validator
+from pydantic import PrivateAttr
 
-from langchain_rag_async.errors import ConfigurationError, RetrievalError
-from langchain_rag_async.retrievers._checks import (
+from langchain_rag_async._checks import (
     check_count,
     check_filter,
     check_query,
     check_search_kwargs,
 )
+from langchain_rag_async.errors import ConfigurationError, RetrievalError
 from langchain_rag_async.retrievers._owned import ClosesOwnedIndex
 from langchain_rag_async.retrievers.sparse import FTS5Index
 from langchain_rag_async.splitters import with_ids
@@ -70,14 +70,18 @@ class FTS5Retriever(ClosesOwnedIndex, BaseRetriever):
     _owns_index: bool = PrivateAttr(default=False)
     _closed: bool = PrivateAttr(default=False)
 
-    @model_validator(mode="after")
-    def _check_settings(self) -> Self:
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # Checked after pydantic, not in a validator: pydantic would wrap a
+        # ConfigurationError (a ValueError) in a ValidationError.
+        self._check_settings()
+
+    def _check_settings(self) -> None:
         try:
             check_count("k", self.k)
             self.filter = check_filter(self.filter)
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from exc
-        return self
 
     @classmethod
     def from_documents(cls, documents: Iterable[Document], *, k: int = 4, **kwargs: Any) -> Self:
