@@ -84,9 +84,11 @@ if TYPE_CHECKING:
         reciprocal_rank_fusion,
         weighted_score_fusion,
     )
+    from langchain_rag_async.ids import (
+        chunk_id,
+    )
     from langchain_rag_async.splitters import (
         RunnableTextSplitter,
-        chunk_id,
     )
     from langchain_rag_async.vectorstores import (
         AsyncFAISS,

@@ -9,7 +9,6 @@ formulas are documented in :mod:`._scoring`.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import pickle
 from collections.abc import Callable, Iterable, Sequence
@@ -40,7 +39,7 @@ from langchain_rag_async.vectorstores._core import (
 from langchain_rag_async.vectorstores._persistence import DEFAULT_LOCK_TIMEOUT, read_manifest
 from langchain_rag_async.vectorstores.docstore import CompactDocstore
 
-__all__ = ["AsyncFAISS", "read_manifest"]
+__all__ = ("AsyncFAISS", "read_manifest")
 
 _log = get_logger(__name__)
 
@@ -147,11 +146,7 @@ class AsyncFAISS(FAISSCore):
 
     async def _in_writer(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a blocking write in the executor, one async writer per loop at a time."""
-        loop = asyncio.get_running_loop()
-        queue = self._writer_queues.get(loop)
-        if queue is None:
-            queue = self._writer_queues[loop] = asyncio.Lock()
-        async with queue:
+        async with self._writer_queues.get():
             return await run_in_executor(None, fn, *args)
 
     # -- writes ---------------------------------------------------------------------------
@@ -512,8 +507,12 @@ class AsyncFAISS(FAISSCore):
             raise IndexCorruptedError(
                 folder / index_name, f"the legacy index is unreadable ({exc})"
             ) from exc
-        if not isinstance(store, cls) or store.index.ntotal != len(store.index_to_docstore_id):
-            raise IndexCorruptedError(folder / f"{index_name}.pkl", "vector and id counts differ")
+        if not isinstance(store, cls):
+            raise IndexCorruptedError(
+                folder / f"{index_name}.pkl", "it does not hold a FAISS store"
+            )
+        pickled = folder / f"{index_name}.pkl"
+        persistence.check_vector_count(store.index, len(store.index_to_docstore_id), pickled)
         return store
 
     # -- constructors ---------------------------------------------------------------------
