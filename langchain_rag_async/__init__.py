@@ -62,6 +62,9 @@ if TYPE_CHECKING:
     from langchain_rag_async.gc_tuning import (
         freeze_long_lived,
     )
+    from langchain_rag_async.ids import (
+        chunk_id,
+    )
     from langchain_rag_async.indexing import (
         IndexingContext,
         IndexingSummary,
@@ -83,9 +86,6 @@ if TYPE_CHECKING:
         fuse_ranked_ids,
         reciprocal_rank_fusion,
         weighted_score_fusion,
-    )
-    from langchain_rag_async.ids import (
-        chunk_id,
     )
     from langchain_rag_async.splitters import (
         RunnableTextSplitter,

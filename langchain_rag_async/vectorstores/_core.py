@@ -35,6 +35,8 @@ from langchain_rag_async.vectorstores._persistence import IndexSnapshot
 from langchain_rag_async.vectorstores.docstore import CompactDocstore
 
 __all__ = (
+    "SEARCH_FETCH_K",
+    "SEARCH_K",
     "FAISSCore",
     "MetadataFilter",
     "metadata_filter",
@@ -44,6 +46,15 @@ __all__ = (
 )
 
 MetadataFilter = Callable[..., Any] | dict[str, Any]
+
+SEARCH_K = 4
+"""Results of a store search that names no ``k``: LangChain's ``VectorStore`` default.
+
+Kept on purpose, as LangChain code calling any vector store expects; the hybrid retriever,
+the engine and the CLI take theirs from :class:`~langchain_rag_async.config.RetrievalConfig`.
+"""
+SEARCH_FETCH_K = 20
+"""Candidates fetched before filtering or MMR when none is named: LangChain FAISS's default."""
 _Hit = tuple[Document, float, Any]  # caller-owned copy, raw FAISS value, vector or None
 
 
@@ -310,10 +321,10 @@ class FAISSCore(FAISS):
     def search_ids(
         self,
         query: str,
-        k: int = 4,
+        k: int = SEARCH_K,
         *,
         filter: MetadataFilter | None = None,
-        fetch_k: int = 20,
+        fetch_k: int = SEARCH_FETCH_K,
     ) -> list[tuple[str, float]]:
         """The ids of the ``k`` nearest documents and their relevance scores, best first.
 
@@ -334,10 +345,10 @@ class FAISSCore(FAISS):
     def search_ids_by_vector(
         self,
         embedding: list[float],
-        k: int = 4,
+        k: int = SEARCH_K,
         *,
         filter: MetadataFilter | None = None,
-        fetch_k: int = 20,
+        fetch_k: int = SEARCH_FETCH_K,
     ) -> list[tuple[str, float]]:
         """:meth:`search_ids` for a query vector."""
         relevance = self.relevance_score_fn
@@ -390,9 +401,9 @@ class FAISSCore(FAISS):
     def similarity_search_with_score_by_vector(
         self,
         embedding: list[float],
-        k: int = 4,
+        k: int = SEARCH_K,
         filter: MetadataFilter | None = None,
-        fetch_k: int = 20,
+        fetch_k: int = SEARCH_FETCH_K,
         **kwargs: Any,
     ) -> list[tuple[Document, float]]:
         """Nearest documents and their scores (scales in :mod:`._scoring`).
@@ -423,8 +434,8 @@ class FAISSCore(FAISS):
         self,
         embedding: list[float],
         *,
-        k: int = 4,
-        fetch_k: int = 20,
+        k: int = SEARCH_K,
+        fetch_k: int = SEARCH_FETCH_K,
         lambda_mult: float = 0.5,
         filter: MetadataFilter | None = None,
     ) -> list[tuple[Document, float]]:

@@ -30,6 +30,8 @@ from langchain_rag_async.observability import get_logger
 from langchain_rag_async.vectorstores import _persistence as persistence
 from langchain_rag_async.vectorstores import _scoring as scoring
 from langchain_rag_async.vectorstores._core import (
+    SEARCH_FETCH_K,
+    SEARCH_K,
     FAISSCore,
     MetadataFilter,
     plan_upsert,
@@ -238,9 +240,9 @@ class AsyncFAISS(FAISSCore):
     async def asimilarity_search_with_score(
         self,
         query: str,
-        k: int = 4,
+        k: int = SEARCH_K,
         filter: MetadataFilter | None = None,
-        fetch_k: int = 20,
+        fetch_k: int = SEARCH_FETCH_K,
         **kwargs: Any,
     ) -> list[tuple[Document, float]]:
         """Nearest documents and scores for ``query`` (embedded, then searched).
@@ -261,10 +263,10 @@ class AsyncFAISS(FAISSCore):
     async def asearch_ids(
         self,
         query: str,
-        k: int = 4,
+        k: int = SEARCH_K,
         *,
         filter: MetadataFilter | None = None,
-        fetch_k: int = 20,
+        fetch_k: int = SEARCH_FETCH_K,
     ) -> list[tuple[str, float]]:
         """Async twin of :meth:`search_ids`: ids and relevance scores, no documents built."""
         if self._embeds_with_search():
@@ -295,9 +297,9 @@ class AsyncFAISS(FAISSCore):
     async def asimilarity_search_with_score_by_vector(
         self,
         embedding: list[float],
-        k: int = 4,
+        k: int = SEARCH_K,
         filter: MetadataFilter | None = None,
-        fetch_k: int = 20,
+        fetch_k: int = SEARCH_FETCH_K,
         **kwargs: Any,
     ) -> list[tuple[Document, float]]:
         """Nearest documents and scores; the FAISS search runs in the executor."""
@@ -310,8 +312,8 @@ class AsyncFAISS(FAISSCore):
         self,
         embedding: list[float],
         *,
-        k: int = 4,
-        fetch_k: int = 20,
+        k: int = SEARCH_K,
+        fetch_k: int = SEARCH_FETCH_K,
         lambda_mult: float = 0.5,
         filter: MetadataFilter | None = None,
     ) -> list[tuple[Document, float]]:

@@ -16,7 +16,7 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import DeterministicFakeEmbedding, Embeddings
 
 from langchain_rag_async.errors import ConfigurationError, UsageError, VectorStoreError
-from langchain_rag_async.vectorstores import AsyncFAISS
+from langchain_rag_async.vectorstores import AsyncFAISS, metadata_filter
 from langchain_rag_async.vectorstores._locks import ReadWriteLock
 
 DIM = 8
@@ -609,3 +609,12 @@ def test_serialize_to_bytes_round_trips_to_async_faiss() -> None:
     clone.add_texts(["beta again"], ids=[clone.index_to_docstore_id[1]])
     assert_consistent(clone)
     assert clone.index.ntotal == 6
+
+
+def test_metadata_filter_is_the_one_predicate_faiss_and_the_hybrid_share() -> None:
+    keep = metadata_filter({"ch": [4, 5], "draft": None})
+    assert keep({"ch": 4}) and keep({"ch": 5, "draft": None})
+    assert not keep({"ch": 6}) and not keep({"ch": 4, "draft": True})
+    assert metadata_filter({"ch": {"$in": [1, 2]}})({"ch": 2})  # FAISS's operators
+    assert not metadata_filter({"$and": [{"ch": 1}, {"x": 2}]})({"ch": 1, "x": 3})
+    assert metadata_filter(lambda metadata: metadata.get("ok") is True)({"ok": True})
