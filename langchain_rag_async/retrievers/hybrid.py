@@ -316,10 +316,7 @@ class HybridRetriever(ClosesOwnedIndex, BaseRetriever):
         weights = (self.dense_weight, self.sparse_weight)
         if not all(math.isfinite(w) for w in weights):
             raise ConfigurationError(f"fusion weights must be finite; got {weights}")
-        try:
-            self.filter = check_filter(self.filter)
-        except ValueError as exc:
-            raise ConfigurationError(str(exc)) from exc
+        self.filter = check_filter(self.filter)  # raises ConfigurationError
 
     # -- construction ---------------------------------------------------------------------
 
@@ -589,8 +586,8 @@ class HybridRetriever(ClosesOwnedIndex, BaseRetriever):
 
         Raises:
             RetrievalError: The query is empty or the retriever was closed.
-            TypeError: An unknown keyword argument was given.
-            ValueError: ``k``/``fetch_k`` is not a positive whole number, or the filter
+            ArgumentTypeError: An unknown keyword argument was given (a ``TypeError``).
+            ConfigurationError: ``k``/``fetch_k`` is not a positive whole number, or the filter
                 is not an exact-match dict.
         """
         if self._closed:
