@@ -14,7 +14,7 @@ from __future__ import annotations
 from langchain_rag_async.answering.graph import AnswerContext, build_answer_graph
 from langchain_rag_async.engine import AsyncRAGEngine
 
-__all__ = ["AnswerContext", "default_answer_context", "graph"]
+__all__ = ("AnswerContext", "default_answer_context", "graph")
 
 _engine: AsyncRAGEngine | None = None
 

@@ -9,6 +9,6 @@ from __future__ import annotations
 
 from langchain_rag_async.indexing.graph import IndexingContext, build_indexing_graph
 
-__all__ = ["IndexingContext", "graph"]
+__all__ = ("IndexingContext", "graph")
 
 graph = build_indexing_graph()

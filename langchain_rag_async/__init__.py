@@ -49,6 +49,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; test_imports checks it matches 
     from langchain_rag_async.errors import RetrievalError as RetrievalError
     from langchain_rag_async.errors import VectorStoreError as VectorStoreError
     from langchain_rag_async.gc_tuning import freeze_long_lived as freeze_long_lived
+    from langchain_rag_async.ids import chunk_id as chunk_id
     from langchain_rag_async.indexing import IndexingContext as IndexingContext
     from langchain_rag_async.indexing import IndexingSummary as IndexingSummary
     from langchain_rag_async.indexing import SQLiteRecordManager as SQLiteRecordManager
@@ -65,7 +66,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs; test_imports checks it matches 
     from langchain_rag_async.retrievers import reciprocal_rank_fusion as reciprocal_rank_fusion
     from langchain_rag_async.retrievers import weighted_score_fusion as weighted_score_fusion
     from langchain_rag_async.splitters import RunnableTextSplitter as RunnableTextSplitter
-    from langchain_rag_async.splitters import chunk_id as chunk_id
     from langchain_rag_async.vectorstores import AsyncFAISS as AsyncFAISS
     from langchain_rag_async.vectorstores import CompactDocstore as CompactDocstore
 
@@ -127,6 +127,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "build_indexing_graph",
         "index_directory",
     ),
+    "langchain_rag_async.ids": ("chunk_id",),
     "langchain_rag_async.limits": ("ServiceLimiter",),
     "langchain_rag_async.loaders": ("AsyncDirectoryLoader",),
     "langchain_rag_async.prompts": ("ANSWER_PROMPT",),
@@ -138,10 +139,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "reciprocal_rank_fusion",
         "weighted_score_fusion",
     ),
-    "langchain_rag_async.splitters": (
-        "RunnableTextSplitter",
-        "chunk_id",
-    ),
+    "langchain_rag_async.splitters": ("RunnableTextSplitter",),
     "langchain_rag_async.vectorstores": (
         "AsyncFAISS",
         "CompactDocstore",

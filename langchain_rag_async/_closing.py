@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Self
 
-__all__ = ["AsyncClosing", "Closing"]
+__all__ = ("AsyncClosing", "Closing")
 
 
 class AsyncClosing:

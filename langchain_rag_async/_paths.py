@@ -6,7 +6,7 @@ from pathlib import Path
 
 from langchain_core.runnables.config import run_in_executor
 
-__all__ = ["aresolve"]
+__all__ = ("aresolve",)
 
 
 async def aresolve(path: str | Path) -> Path:

@@ -25,11 +25,11 @@ from rich.progress import (
 )
 
 from langchain_rag_async.config import LoaderConfig, RAGConfig
-from langchain_rag_async.errors import RAGError
+from langchain_rag_async.errors import RAGError, UsageError
 from langchain_rag_async.indexing.events import IndexingSummary
 from langchain_rag_async.observability import configure_logging
 
-__all__ = ["build_parser", "main"]
+__all__ = ("build_parser", "main")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     query = sub.add_parser("query", help="show the chunks most relevant to a question")
     query.add_argument("question", help="what to look for")
     _add_common(query)
-    query.add_argument("-k", type=int, default=5, help="how many chunks to show")
+    query.add_argument(
+        "-k", type=int, default=None, help="how many chunks to show (default: the config's k)"
+    )
     query.add_argument("--json", action="store_true", help="print results as JSON")
 
     ask = sub.add_parser("ask", help="answer a question from the index, streamed and cited")
@@ -130,7 +132,8 @@ class _ProgressView:
         self._progress.stop()
 
     def __call__(self, event: dict[str, Any]) -> None:
-        assert self._files is not None and self._chunks is not None
+        if self._files is None or self._chunks is None:
+            raise UsageError("the progress view receives events only inside its `with` block")
         if event.get("type") == "plan":
             detail = f"{event['files_unchanged']} unchanged, {event['files_deleted']} deleted"
             self._progress.update(self._files, total=event["files_to_load"], detail=detail)
@@ -199,8 +202,10 @@ async def _run_query(args: argparse.Namespace, out: Console) -> int:
     from langchain_rag_async.engine import AsyncRAGEngine
 
     cwd = Path.cwd()
-    async with AsyncRAGEngine(config=_config_from_args(args)) as engine:
-        docs = await engine.aquery(args.question, k=args.k)
+    config = _config_from_args(args)
+    k = config.retrieval.k if args.k is None else args.k
+    async with AsyncRAGEngine(config=config) as engine:
+        docs = await engine.aquery(args.question, k=k)
     rows = [
         {
             "rank": rank,

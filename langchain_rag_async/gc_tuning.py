@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import gc
 
-__all__ = ["freeze_long_lived"]
+__all__ = ("freeze_long_lived",)
 
 
 def freeze_long_lived(*, once: bool = False) -> int:

@@ -22,7 +22,7 @@ import structlog
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
-__all__ = [
+__all__ = (
     "TRACER_NAME",
     "bind_request_id",
     "bind_task_id",
@@ -31,7 +31,7 @@ __all__ = [
     "request_id_var",
     "span",
     "task_id_var",
-]
+)
 
 TRACER_NAME = "langchain_rag_async"
 

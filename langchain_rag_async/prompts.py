@@ -17,10 +17,13 @@ from dataclasses import dataclass
 
 from langchain_core.documents import Document
 from langchain_core.messages import BaseMessage
-from langchain_core.messages.utils import count_tokens_approximately, trim_messages
+from langchain_core.messages.utils import trim_messages
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 
-__all__ = [
+from langchain_rag_async._text import estimate_message_tokens
+from langchain_rag_async.errors import ConfigurationError
+
+__all__ = (
     "ANSWER_PROMPT",
     "ANSWER_SYSTEM_PROMPT",
     "NO_SOURCES_TEXT",
@@ -30,7 +33,7 @@ __all__ = [
     "parse_answer_request",
     "parse_sources",
     "source_location",
-]
+)
 
 ANSWER_SYSTEM_PROMPT = (
     "You answer questions using only the numbered sources given with the question. "
@@ -160,17 +163,21 @@ def trim_history(
 
     A long conversation would otherwise grow every prompt until the model's context
     overflows. The kept part starts on a human message, so no answer is shown without its
-    question; ``None`` keeps everything. Tokens are estimated (about 4 characters each),
+    question; ``None`` keeps everything. Tokens are estimated as everywhere in the package
+    (:func:`~langchain_rag_async._text.estimate_message_tokens`, about 4 characters each),
     which needs no tokenizer download.
+
+    Raises:
+        ConfigurationError: ``max_tokens`` is negative.
     """
     if max_tokens is None or not history:
         return list(history)
     if max_tokens < 0:
-        raise ValueError(f"max_tokens must not be negative; got {max_tokens}")
+        raise ConfigurationError(f"max_tokens must not be negative; got {max_tokens}")
     return trim_messages(
         list(history),
         max_tokens=max_tokens,
-        token_counter=count_tokens_approximately,
+        token_counter=estimate_message_tokens,
         strategy="last",
         start_on="human",
         allow_partial=False,

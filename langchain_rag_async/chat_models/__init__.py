@@ -5,4 +5,4 @@ from __future__ import annotations
 from langchain_rag_async.chat_models.extractive import ExtractiveChatModel, compose_answer
 from langchain_rag_async.chat_models.factory import abuild_chat_model, build_chat_model
 
-__all__ = ["ExtractiveChatModel", "abuild_chat_model", "build_chat_model", "compose_answer"]
+__all__ = ("ExtractiveChatModel", "abuild_chat_model", "build_chat_model", "compose_answer")

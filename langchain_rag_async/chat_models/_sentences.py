@@ -12,7 +12,9 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-__all__ = [
+from langchain_rag_async._text import QUESTION_STOPWORDS, fold, porter_stem, terms
+
+__all__ = (
     "ScoredSentence",
     "Sentence",
     "content_terms",
@@ -21,7 +23,7 @@ __all__ = [
     "select_sentences",
     "split_sentences",
     "stem",
-]
+)
 
 MIN_WORDS = 4
 """Fragments with fewer words (headings, labels, list stubs) are not candidates."""
@@ -36,45 +38,6 @@ _COLON_PENALTY = 0.5
 _MIN_RELATIVE_SCORE = 0.4
 _DUPLICATE_SIMILARITY = 0.8
 
-_STOPWORDS = frozenset(
-    """
-    a about above after again against all also am an and any are as at be because been before
-    being below between both but by can could did do does doing done down during each either
-    else etc ever every few for from further get gets got had has have having he her here hers
-    herself him himself his how however i if in into is it its itself just let lets me might
-    more most much must my myself no nor not now of off often on once only onto or other ought
-    our ours ourselves out over per please quite rather really same shall she should since so
-    some such than that the their theirs them themselves then there these they this those
-    through thus to too under until up upon us use used using very via was we were what whats
-    when where whether which while who whom whose why will with within without would yet you
-    your yours yourself yourselves explain describe tell mean means
-    """.split()
-)
-# Longest suffix first; applied at most twice, keeping a stem of at least 3 letters.
-_SUFFIXES = (
-    ("ations", "at"),
-    ("ships", ""),
-    ("ments", ""),
-    ("ings", ""),
-    ("ness", ""),
-    ("ation", "at"),
-    ("ship", ""),
-    ("ment", ""),
-    ("ies", "y"),
-    ("ied", "y"),
-    ("ing", ""),
-    ("ers", ""),
-    ("er", ""),
-    ("ed", ""),
-    ("es", ""),
-    ("ly", ""),
-    ("s", ""),
-    ("e", ""),
-)
-_UNDOUBLE_AFTER = frozenset({"ing", "ings", "ed", "er", "ers"})
-_MIN_STEM = 3
-
-_WORD = re.compile(r"[^\W_]+")
 _FENCE = re.compile(r"^\s*(```+|~~~+)\s*(\S*)")
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$")
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d{1,3}[.)])\s+(.*)$")
@@ -126,30 +89,22 @@ class ScoredSentence:
 
 
 def stem(word: str) -> str:
-    """Reduce a lower-case word to a crude stem (``ownership`` and ``owners`` give ``own``)."""
-    for _ in range(2):
-        for suffix, replacement in _SUFFIXES:
-            if word.endswith(suffix) and len(word) - len(suffix) >= _MIN_STEM:
-                word = word[: len(word) - len(suffix)] + replacement
-                if suffix in _UNDOUBLE_AFTER and _ends_doubled(word):
-                    word = word[:-1]
-                break
-        else:
-            break
-    return word
+    """Reduce a word to its Porter stem, as the sparse index does (``owners`` gives ``owner``).
 
-
-def _ends_doubled(word: str) -> bool:
-    return len(word) > _MIN_STEM and word[-1] == word[-2] and word[-1] not in "aeioulsz"
+    The one stemmer of the package, :func:`langchain_rag_async._text.porter_stem`, applied
+    to the folded word (lower case, Latin diacritics removed).
+    """
+    return porter_stem(fold(word))
 
 
 def content_terms(text: str) -> list[str]:
-    """Return the stems of the content words of ``text``, in order (stopwords dropped)."""
-    return [
-        stem(word)
-        for word in _WORD.findall(text.lower())
-        if len(word) > 1 and word not in _STOPWORDS
-    ]
+    """Return the stems of the content words of ``text``, in order (stop-words dropped).
+
+    The sparse index's terms (:func:`langchain_rag_async._text.terms`), without the
+    words that only say how a question is asked
+    (:data:`~langchain_rag_async._text.QUESTION_STOPWORDS`).
+    """
+    return terms(text, QUESTION_STOPWORDS)
 
 
 def split_sentences(markdown: str) -> list[tuple[str, str]]:

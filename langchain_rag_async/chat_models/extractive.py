@@ -37,13 +37,13 @@ from langchain_rag_async.errors import GenerationError
 from langchain_rag_async.observability import span
 from langchain_rag_async.prompts import NumberedSource, parse_answer_request
 
-__all__ = [
+__all__ = (
     "DEFAULT_PREAMBLE",
     "NOT_IN_SOURCES_ANSWER",
     "NO_SOURCES_ANSWER",
     "ExtractiveChatModel",
     "compose_answer",
-]
+)
 
 DEFAULT_PREAMBLE = "Extractive answer (offline, composed from the retrieved sources):"
 NO_SOURCES_ANSWER = "No indexed source covers this question."

@@ -10,7 +10,7 @@ from langchain_rag_async.chat_models.local import build_local_chat_model
 from langchain_rag_async.config import LLMConfig
 from langchain_rag_async.errors import ConfigurationError
 
-__all__ = ["OPENAI_MAX_RETRIES", "abuild_chat_model", "build_chat_model"]
+__all__ = ("OPENAI_MAX_RETRIES", "abuild_chat_model", "build_chat_model")
 
 OPENAI_MAX_RETRIES = 2
 """Retries of one chat request by the OpenAI client (connection errors, 429, 5xx)."""

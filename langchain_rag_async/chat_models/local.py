@@ -21,7 +21,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_rag_async.config import DEFAULT_LOCAL_CHAT_MODEL, LLMConfig
 from langchain_rag_async.errors import ConfigurationError
 
-__all__ = ["LOCAL_CHAT_CONTEXT", "LOCAL_CHAT_MAX_TOKENS", "bundled_gguf", "build_local_chat_model"]
+__all__ = ("LOCAL_CHAT_CONTEXT", "LOCAL_CHAT_MAX_TOKENS", "bundled_gguf", "build_local_chat_model")
 
 LOCAL_CHAT_CONTEXT = 8192
 """Tokens of context (SmolLM2's training length): the prompt with its sources fits."""

@@ -23,8 +23,8 @@ from langchain_rag_async.errors import (
     ConfigurationError,
     EmbeddingError,
 )
+from langchain_rag_async.ids import content_hash
 from langchain_rag_async.observability import get_logger, span
-from langchain_rag_async.splitters import content_hash
 
 __all__ = ["CachedEmbeddings", "SQLiteEmbeddingCache"]
 

@@ -17,7 +17,7 @@ import charset_normalizer
 
 from langchain_rag_async.errors import BinaryFileError, DecodingError, LoadingError
 
-__all__ = [
+__all__ = (
     "SNIFF_BYTES",
     "PDF_INSTALL_HINT",
     "FileKind",
@@ -29,7 +29,7 @@ __all__ = [
     "pdf_to_text",
     "sniff_encoding",
     "try_fast_text",
-]
+)
 
 SNIFF_BYTES = 8 * 1024
 """How many leading bytes binary detection looks at."""

@@ -36,7 +36,7 @@ from langchain_rag_async.loaders._formats import (
 )
 from langchain_rag_async.observability import get_logger, span
 
-__all__ = ["AsyncDirectoryLoader", "FileInfo"]
+__all__ = ("AsyncDirectoryLoader", "FileInfo")
 
 _INLINE_CONVERT_BYTES = 64 * 1024
 """UTF-8 text files up to this size are decoded on the loop; the rest go to an executor."""

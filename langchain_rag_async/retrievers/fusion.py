@@ -17,9 +17,10 @@ from typing import NamedTuple
 
 from langchain_core.documents import Document
 
-from langchain_rag_async.config import FusionMethod
+from langchain_rag_async.config import FusionMethod, RetrievalConfig
+from langchain_rag_async.errors import ConfigurationError
 
-__all__ = [
+__all__ = (
     "DEFAULT_NAMES",
     "RRF_C",
     "FusedHit",
@@ -30,7 +31,7 @@ __all__ = [
     "reciprocal_rank_fusion",
     "weighted_score_fusion",
     "with_scores",
-]
+)
 
 RankedList = Sequence[tuple[Document, float]]
 """One retriever's results: ``(document, score)`` pairs, best first."""
@@ -38,8 +39,8 @@ RankedIds = Sequence[tuple[str, float]]
 """One retriever's results as ``(id, score)`` pairs, best first."""
 DEFAULT_NAMES = ("dense", "sparse")
 """Names of the ranked lists, in order, as they appear in ``metadata["scores"]``."""
-RRF_C = 60
-"""The damping constant of reciprocal rank fusion (Cormack et al., 2009)."""
+RRF_C = RetrievalConfig().rrf_c
+"""The damping constant of reciprocal rank fusion (Cormack et al., 2009); from RetrievalConfig."""
 
 
 def document_key(document: Document) -> str:
@@ -92,16 +93,16 @@ def fuse_ranked_ids(
         The distinct ids, best first (ties: best single rank, then id).
 
     Raises:
-        ValueError: The weights or names do not match the lists, a weight is negative or
+        ConfigurationError: The weights or names do not match the lists, a weight is negative or
             all are zero, ``c``/``k`` is negative, the method is unknown, or (weighted)
             a score is not finite.
     """
     if c < 0:
-        raise ValueError(f"c must not be negative; got {c}")
+        raise ConfigurationError(f"c must not be negative; got {c}")
     if k is not None and k < 0:
-        raise ValueError(f"k must not be negative; got {k}")
+        raise ConfigurationError(f"k must not be negative; got {k}")
     if method not in ("rrf", "weighted"):
-        raise ValueError(f"method must be 'rrf' or 'weighted'; got {method!r}")
+        raise ConfigurationError(f"method must be 'rrf' or 'weighted'; got {method!r}")
     checked = _check_weights(ranked_lists, weights, names)
     firsts = [_first_occurrences(ranked) for ranked in ranked_lists]
     fused: dict[str, float] = {}  # summed list by list, in order: exact ties stay ties
@@ -148,7 +149,7 @@ def reciprocal_rank_fusion(
         ``metadata["scores"] = {name: score or None, ..., "fused": fused}``.
 
     Raises:
-        ValueError: The weights or names do not match the lists, a weight is negative or
+        ConfigurationError: The weights or names do not match the lists, a weight is negative or
             all are zero, or ``c``/``k`` is negative.
     """
     keyed, documents = _keyed(ranked_lists)
@@ -181,7 +182,7 @@ def weighted_score_fusion(
         ``metadata["scores"] = {name: score or None, ..., "fused": fused}``.
 
     Raises:
-        ValueError: The weights or names do not match the lists, a weight is negative or
+        ConfigurationError: The weights or names do not match the lists, a weight is negative or
             all are zero, a score is not finite, or ``k`` is negative.
     """
     keyed, documents = _keyed(ranked_lists)
@@ -195,19 +196,21 @@ def _check_weights(
     """Validate names and weights against the lists; return the weights to use."""
     count = len(ranked_lists)
     if len(names) != count or len(set(names)) != count or "fused" in names:
-        raise ValueError(
+        raise ConfigurationError(
             f"names must give one distinct name (not 'fused') per ranked list; got {count} "
             f"list(s) and names {tuple(names)!r}"
         )
     if weights is None:
         return [1.0] * count
     if len(weights) != count:
-        raise ValueError(f"got {len(weights)} weight(s) for {count} ranked list(s); give one each")
+        raise ConfigurationError(
+            f"got {len(weights)} weight(s) for {count} ranked list(s); give one each"
+        )
     checked = [float(w) for w in weights]
     if any(not math.isfinite(w) or w < 0 for w in checked):
-        raise ValueError(f"weights must be finite and non-negative; got {tuple(weights)!r}")
+        raise ConfigurationError(f"weights must be finite and non-negative; got {tuple(weights)!r}")
     if count and not any(checked):
-        raise ValueError("at least one weight must be positive; all are zero")
+        raise ConfigurationError("at least one weight must be positive; all are zero")
     return checked
 
 
@@ -239,7 +242,7 @@ def _first_occurrences(ranked: RankedIds) -> dict[str, tuple[int, float]]:
 def _min_max(index: int, scores: Sequence[float]) -> tuple[float, float | None]:
     """``(low, high - low)`` of list ``index``'s scores; span ``None`` when all are equal."""
     if not all(math.isfinite(s) for s in scores):
-        raise ValueError(
+        raise ConfigurationError(
             f"ranked list {index} holds a non-finite score; weighted fusion needs real "
             "numbers (use reciprocal_rank_fusion for lists without usable scores)"
         )

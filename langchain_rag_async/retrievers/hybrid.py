@@ -47,8 +47,10 @@ from langchain_rag_async._checks import (
     check_query,
     check_search_kwargs,
 )
+from langchain_rag_async.aio import first_error
 from langchain_rag_async.config import FusionMethod, RetrievalConfig
 from langchain_rag_async.errors import ConfigurationError, RAGError, RetrievalError
+from langchain_rag_async.ids import with_ids
 from langchain_rag_async.observability import get_logger, span
 from langchain_rag_async.retrievers._owned import ClosesOwnedIndex
 from langchain_rag_async.retrievers.fusion import (
@@ -60,10 +62,9 @@ from langchain_rag_async.retrievers.fusion import (
     weighted_score_fusion,
 )
 from langchain_rag_async.retrievers.sparse import FTS5Index
-from langchain_rag_async.splitters import with_ids
-from langchain_rag_async.vectorstores.faiss import AsyncFAISS
+from langchain_rag_async.vectorstores import AsyncFAISS, metadata_filter
 
-__all__ = ["FAISS_FILTER_FETCH_FACTOR", "HybridRetriever"]
+__all__ = ("FAISS_FILTER_FETCH_FACTOR", "HybridRetriever")
 
 FAISS_FILTER_FETCH_FACTOR = 10
 """With a filter, a FAISS store scans this many times ``fetch_k`` nearest vectors.
@@ -72,6 +73,8 @@ FAISS flat indexes cannot filter inside the search: LangChain's FAISS fetches ``
 neighbours, then drops those the filter rejects. The sparse side filters inside SQL.
 """
 
+_DEFAULTS = RetrievalConfig()
+"""The one source of the retriever's defaults (``k``, ``fetch_k``, fusion, weights, ``rrf_c``)."""
 _SEARCH_KWARGS = frozenset({"k", "fetch_k", "filter"})
 _log = get_logger(__name__)
 _T = TypeVar("_T")
@@ -103,13 +106,21 @@ def _dense_kwargs(store: VectorStore, plan: _Plan) -> dict[str, Any]:
 
 _NO_RELEVANCE = (
     "{kind} gives no relevance scores (it defines no _select_relevance_score_fn), which "
-    "weighted fusion needs; use fusion='rrf' (ranks only), or pass the store a "
-    "relevance_score_fn"
+    "weighted fusion (the default) needs; pass fusion='rrf' (ranks only), or pass the "
+    "store a relevance_score_fn"
 )
 
 
 def _gives_relevance(store: VectorStore) -> bool:
-    """Whether ``store`` maps its scores to relevance (LangChain's hook for it)."""
+    """Whether ``store`` maps its scores to relevance.
+
+    AsyncFAISS always does (:attr:`AsyncFAISS.relevance_score_fn`). For any other store,
+    LangChain offers no public test: ``similarity_search_with_relevance_scores`` calls the
+    store's ``_select_relevance_score_fn`` hook, which raises ``NotImplementedError`` when
+    the store has none. Asking the hook, here and nowhere else, answers without searching.
+    """
+    if isinstance(store, AsyncFAISS):
+        return True
     try:
         store._select_relevance_score_fn()
     except NotImplementedError:
@@ -148,12 +159,6 @@ def _counted(current: Span, hits: _Hits) -> _Hits:
     return hits
 
 
-def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The error to raise from a failed TaskGroup: the first one, unwrapped."""
-    first = group.exceptions[0]
-    return _first_error(first) if isinstance(first, BaseExceptionGroup) else first
-
-
 async def _both(first: Coroutine[Any, Any, _T], second: Coroutine[Any, Any, _U]) -> tuple[_T, _U]:
     """Run two coroutines concurrently (the first starts first); raise the first error."""
     error: BaseException | None = None
@@ -162,7 +167,7 @@ async def _both(first: Coroutine[Any, Any, _T], second: Coroutine[Any, Any, _U])
             one = group.create_task(first)
             two = group.create_task(second)
     except BaseExceptionGroup as failed:
-        error = _first_error(failed)
+        error = first_error(failed)
     if error is not None:
         raise error
     return one.result(), two.result()
@@ -235,9 +240,17 @@ class HybridRetriever(ClosesOwnedIndex, BaseRetriever):
     deduplicated by document id (both indexes must use the same ids, as the indexing
     pipeline does), and the best ``k`` come back. Every document carries
     ``metadata["scores"] = {"dense": relevance or None, "sparse": bm25 or None,
-    "fused": fused}``. A store without relevance scores (LangChain's
-    ``InMemoryVectorStore``) works with reciprocal rank fusion, which needs only ranks;
-    its ``"dense"`` score is then the store's own (``similarity_search_with_score``).
+    "fused": fused}``.
+
+    Defaults come from :class:`~langchain_rag_async.config.RetrievalConfig` (one source for
+    the retriever, the engine and the CLI): ``k=6``, ``fetch_k=30`` and, deliberately,
+    weighted fusion, which measured best on SciFact (docs/benchmarks.md), where LangChain's
+    ``EnsembleRetriever`` defaults to rank fusion. Weighted fusion needs relevance scores
+    from the dense store: a store without them (LangChain's ``InMemoryVectorStore``) is
+    refused with a :class:`~langchain_rag_async.errors.ConfigurationError` that says to
+    pass ``fusion="rrf"``. With reciprocal rank fusion, which needs only ranks, such a
+    store works; its ``"dense"`` score is then the store's own
+    (``similarity_search_with_score``).
 
     An AsyncFAISS store with an in-memory docstore (the default) is searched with
     ``asearch_ids`` and the FTS5 index with ``asearch_ids``: ids and scores only. The
@@ -272,17 +285,17 @@ class HybridRetriever(ClosesOwnedIndex, BaseRetriever):
     """The dense side (normally an AsyncFAISS store)."""
     sparse: FTS5Index
     """The sparse side, holding the same chunks under the same ids."""
-    k: int = 4
-    """Documents returned."""
-    fetch_k: int = 20
+    k: int = _DEFAULTS.k
+    """Documents returned (default: ``RetrievalConfig().k``)."""
+    fetch_k: int = _DEFAULTS.fetch_k
     """Candidates fetched from each side before fusion (at least ``k`` are fetched)."""
-    fusion: FusionMethod = "rrf"
-    """``"rrf"`` (reciprocal rank fusion) or ``"weighted"`` (normalised scores)."""
-    dense_weight: float = 1.0
+    fusion: FusionMethod = _DEFAULTS.fusion
+    """``"weighted"`` (normalised scores, the default) or ``"rrf"`` (reciprocal rank fusion)."""
+    dense_weight: float = _DEFAULTS.dense_weight
     """Weight of the dense side in the fusion."""
-    sparse_weight: float = 1.0
+    sparse_weight: float = _DEFAULTS.sparse_weight
     """Weight of the sparse side in the fusion."""
-    rrf_c: int = 60
+    rrf_c: int = _DEFAULTS.rrf_c
     """The damping constant of reciprocal rank fusion."""
     filter: dict[str, Any] | None = None
     """Exact-match metadata filter applied to both sides."""
@@ -303,10 +316,7 @@ class HybridRetriever(ClosesOwnedIndex, BaseRetriever):
         weights = (self.dense_weight, self.sparse_weight)
         if not all(math.isfinite(w) for w in weights):
             raise ConfigurationError(f"fusion weights must be finite; got {weights}")
-        try:
-            self.filter = check_filter(self.filter)
-        except ValueError as exc:
-            raise ConfigurationError(str(exc)) from exc
+        self.filter = check_filter(self.filter)  # raises ConfigurationError
 
     # -- construction ---------------------------------------------------------------------
 
@@ -345,7 +355,7 @@ class HybridRetriever(ClosesOwnedIndex, BaseRetriever):
         documents: Iterable[Document],
         *,
         embedding: Embeddings,
-        k: int = 4,
+        k: int = _DEFAULTS.k,
         **kwargs: Any,
     ) -> Self:
         """Build a self-contained retriever over ``documents`` (blocking).
@@ -381,7 +391,7 @@ class HybridRetriever(ClosesOwnedIndex, BaseRetriever):
         documents: Iterable[Document],
         *,
         embedding: Embeddings,
-        k: int = 4,
+        k: int = _DEFAULTS.k,
         **kwargs: Any,
     ) -> Self:
         """Async twin of :meth:`from_documents`: embeds and indexes without blocking."""
@@ -548,7 +558,7 @@ class HybridRetriever(ClosesOwnedIndex, BaseRetriever):
         sent their documents read from the FTS5 index. An id found nowhere (removed since
         the search) or no longer matching the filter is skipped for the next one.
         """
-        keep = None if plan.filter is None else AsyncFAISS._create_filter_func(plan.filter)
+        keep = None if plan.filter is None else metadata_filter(plan.filter)
         chosen: list[Document] = []
         for batch in self._fused_batches(dense, sparse, plan.k):
             found = store.lookup([hit.id for hit in batch])
@@ -576,8 +586,8 @@ class HybridRetriever(ClosesOwnedIndex, BaseRetriever):
 
         Raises:
             RetrievalError: The query is empty or the retriever was closed.
-            TypeError: An unknown keyword argument was given.
-            ValueError: ``k``/``fetch_k`` is not a positive whole number, or the filter
+            ArgumentTypeError: An unknown keyword argument was given (a ``TypeError``).
+            ConfigurationError: ``k``/``fetch_k`` is not a positive whole number, or the filter
                 is not an exact-match dict.
         """
         if self._closed:

@@ -26,9 +26,9 @@ from langchain_rag_async._checks import (
     check_search_kwargs,
 )
 from langchain_rag_async.errors import ConfigurationError, RetrievalError
+from langchain_rag_async.ids import with_ids
 from langchain_rag_async.retrievers._owned import ClosesOwnedIndex
 from langchain_rag_async.retrievers.sparse import FTS5Index
-from langchain_rag_async.splitters import with_ids
 
 __all__ = ["FTS5Retriever"]
 

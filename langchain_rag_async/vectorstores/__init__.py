@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
+from langchain_rag_async.vectorstores._core import metadata_filter
 from langchain_rag_async.vectorstores.docstore import CompactDocstore
 from langchain_rag_async.vectorstores.faiss import AsyncFAISS, read_manifest
 
-__all__ = ["AsyncFAISS", "CompactDocstore", "read_manifest"]
+__all__ = ("AsyncFAISS", "CompactDocstore", "metadata_filter", "read_manifest")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import uuid
-import weakref
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
@@ -27,6 +26,7 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
+from langchain_rag_async.aio import LoopBound
 from langchain_rag_async.errors import VectorStoreError
 from langchain_rag_async.observability import span
 from langchain_rag_async.vectorstores import _scoring as scoring
@@ -34,9 +34,27 @@ from langchain_rag_async.vectorstores._locks import ReadWriteLock
 from langchain_rag_async.vectorstores._persistence import IndexSnapshot
 from langchain_rag_async.vectorstores.docstore import CompactDocstore
 
-__all__ = ["FAISSCore", "MetadataFilter", "plan_upsert", "stored_documents", "unzip"]
+__all__ = (
+    "SEARCH_FETCH_K",
+    "SEARCH_K",
+    "FAISSCore",
+    "MetadataFilter",
+    "metadata_filter",
+    "plan_upsert",
+    "stored_documents",
+    "unzip",
+)
 
 MetadataFilter = Callable[..., Any] | dict[str, Any]
+
+SEARCH_K = 4
+"""Results of a store search that names no ``k``: LangChain's ``VectorStore`` default.
+
+Kept on purpose, as LangChain code calling any vector store expects; the hybrid retriever,
+the engine and the CLI take theirs from :class:`~langchain_rag_async.config.RetrievalConfig`.
+"""
+SEARCH_FETCH_K = 20
+"""Candidates fetched before filtering or MMR when none is named: LangChain FAISS's default."""
 _Hit = tuple[Document, float, Any]  # caller-owned copy, raw FAISS value, vector or None
 
 
@@ -55,6 +73,25 @@ def plan_upsert(
     all_ids = [(ids[i] if ids else None) or str(uuid.uuid4()) for i in range(count)]
     last = {doc_id: i for i, doc_id in enumerate(all_ids)}
     return all_ids, sorted(last.values())
+
+
+def metadata_filter(filter: MetadataFilter) -> Callable[[dict[str, Any]], bool]:
+    """The predicate on a document's metadata that ``filter`` describes, as FAISS reads it.
+
+    A dict matches exactly per key (a list: any of its values; ``None``: the key missing
+    or ``None``) and may use FAISS's operators (``$eq``, ``$in``, ``$and``...); a callable
+    is used as given. The package's one metadata predicate: the store's searches and the
+    hybrid retriever's re-check both use it. LangChain's FAISS offers its builder only as
+    the hook ``FAISS._create_filter_func``; this is the one place that calls it, so the
+    store filters exactly as FAISS documents.
+
+    Args:
+        filter: A metadata dict or a callable taking the metadata.
+
+    Returns:
+        ``keep(metadata) -> bool``.
+    """
+    return FAISS._create_filter_func(filter)
 
 
 def stored_documents(
@@ -123,8 +160,7 @@ class FAISSCore(FAISS):
         self._embedding_model_id = embedding_model_id
         self._rw_lock = ReadWriteLock()
         # Async writers queue here (one lock per event loop) before entering the executor.
-        self._writer_queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]
-        self._writer_queues = weakref.WeakKeyDictionary()
+        self._writer_queues: LoopBound[asyncio.Lock] = LoopBound(asyncio.Lock)
         self._positions: dict[str, int] = {}
         self._positions_of: dict[int, str] | None = None
 
@@ -137,6 +173,21 @@ class FAISSCore(FAISS):
     def dimension(self) -> int | None:
         """Vector width, or ``None`` while a lazily created store has no vector yet."""
         return None if self.index is None else int(self.index.d)
+
+    @property
+    def relevance_score_fn(self) -> Callable[[float], float]:
+        """Maps this store's scores to relevance in ``[0, 1]`` (1 is the query itself).
+
+        The ``relevance_score_fn`` given at construction, else the formula for the
+        index's metric (see :mod:`._scoring`). LangChain's
+        ``similarity_search_with_relevance_scores`` applies it through its
+        ``_select_relevance_score_fn`` hook, which this class overrides to return it.
+        """
+        if self.override_relevance_score_fn is not None:
+            return self.override_relevance_score_fn
+        return functools.partial(
+            scoring.relevance, **self._score_rules(), normalized=self._normalize_L2
+        )
 
     @property
     def rw_lock(self) -> ReadWriteLock:
@@ -270,10 +321,10 @@ class FAISSCore(FAISS):
     def search_ids(
         self,
         query: str,
-        k: int = 4,
+        k: int = SEARCH_K,
         *,
         filter: MetadataFilter | None = None,
-        fetch_k: int = 20,
+        fetch_k: int = SEARCH_FETCH_K,
     ) -> list[tuple[str, float]]:
         """The ids of the ``k`` nearest documents and their relevance scores, best first.
 
@@ -294,13 +345,13 @@ class FAISSCore(FAISS):
     def search_ids_by_vector(
         self,
         embedding: list[float],
-        k: int = 4,
+        k: int = SEARCH_K,
         *,
         filter: MetadataFilter | None = None,
-        fetch_k: int = 20,
+        fetch_k: int = SEARCH_FETCH_K,
     ) -> list[tuple[str, float]]:
         """:meth:`search_ids` for a query vector."""
-        relevance = self._select_relevance_score_fn()
+        relevance = self.relevance_score_fn
         if filter is not None:
             hits = self.similarity_search_with_score_by_vector(embedding, k, filter, fetch_k)
             return [(str(doc.id), relevance(score)) for doc, score in hits]
@@ -350,9 +401,9 @@ class FAISSCore(FAISS):
     def similarity_search_with_score_by_vector(
         self,
         embedding: list[float],
-        k: int = 4,
+        k: int = SEARCH_K,
         filter: MetadataFilter | None = None,
-        fetch_k: int = 20,
+        fetch_k: int = SEARCH_FETCH_K,
         **kwargs: Any,
     ) -> list[tuple[Document, float]]:
         """Nearest documents and their scores (scales in :mod:`._scoring`).
@@ -365,7 +416,7 @@ class FAISSCore(FAISS):
             **kwargs: ``score_threshold`` drops hits beyond it (on the score scale).
         """
         rules = self._score_rules()
-        keep = None if filter is None else self._create_filter_func(filter)
+        keep = None if filter is None else metadata_filter(filter)
         threshold = kwargs.get("score_threshold")
         higher = scoring.higher_is_closer(**rules)
         fetch = k if keep is None else max(k, fetch_k)
@@ -383,8 +434,8 @@ class FAISSCore(FAISS):
         self,
         embedding: list[float],
         *,
-        k: int = 4,
-        fetch_k: int = 20,
+        k: int = SEARCH_K,
+        fetch_k: int = SEARCH_FETCH_K,
         lambda_mult: float = 0.5,
         filter: MetadataFilter | None = None,
     ) -> list[tuple[Document, float]]:
@@ -397,7 +448,7 @@ class FAISSCore(FAISS):
             lambda_mult: 1 favours relevance, 0 favours diversity.
             filter: Metadata dict or callable, as in ``similarity_search``.
         """
-        keep = None if filter is None else self._create_filter_func(filter)
+        keep = None if filter is None else metadata_filter(filter)
         hits = self._search(embedding, fetch_k if keep is None else fetch_k * 2, vectors=True)
         hits = [hit for hit in hits if keep is None or keep(hit[0].metadata)]
         if not hits:
@@ -408,11 +459,8 @@ class FAISSCore(FAISS):
         return [(hits[i][0], scoring.to_score(hits[i][1], **rules)) for i in chosen]
 
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
-        if self.override_relevance_score_fn is not None:
-            return self.override_relevance_score_fn
-        return functools.partial(
-            scoring.relevance, **self._score_rules(), normalized=self._normalize_L2
-        )
+        """LangChain's hook for ``similarity_search_with_relevance_scores`` (overridden)."""
+        return self.relevance_score_fn
 
     def _snapshot(self) -> IndexSnapshot:
         """A consistent copy of the state for saving, taken under the read lock."""

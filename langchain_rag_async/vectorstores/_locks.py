@@ -16,7 +16,9 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["ReadWriteLock"]
+from langchain_rag_async.errors import UsageError
+
+__all__ = ("ReadWriteLock",)
 
 
 class ReadWriteLock:
@@ -46,13 +48,13 @@ class ReadWriteLock:
         """Give back one read hold of the calling thread.
 
         Raises:
-            RuntimeError: The calling thread holds no read lock.
+            UsageError: The calling thread holds no read lock.
         """
         me = threading.get_ident()
         with self._cond:
             count = self._readers.get(me)
             if count is None:
-                raise RuntimeError("release_read() called by a thread that holds no read lock")
+                raise UsageError("release_read() called by a thread that holds no read lock")
             if count > 1:
                 self._readers[me] = count - 1
                 return
@@ -64,7 +66,7 @@ class ReadWriteLock:
         """Block until the lock is free, then hold it alone.
 
         Raises:
-            RuntimeError: The calling thread holds a read lock (upgrades would deadlock).
+            UsageError: The calling thread holds a read lock (upgrades would deadlock).
         """
         me = threading.get_ident()
         with self._cond:
@@ -72,7 +74,7 @@ class ReadWriteLock:
                 self._write_depth += 1
                 return
             if me in self._readers:
-                raise RuntimeError(
+                raise UsageError(
                     "cannot take the write lock while holding a read lock; release it first"
                 )
             self._waiting_writers += 1
@@ -91,11 +93,11 @@ class ReadWriteLock:
         """Give back one write hold of the calling thread.
 
         Raises:
-            RuntimeError: The calling thread does not hold the write lock.
+            UsageError: The calling thread does not hold the write lock.
         """
         with self._cond:
             if self._writer != threading.get_ident():
-                raise RuntimeError("release_write() called by a thread that is not the writer")
+                raise UsageError("release_write() called by a thread that is not the writer")
             self._write_depth -= 1
             if self._write_depth == 0:
                 self._writer = None

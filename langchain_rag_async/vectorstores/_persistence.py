@@ -44,17 +44,18 @@ from langchain_rag_async.errors import (
 )
 from langchain_rag_async.observability import get_logger, span
 
-__all__ = [
+__all__ = (
     "DEFAULT_LOCK_TIMEOUT",
     "FORMAT_VERSION",
     "IndexSnapshot",
     "LoadedIndex",
+    "check_vector_count",
     "has_legacy_files",
     "has_manifest",
     "read_index",
     "read_manifest",
     "write_index",
-]
+)
 
 FORMAT_NAME = "langchain-rag-async/faiss"
 FORMAT_VERSION = 1
@@ -487,6 +488,34 @@ def _decode_documents(data: bytes, path: Path) -> list[Document]:
     return documents
 
 
+def check_vector_count(
+    index: Any | None, documents: int, path: Path, *, recorded: int | None = None
+) -> int:
+    """Check that a loaded FAISS ``index`` holds one vector per document.
+
+    The one vector-count check of every load (the manifest format and legacy pickles).
+
+    Args:
+        index: The FAISS index, or ``None`` for a store that never held a vector.
+        documents: How many documents (or id-map entries) came with it.
+        path: The file to blame.
+        recorded: The vector count a manifest records, when there is one.
+
+    Returns:
+        The number of vectors.
+
+    Raises:
+        IndexCorruptedError: The counts differ.
+    """
+    vectors = 0 if index is None else int(index.ntotal)
+    if vectors != documents or (recorded is not None and vectors != recorded):
+        detail = "" if recorded is None else f" (the manifest records {recorded} vectors)"
+        raise IndexCorruptedError(
+            path, f"it holds {vectors} vectors for {documents} documents{detail}"
+        )
+    return vectors
+
+
 def _check_counts(
     manifest_path: Path,
     manifest: dict[str, Any],
@@ -501,12 +530,8 @@ def _check_counts(
             folder / files["docstore"]["name"],
             f"it holds {len(documents)} documents but the manifest records {counts['documents']}",
         )
-    vectors = 0 if index is None else int(index.ntotal)
     where = folder / files["index"]["name"] if "index" in files else manifest_path
-    if vectors != counts["vectors"] or vectors != len(documents):
-        raise IndexCorruptedError(
-            where, f"it holds {vectors} vectors for {len(documents)} documents"
-        )
+    check_vector_count(index, len(documents), where, recorded=counts["vectors"])
     if index is not None and int(index.d) != manifest["dimension"]:
         raise IndexCorruptedError(
             where,

@@ -30,14 +30,14 @@ from langchain_community.vectorstores.utils import DistanceStrategy
 
 from langchain_rag_async.errors import ConfigurationError
 
-__all__ = [
+__all__ = (
     "INNER_PRODUCT_STRATEGIES",
     "check_strategy",
     "higher_is_closer",
     "new_index",
     "relevance",
     "to_score",
-]
+)
 
 INNER_PRODUCT_STRATEGIES = (
     DistanceStrategy.MAX_INNER_PRODUCT,

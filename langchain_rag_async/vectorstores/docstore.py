@@ -25,6 +25,10 @@ from typing import Any
 from langchain_community.docstore.base import AddableMixin, Docstore
 from langchain_core.documents import Document
 
+from langchain_rag_async.errors import ConfigurationError, DocumentNotFoundError, DuplicateIdError
+
+__all__ = ("CompactDocstore",)
+
 _PLAIN = (str, int, float, bool, type(None))
 
 # (text, metadata as JSON) for plain metadata, else (text, a private deep copy)
@@ -91,17 +95,29 @@ class CompactDocstore(Docstore, AddableMixin):
         return {doc_id: _entry(doc) for doc_id, doc in texts.items()}
 
     def add_prepared(self, entries: dict[str, _Entry]) -> None:
-        """Store what :meth:`prepare` returned; an id already present raises ``ValueError``."""
+        """Store what :meth:`prepare` returned.
+
+        Raises:
+            DuplicateIdError: An id is already stored (a ``ValueError``, as LangChain's
+                ``InMemoryDocstore`` raises).
+        """
         overlapping = entries.keys() & self._entries.keys()
         if overlapping:
-            raise ValueError(f"Tried to add ids that already exist: {sorted(overlapping)[:10]}")
+            raise DuplicateIdError(sorted(overlapping), "the CompactDocstore")
         self._entries.update(entries)
 
     def delete(self, ids: list[Any]) -> None:
-        """Remove ``ids``; ``ValueError`` when none of them is stored (as InMemoryDocstore)."""
+        """Remove ``ids``; those not stored are ignored unless none of them is.
+
+        Raises:
+            ConfigurationError: None of ``ids`` is stored (a ``ValueError``, as LangChain's
+                ``InMemoryDocstore`` raises).
+        """
         present = [doc_id for doc_id in ids if doc_id in self._entries]
         if not present:
-            raise ValueError(f"Tried to delete ids that do not exist: {list(ids)[:10]}")
+            raise ConfigurationError(
+                f"Tried to delete ids that do not exist in the CompactDocstore: {list(ids)[:10]}"
+            )
         for doc_id in present:
             del self._entries[doc_id]
 
@@ -157,7 +173,7 @@ class _DocumentsView(Mapping[str, Document]):
     def __getitem__(self, doc_id: str) -> Document:
         found = self._store.get(doc_id)
         if found is None:
-            raise KeyError(doc_id)
+            raise DocumentNotFoundError([doc_id], "the CompactDocstore")
         return found
 
     def __len__(self) -> int:

@@ -9,7 +9,6 @@ formulas are documented in :mod:`._scoring`.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import pickle
 from collections.abc import Callable, Iterable, Sequence
@@ -31,6 +30,8 @@ from langchain_rag_async.observability import get_logger
 from langchain_rag_async.vectorstores import _persistence as persistence
 from langchain_rag_async.vectorstores import _scoring as scoring
 from langchain_rag_async.vectorstores._core import (
+    SEARCH_FETCH_K,
+    SEARCH_K,
     FAISSCore,
     MetadataFilter,
     plan_upsert,
@@ -40,7 +41,7 @@ from langchain_rag_async.vectorstores._core import (
 from langchain_rag_async.vectorstores._persistence import DEFAULT_LOCK_TIMEOUT, read_manifest
 from langchain_rag_async.vectorstores.docstore import CompactDocstore
 
-__all__ = ["AsyncFAISS", "read_manifest"]
+__all__ = ("AsyncFAISS", "read_manifest")
 
 _log = get_logger(__name__)
 
@@ -147,11 +148,7 @@ class AsyncFAISS(FAISSCore):
 
     async def _in_writer(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a blocking write in the executor, one async writer per loop at a time."""
-        loop = asyncio.get_running_loop()
-        queue = self._writer_queues.get(loop)
-        if queue is None:
-            queue = self._writer_queues[loop] = asyncio.Lock()
-        async with queue:
+        async with self._writer_queues.get():
             return await run_in_executor(None, fn, *args)
 
     # -- writes ---------------------------------------------------------------------------
@@ -243,9 +240,9 @@ class AsyncFAISS(FAISSCore):
     async def asimilarity_search_with_score(
         self,
         query: str,
-        k: int = 4,
+        k: int = SEARCH_K,
         filter: MetadataFilter | None = None,
-        fetch_k: int = 20,
+        fetch_k: int = SEARCH_FETCH_K,
         **kwargs: Any,
     ) -> list[tuple[Document, float]]:
         """Nearest documents and scores for ``query`` (embedded, then searched).
@@ -266,10 +263,10 @@ class AsyncFAISS(FAISSCore):
     async def asearch_ids(
         self,
         query: str,
-        k: int = 4,
+        k: int = SEARCH_K,
         *,
         filter: MetadataFilter | None = None,
-        fetch_k: int = 20,
+        fetch_k: int = SEARCH_FETCH_K,
     ) -> list[tuple[str, float]]:
         """Async twin of :meth:`search_ids`: ids and relevance scores, no documents built."""
         if self._embeds_with_search():
@@ -300,9 +297,9 @@ class AsyncFAISS(FAISSCore):
     async def asimilarity_search_with_score_by_vector(
         self,
         embedding: list[float],
-        k: int = 4,
+        k: int = SEARCH_K,
         filter: MetadataFilter | None = None,
-        fetch_k: int = 20,
+        fetch_k: int = SEARCH_FETCH_K,
         **kwargs: Any,
     ) -> list[tuple[Document, float]]:
         """Nearest documents and scores; the FAISS search runs in the executor."""
@@ -315,8 +312,8 @@ class AsyncFAISS(FAISSCore):
         self,
         embedding: list[float],
         *,
-        k: int = 4,
-        fetch_k: int = 20,
+        k: int = SEARCH_K,
+        fetch_k: int = SEARCH_FETCH_K,
         lambda_mult: float = 0.5,
         filter: MetadataFilter | None = None,
     ) -> list[tuple[Document, float]]:
@@ -512,8 +509,12 @@ class AsyncFAISS(FAISSCore):
             raise IndexCorruptedError(
                 folder / index_name, f"the legacy index is unreadable ({exc})"
             ) from exc
-        if not isinstance(store, cls) or store.index.ntotal != len(store.index_to_docstore_id):
-            raise IndexCorruptedError(folder / f"{index_name}.pkl", "vector and id counts differ")
+        if not isinstance(store, cls):
+            raise IndexCorruptedError(
+                folder / f"{index_name}.pkl", "it does not hold a FAISS store"
+            )
+        pickled = folder / f"{index_name}.pkl"
+        persistence.check_vector_count(store.index, len(store.index_to_docstore_id), pickled)
         return store
 
     # -- constructors ---------------------------------------------------------------------

@@ -249,8 +249,8 @@ async def test_extractive_model_condenses_with_the_heuristic() -> None:
 
 
 def test_heuristic_skips_words_the_follow_up_already_has() -> None:
-    history = [HumanMessage("How does ownership work in Rust?")]
-    # "owns" and "ownership" share a stem: the follow-up already has it.
+    history = [HumanMessage("How does owning work in Rust?")]
+    # "owns" and "owning" share a (Porter) stem: the follow-up already has it.
     assert condense_question("Who owns a value?", history) == "Who owns a value? work Rust"
 
 

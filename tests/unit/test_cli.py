@@ -176,3 +176,20 @@ def test_index_dir_that_is_a_file_and_zero_values_are_clear_errors(tmp_path: Pat
         "index", str(corpus), "--batch-size", "0", "--index-dir", str(tmp_path / "i"), cwd=tmp_path
     )
     assert zero.returncode == 2 and "batch_size" in zero.stderr
+
+
+def test_k_defaults_to_the_config_not_to_the_parser() -> None:
+    # One source of defaults: without -k, the command takes RetrievalConfig.k.
+    assert build_parser().parse_args(["query", "closures"]).k is None
+    assert build_parser().parse_args(["ask", "What are closures?"]).k is None
+    assert build_parser().parse_args(["query", "closures", "-k", "3"]).k == 3
+
+
+def test_progress_view_outside_its_block_is_a_usage_error() -> None:
+    from rich.console import Console
+
+    from langchain_rag_async.cli import _ProgressView
+    from langchain_rag_async.errors import UsageError
+
+    with pytest.raises(UsageError, match="inside its `with` block"):
+        _ProgressView(Console(quiet=True))({"type": "plan"})

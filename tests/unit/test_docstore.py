@@ -8,6 +8,7 @@ import pytest
 from langchain_community.docstore.in_memory import InMemoryDocstore
 from langchain_core.documents import Document
 
+from langchain_rag_async.errors import DocumentNotFoundError, DuplicateIdError, RAGError
 from langchain_rag_async.vectorstores import AsyncFAISS, CompactDocstore
 from tests.unit.test_faiss_store import embedding
 
@@ -29,12 +30,14 @@ def test_add_search_delete_follow_the_in_memory_docstore_contract() -> None:
     assert (found.id, found.page_content) == ("id-1", "chunk number 1")
     assert found.metadata == {"source": "file-1.md", "start_index": 10, "draft": False}
     assert store.search("nope") == "ID nope not found."
-    with pytest.raises(ValueError, match="already exist"):
+    with pytest.raises(ValueError, match="already exist") as duplicate:
         store.add({"id-1": Document(page_content="again")})
+    assert isinstance(duplicate.value, DuplicateIdError) and duplicate.value.ids == ("id-1",)
     store.delete(["id-0", "unknown"])
     assert "id-0" not in store and len(store) == 2
-    with pytest.raises(ValueError, match="do not exist"):
+    with pytest.raises(ValueError, match="do not exist") as missing:
         store.delete(["unknown"])
+    assert isinstance(missing.value, RAGError)
     assert sorted(store) == ["id-1", "id-2"]
 
 
@@ -57,8 +60,10 @@ def test_dict_view_serves_in_memory_docstore_idioms() -> None:
     assert len(view) == 4
     assert view["id-2"].page_content == "chunk number 2"
     assert {doc.page_content for doc in view.values()} == {f"chunk number {i}" for i in range(4)}
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError) as missing:
         view["nope"]
+    assert isinstance(missing.value, DocumentNotFoundError) and missing.value.ids == ("nope",)
+    assert view.get("nope") is None and "nope" not in view  # Mapping still works
 
 
 def _tracked_growth(build: object) -> int:

@@ -16,7 +16,7 @@ from langchain_tests.unit_tests import EmbeddingsUnitTests
 
 from langchain_rag_async.embeddings.cache import CachedEmbeddings, SQLiteEmbeddingCache
 from langchain_rag_async.errors import ConfigurationError, EmbeddingError
-from langchain_rag_async.splitters import content_hash
+from langchain_rag_async.ids import content_hash
 
 DIM = 8
 

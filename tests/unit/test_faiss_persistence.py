@@ -368,3 +368,25 @@ async def test_async_save_waits_for_the_lock_off_the_loop(tmp_path: Path) -> Non
     finally:
         holder.release()
     assert read_manifest(tmp_path) is None
+
+
+def test_one_vector_count_check_serves_manifest_and_legacy_loads(tmp_path: Path) -> None:
+    from langchain_rag_async.vectorstores._persistence import check_vector_count
+
+    store = AsyncFAISS.create(embedding())
+    store.add_texts(["alpha", "beta"], ids=["a", "b"])
+    assert check_vector_count(store.index, 2, tmp_path / "x", recorded=2) == 2
+    assert check_vector_count(None, 0, tmp_path / "x") == 0
+    with pytest.raises(IndexCorruptedError, match="holds 2 vectors for 3 documents"):
+        check_vector_count(store.index, 3, tmp_path / "x")
+    with pytest.raises(IndexCorruptedError, match="manifest records 5 vectors"):
+        check_vector_count(store.index, 2, tmp_path / "x", recorded=5)
+
+    # A legacy pickle whose id map lost an entry is refused through the same check.
+    legacy = FAISS.from_texts(["alpha", "beta"], embedding(), ids=["a", "b"])
+    del legacy.index_to_docstore_id[1]
+    legacy.save_local(str(tmp_path / "legacy"))
+    with pytest.raises(IndexCorruptedError, match="holds 2 vectors for 1 documents"):
+        AsyncFAISS.load_local(
+            tmp_path / "legacy", embedding(), allow_dangerous_deserialization=True
+        )

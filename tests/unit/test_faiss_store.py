@@ -15,8 +15,8 @@ from langchain_community.vectorstores.utils import DistanceStrategy
 from langchain_core.documents import Document
 from langchain_core.embeddings import DeterministicFakeEmbedding, Embeddings
 
-from langchain_rag_async.errors import ConfigurationError, VectorStoreError
-from langchain_rag_async.vectorstores import AsyncFAISS
+from langchain_rag_async.errors import ConfigurationError, UsageError, VectorStoreError
+from langchain_rag_async.vectorstores import AsyncFAISS, metadata_filter
 from langchain_rag_async.vectorstores._locks import ReadWriteLock
 
 DIM = 8
@@ -470,14 +470,16 @@ def test_relevance_formulas_on_known_geometry() -> None:
     unit.add_embeddings([("same", [1.0, 0.0]), ("ortho", [0.0, 1.0]), ("opposite", [-1.0, 0.0])])
     scores = {d.page_content: s for d, s in unit.similarity_search_with_score_by_vector([1, 0], 3)}
     assert scores == pytest.approx({"same": 0.0, "ortho": 2.0, "opposite": 4.0})
-    relevance = unit._select_relevance_score_fn()
+    relevance = unit.relevance_score_fn
     assert [relevance(scores[k]) for k in ("same", "ortho", "opposite")] == [1.0, 0.5, 0.0]
+    # LangChain's hook, which its relevance searches call, is overridden to give the same.
+    assert unit._select_relevance_score_fn()(2.0) == relevance(2.0) == 0.5
 
     raw = AsyncFAISS.create(embedding(), dimension=2)
     raw.add_embeddings([("far", [3.0, 4.0])])
     [(_, squared)] = raw.similarity_search_with_score_by_vector([0.0, 0.0], k=1)
     assert squared == pytest.approx(25.0)
-    assert raw._select_relevance_score_fn()(squared) == pytest.approx(1 / 6)
+    assert raw.relevance_score_fn(squared) == pytest.approx(1 / 6)
 
     cosine = AsyncFAISS.create(embedding(), dimension=2, distance_strategy="COSINE")
     cosine.add_embeddings([("scaled", [5.0, 0.0]), ("ortho", [0.0, 2.0])])
@@ -535,10 +537,12 @@ def test_rw_lock_is_reentrant_and_refuses_upgrades() -> None:
             lock.acquire_write()
     with lock.write(), lock.write(), lock.read():
         pass
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError) as unheld:
         lock.release_read()
-    with pytest.raises(RuntimeError):
+    assert isinstance(unheld.value, UsageError)
+    with pytest.raises(RuntimeError) as unheld:
         lock.release_write()
+    assert isinstance(unheld.value, UsageError)
     with lock.write():  # still usable: every hold above was released
         pass
 
@@ -605,3 +609,12 @@ def test_serialize_to_bytes_round_trips_to_async_faiss() -> None:
     clone.add_texts(["beta again"], ids=[clone.index_to_docstore_id[1]])
     assert_consistent(clone)
     assert clone.index.ntotal == 6
+
+
+def test_metadata_filter_is_the_one_predicate_faiss_and_the_hybrid_share() -> None:
+    keep = metadata_filter({"ch": [4, 5], "draft": None})
+    assert keep({"ch": 4}) and keep({"ch": 5, "draft": None})
+    assert not keep({"ch": 6}) and not keep({"ch": 4, "draft": True})
+    assert metadata_filter({"ch": {"$in": [1, 2]}})({"ch": 2})  # FAISS's operators
+    assert not metadata_filter({"$and": [{"ch": 1}, {"x": 2}]})({"ch": 1, "x": 3})
+    assert metadata_filter(lambda metadata: metadata.get("ok") is True)({"ok": True})

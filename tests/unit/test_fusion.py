@@ -8,6 +8,7 @@ import math
 import pytest
 from langchain_core.documents import Document
 
+from langchain_rag_async.errors import ConfigurationError, RAGError
 from langchain_rag_async.retrievers.fusion import (
     document_key,
     fuse_ranked_ids,
@@ -170,13 +171,15 @@ def test_custom_names_and_three_lists() -> None:
     ],
 )
 def test_validation(fuse: object, kwargs: dict[str, object], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=message) as info:
         fuse([[(A, 1.0)], [(B, 1.0)]], **kwargs)  # type: ignore[operator]
+    assert isinstance(info.value, ConfigurationError)  # a library error that is a ValueError
 
 
 def test_rrf_rejects_negative_c() -> None:
-    with pytest.raises(ValueError, match="c must"):
+    with pytest.raises(ValueError, match="c must") as info:
         reciprocal_rank_fusion([[(A, 1.0)], []], c=-1)
+    assert isinstance(info.value, RAGError)
 
 
 # ----------------------------------------------------------------------------- weighted
@@ -264,7 +267,8 @@ def test_fusing_ids_checks_its_arguments() -> None:
         fuse_ranked_ids(ranked, method="sum")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="k must not be negative"):
         fuse_ranked_ids(ranked, k=-1)
-    with pytest.raises(ValueError, match="non-finite"):
+    with pytest.raises(ValueError, match="non-finite") as info:
         fuse_ranked_ids([[("a", math.nan)], []], method="weighted")
+    assert isinstance(info.value, RAGError)
     assert fuse_ranked_ids([[], []]) == []
     assert [hit.id for hit in fuse_ranked_ids([[("a", 1.0), ("a", 0.5)], [("a", 3.0)]])] == ["a"]

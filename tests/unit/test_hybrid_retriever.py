@@ -20,7 +20,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from langchain_rag_async.config import LoaderConfig, RAGConfig, RetrievalConfig
 from langchain_rag_async.embeddings.local import LocalMiniLMEmbeddings
-from langchain_rag_async.errors import ConfigurationError, RetrievalError, VectorStoreError
+from langchain_rag_async.errors import (
+    ArgumentTypeError,
+    ConfigurationError,
+    RetrievalError,
+    VectorStoreError,
+)
 from langchain_rag_async.indexing.api import aindex_directory
 from langchain_rag_async.retrievers import FTS5Index, HybridRetriever
 from langchain_rag_async.vectorstores import AsyncFAISS
@@ -51,19 +56,24 @@ SPECIAL_QUERIES = [
 ]  # fmt: skip
 
 
+RRF4: dict[str, Any] = {"k": 4, "fetch_k": 20, "fusion": "rrf"}
+"""The settings most tests below are written for (explicit: the defaults come from config)."""
+
+
 def embedding() -> DeterministicFakeEmbedding:
     return DeterministicFakeEmbedding(size=32)
 
 
 @pytest.fixture
 async def retriever() -> AsyncIterator[HybridRetriever]:
-    async with await HybridRetriever.afrom_documents(CORPUS, embedding=embedding()) as built:
+    built = await HybridRetriever.afrom_documents(CORPUS, embedding=embedding(), **RRF4)
+    async with built:
         yield built
 
 
 @pytest.fixture
 def sync_retriever() -> Iterator[HybridRetriever]:
-    built = HybridRetriever.from_documents(CORPUS, embedding=embedding())
+    built = HybridRetriever.from_documents(CORPUS, embedding=embedding(), **RRF4)
     try:
         yield built
     finally:
@@ -167,7 +177,7 @@ async def gated(request: pytest.FixtureRequest) -> AsyncIterator[tuple[HybridRet
     async with GatedFTS5() as sparse:
         sparse.gate = gate
         await sparse.aupsert(CORPUS)
-        yield HybridRetriever(vectorstore=store, sparse=sparse), gate
+        yield HybridRetriever(vectorstore=store, sparse=sparse, **RRF4), gate
 
 
 async def test_dense_and_sparse_searches_are_in_flight_at_once(
@@ -233,7 +243,7 @@ async def test_a_foreign_error_of_the_dense_side_becomes_a_retrieval_error(
     broken: VectorStore,
 ) -> None:
     async with FTS5Index() as sparse:
-        retriever = HybridRetriever(vectorstore=broken, sparse=sparse)
+        retriever = HybridRetriever(vectorstore=broken, sparse=sparse, **RRF4)
         with pytest.raises(RetrievalError, match="dense search .* disk on fire") as info:
             await retriever.ainvoke(QUERY)
         assert isinstance(info.value.__cause__, RuntimeError)
@@ -348,7 +358,9 @@ async def test_a_store_without_relevance_scores_works_with_rrf() -> None:
     await store.aadd_documents(CORPUS)
     async with FTS5Index() as sparse:
         await sparse.aupsert(CORPUS)
-        retriever = HybridRetriever(vectorstore=store, sparse=sparse, k=8)
+        with pytest.raises(ConfigurationError, match="no relevance scores.*fusion='rrf'"):
+            HybridRetriever(vectorstore=store, sparse=sparse)  # weighted is the default
+        retriever = HybridRetriever(vectorstore=store, sparse=sparse, k=8, fusion="rrf")
         docs = await retriever.ainvoke(QUERY)
         raw = await store.asimilarity_search_with_score(QUERY, k=8)
         dense = {doc.id: doc.metadata["scores"]["dense"] for doc in docs}
@@ -534,8 +546,9 @@ async def test_filter_field_and_per_call_replacement(retriever: HybridRetriever)
 
 
 async def test_bad_arguments_are_refused_before_searching(retriever: HybridRetriever) -> None:
-    with pytest.raises(ValueError, match="k must be"):
+    with pytest.raises(ValueError, match="k must be") as bad:
         await retriever.ainvoke(QUERY, k=0)
+    assert isinstance(bad.value, ConfigurationError)
     with pytest.raises(ValueError, match="fetch_k must be"):
         await retriever.ainvoke(QUERY, fetch_k=True)
     with pytest.raises(ValueError, match="operators only work"):
@@ -544,8 +557,9 @@ async def test_bad_arguments_are_refused_before_searching(retriever: HybridRetri
         await retriever.ainvoke(QUERY, filter={"ch": {"$gt": 4}})
     with pytest.raises(ValueError, match="dict of metadata"):
         await retriever.ainvoke(QUERY, filter=lambda metadata: True)
-    with pytest.raises(TypeError, match="score_threshold"):
+    with pytest.raises(TypeError, match="score_threshold") as wrong:
         await retriever.ainvoke(QUERY, score_threshold=0.5)
+    assert isinstance(wrong.value, ArgumentTypeError)
 
 
 @pytest.mark.parametrize("query", ["", " ", "   \t\n"])
@@ -619,6 +633,8 @@ def test_from_config_copies_the_settings_and_does_not_own_the_stores(
     assert ids(retriever.invoke(QUERY)) and len(retriever.invoke(QUERY)) == 2
     defaults = HybridRetriever.from_config(store, sparse)
     assert defaults.to_config() == RetrievalConfig()
+    # The fields' own defaults are the config's: one source.
+    assert HybridRetriever(vectorstore=store, sparse=sparse).to_config() == RetrievalConfig()
 
     retriever.close()  # not owned: the stores stay open
     assert sparse.search("owner", 1)
@@ -630,7 +646,7 @@ async def test_aclose_leaves_stores_passed_in_open() -> None:
     await store.aadd_documents(CORPUS)
     async with FTS5Index() as sparse:
         await sparse.aupsert(CORPUS)
-        async with HybridRetriever(vectorstore=store, sparse=sparse) as retriever:
+        async with HybridRetriever(vectorstore=store, sparse=sparse, **RRF4) as retriever:
             assert len(await retriever.ainvoke(QUERY)) == 4
         assert await sparse.asearch("owner", 1)
         assert len(await retriever.ainvoke(QUERY)) == 4
@@ -652,10 +668,10 @@ async def test_from_documents_owns_its_stores_and_aclose_releases_them() -> None
 
 
 def test_sync_from_documents_and_close() -> None:
-    retriever = HybridRetriever.from_documents(CORPUS, embedding=embedding(), fusion="weighted")
+    retriever = HybridRetriever.from_documents(CORPUS, embedding=embedding())
     try:
         assert retriever.fusion == "weighted" and retriever.owns_stores
-        assert len(retriever.invoke(QUERY)) == 4
+        assert len(retriever.invoke(QUERY)) == RetrievalConfig().k
     finally:
         retriever.close()
     with pytest.raises(RetrievalError, match="was closed"):

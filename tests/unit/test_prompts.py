@@ -127,14 +127,15 @@ def _conversation(turns: int, words: int = 150) -> list[BaseMessage]:
 
 
 def test_long_history_keeps_the_latest_whole_turns_within_the_budget() -> None:
-    from langchain_core.messages.utils import count_tokens_approximately
-
+    from langchain_rag_async._text import estimate_message_tokens
+    from langchain_rag_async.errors import ConfigurationError
     from langchain_rag_async.prompts import HISTORY_TOKEN_BUDGET, trim_history
 
     history = _conversation(60)  # about 18k tokens
     kept = trim_history(history)
     assert 0 < len(kept) < len(history)
-    assert count_tokens_approximately(kept) <= HISTORY_TOKEN_BUDGET
+    assert estimate_message_tokens(kept) <= HISTORY_TOKEN_BUDGET
+    assert estimate_message_tokens(history[-len(kept) - 2 :]) > HISTORY_TOKEN_BUDGET  # full
     assert kept == history[-len(kept) :]  # the latest ones, in order
     assert isinstance(kept[0], HumanMessage)  # never an answer without its question
     assert trim_history(history, None) == history
@@ -142,3 +143,6 @@ def test_long_history_keeps_the_latest_whole_turns_within_the_budget() -> None:
     messages = build_answer_messages("And now?", [BREAD], history, max_history_tokens=500)
     assert messages[0].type == "system" and messages[-1].text.endswith("Question: And now?")
     assert 1 <= len(messages) - 2 <= 4 and "answer 59" in messages[-2].text
+    with pytest.raises(ValueError, match="must not be negative") as negative:
+        trim_history(history, -1)
+    assert isinstance(negative.value, ConfigurationError)

@@ -16,12 +16,8 @@ from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from langchain_rag_async.config import SplitterConfig
 from langchain_rag_async.errors import ConfigurationError
-from langchain_rag_async.splitters import (
-    CHUNK_ID_NAMESPACE,
-    RunnableTextSplitter,
-    chunk_id,
-    content_hash,
-)
+from langchain_rag_async.ids import CHUNK_ID_NAMESPACE, chunk_id, content_hash
+from langchain_rag_async.splitters import RunnableTextSplitter
 
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
 
