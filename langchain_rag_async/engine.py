@@ -44,7 +44,7 @@ from langchain_rag_async.indexing.resources import (
     resolve_model_id,
 )
 from langchain_rag_async.retrievers.hybrid import HybridRetriever
-from langchain_rag_async.retrievers.sparse import FTS5Index
+from langchain_rag_async.sparse_index import FTS5Index
 from langchain_rag_async.vectorstores import AsyncFAISS
 
 __all__ = ["AsyncRAGEngine", "RAGEngine"]

@@ -20,7 +20,9 @@ Every error the library raises on purpose is a :class:`RAGError`::
     │   ├── DuplicateIdError          ids added twice to a docstore (also a ValueError)
     │   └── DocumentNotFoundError     no document under an id (also a KeyError)
     ├── IndexingError                 the indexing pipeline failed as a whole (or broke an
-    │                                 internal invariant: a bug to report)
+    │   │                             internal invariant: a bug to report)
+    │   └── ClockSkewError            a record would be stamped before ``time_at_least``
+    │                                 (also an AssertionError, as LangChain's record managers)
     ├── RetrievalError                a search could not be served
     └── GenerationError               the answer model failed or timed out
 
@@ -39,6 +41,7 @@ from pathlib import Path
 __all__ = (
     "ArgumentTypeError",
     "BinaryFileError",
+    "ClockSkewError",
     "ConfigurationError",
     "DecodingError",
     "DocumentNotFoundError",
@@ -218,6 +221,13 @@ class DocumentNotFoundError(VectorStoreError, KeyError):
 
 class IndexingError(RAGError):
     """The indexing pipeline failed as a whole (not a single file)."""
+
+
+class ClockSkewError(IndexingError, AssertionError):
+    """A record manager write would be stamped before ``time_at_least``: the clock went back.
+
+    Also an ``AssertionError``: LangChain's own record managers raise one in this case.
+    """
 
 
 class RetrievalError(RAGError):

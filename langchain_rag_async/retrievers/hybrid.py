@@ -59,7 +59,7 @@ from langchain_rag_async.retrievers.fusion import (
     reciprocal_rank_fusion,
     weighted_score_fusion,
 )
-from langchain_rag_async.retrievers.sparse import FTS5Index
+from langchain_rag_async.sparse_index import FTS5Index
 from langchain_rag_async.splitters import with_ids
 from langchain_rag_async.vectorstores.faiss import AsyncFAISS
 

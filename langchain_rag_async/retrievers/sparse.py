@@ -1,6 +1,6 @@
-"""FTS5Retriever: keyword (BM25) retrieval over an :class:`FTS5Index`, as a LangChain retriever.
+"""FTS5Retriever: sparse (BM25) retrieval over an :class:`FTS5Index`, as a LangChain retriever.
 
-The keyword side of :class:`~langchain_rag_async.retrievers.HybridRetriever` on its own: a
+The sparse side of :class:`~langchain_rag_async.retrievers.HybridRetriever` on its own: a
 drop-in for LangChain's ``BM25Retriever`` whose index lives in SQLite (persistent,
 incremental, shared with the indexing pipeline) instead of being rebuilt in memory. It
 does not load the vector-store stack.
@@ -25,12 +25,12 @@ from langchain_rag_async._checks import (
     check_query,
     check_search_kwargs,
 )
-from langchain_rag_async.errors import ConfigurationError, RetrievalError
+from langchain_rag_async.errors import RetrievalError
 from langchain_rag_async.retrievers._owned import ClosesOwnedIndex
-from langchain_rag_async.retrievers.sparse import FTS5Index
+from langchain_rag_async.sparse_index import FTS5Index
 from langchain_rag_async.splitters import with_ids
 
-__all__ = ["FTS5Retriever"]
+__all__ = ("FTS5Retriever",)
 
 _SEARCH_KWARGS = frozenset({"k", "filter"})
 
@@ -61,7 +61,7 @@ class FTS5Retriever(ClosesOwnedIndex, BaseRetriever):
     """
 
     index: FTS5Index
-    """The keyword index searched."""
+    """The sparse index searched."""
     k: int = 4
     """Documents returned (at most)."""
     filter: dict[str, Any] | None = None
@@ -77,11 +77,8 @@ class FTS5Retriever(ClosesOwnedIndex, BaseRetriever):
         self._check_settings()
 
     def _check_settings(self) -> None:
-        try:
-            check_count("k", self.k)
-            self.filter = check_filter(self.filter)
-        except ValueError as exc:
-            raise ConfigurationError(str(exc)) from exc
+        check_count("k", self.k)
+        self.filter = check_filter(self.filter)
 
     @classmethod
     def from_documents(cls, documents: Iterable[Document], *, k: int = 4, **kwargs: Any) -> Self:
