@@ -1,7 +1,8 @@
-"""Shared SQLite connection handling for the record manager and the embedding cache.
+"""The one SQLite layer: every SQLite file of the package opens, fails and closes through it.
 
-:class:`SQLiteDatabase` keeps one aiosqlite connection per event loop plus a sync
-sqlite3 twin, serialises writes and turns SQLite errors into the package's error tree.
+:class:`SQLiteDatabase` serves the record manager, the embedding cache and the sparse
+index: one aiosqlite connection per event loop plus a sync sqlite3 twin, serialised
+writes, a schema version, and SQLite errors turned into the package's error tree.
 """
 
 from __future__ import annotations
@@ -12,15 +13,15 @@ import os
 import sqlite3
 import threading
 import uuid
-import weakref
-from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
 
+from langchain_rag_async.aio import LoopBound, default_portal, run_sync
 from langchain_rag_async.errors import (
     ConfigurationError,
     IndexCorruptedError,
@@ -30,234 +31,286 @@ from langchain_rag_async.errors import (
 )
 from langchain_rag_async.observability import get_logger
 
-__all__ = [
+__all__ = (
+    "DEFAULT_BUSY_TIMEOUT",
+    "WORKER_THREAD_PREFIX",
     "Row",
     "SQLiteDatabase",
     "aopen",
-    "close_from_sync",
     "daemonize",
     "drain_on_cancel",
     "settle",
     "translate_sqlite_error",
-]
+)
 
 _log = get_logger(__name__)
 
 Row = tuple[Any, ...]
 
-_STALE_CLOSE_TIMEOUT = 5.0
+DEFAULT_BUSY_TIMEOUT = 30.0
+"""Seconds a connection waits for another writer, for every SQLite file of the package."""
+WORKER_THREAD_PREFIX = "rag-sqlite:"
+"""aiosqlite worker threads are named ``rag-sqlite:<file name>`` (``rag-sqlite::memory:``)."""
+SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
-
-# ----------------------------------------------------
+_CLOSE_TIMEOUT = 5.0  # seconds to close one aiosqlite connection and join its worker thread
+_ITER_CHUNK_SIZE = 64  # aiosqlite's default
 
 
 @dataclass(slots=True)
 class _LoopState:
-    """The aiosqlite connection and lock that belong to one event loop."""
+    """The aiosqlite connection of one event loop, the lock serialising it, its worker."""
 
-    loop: weakref.ref[asyncio.AbstractEventLoop]
-    lock: asyncio.Lock
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     conn: aiosqlite.Connection | None = None
+    worker: threading.Thread | None = None
 
 
 class SQLiteDatabase:
     """One SQLite database used from async code (aiosqlite) and from sync code (sqlite3).
 
-    Async callers share one aiosqlite connection per event loop (a new loop, e.g. a second
-    ``asyncio.run``, gets a new connection and the old one is closed; use one loop at a
-    time); all its operations are serialised by an ``asyncio.Lock`` so transactions never
-    interleave. Sync callers
-    share one sqlite3 connection behind a ``threading.Lock``. File databases use WAL and a
-    busy timeout, so both sides (and other processes) can use the file at once.
+    The same rules hold for every SQLite user of the package (record manager, embedding
+    cache, sparse index):
 
-    ``":memory:"`` becomes a private shared-cache in-memory database: the sync connection
-    is kept open as its anchor, so the data lives until :meth:`close` / :meth:`aclose`.
-    Do not run sync and async writes on one in-memory database at the same moment
-    (shared-cache table locks are not covered by the busy timeout).
+    - **Connections.** Async callers share one aiosqlite connection per event loop (kept
+      in an :class:`~langchain_rag_async.aio.LoopBound`; the connection of a loop that has
+      closed is closed when the database is next used). All its operations are serialised
+      by an ``asyncio.Lock``, so transactions never interleave. Sync callers share one
+      sqlite3 connection behind a ``threading.Lock``. Both open lazily, with one opener
+      (:meth:`_connect`): WAL journal for files, the ``synchronous`` level, the schema.
+    - **Busy timeout.** :data:`DEFAULT_BUSY_TIMEOUT` (30 s) unless given: a writer waits
+      that long for another one (another process, or the other twin) before failing
+      with :class:`~langchain_rag_async.errors.IndexLockedError`.
+    - **Close.** :meth:`close` / :meth:`aclose` close every connection, wait for the
+      aiosqlite worker threads (named :data:`WORKER_THREAD_PREFIX` + file name) to end, and
+      are final: any later use raises :class:`~langchain_rag_async.errors.VectorStoreError`
+      ("... is closed"). Closing twice is a no-op. A sync ``close()`` called inside a
+      running event loop hands the aiosqlite connections to the sync bridge's loop and
+      returns without waiting for them (``await aclose()`` there instead).
+    - **Schema.** ``schema`` runs in one transaction on every open when
+      ``schema_version`` is 0 (``CREATE ... IF NOT EXISTS``), or only while the file's
+      ``PRAGMA user_version`` is below ``schema_version``, which it then records. A file of
+      a newer version is refused with a clear error.
+    - **Errors.** Every ``sqlite3.Error`` surfaces as a
+      :class:`~langchain_rag_async.errors.RAGError` naming the file and, when given, the
+      action (:func:`translate_sqlite_error`); a corrupt file is an
+      :class:`~langchain_rag_async.errors.IndexCorruptedError`.
+    - **In memory.** ``":memory:"`` (or ``None``) is a private in-memory database shared
+      by both twins (SQLite's ``memdb`` VFS, with real locking); the sync connection is
+      kept open as its anchor, so the data lives until :meth:`close` / :meth:`aclose`.
 
-    Connections open lazily and reopen after a close. Every ``sqlite3.Error`` surfaces as
-    a :class:`~langchain_rag_async.errors.RAGError` that names the file.
+    Args:
+        db_path: A file path, ``":memory:"``/``None``, or a ``file:`` URI.
+        schema: SQL statements creating the tables (without ``BEGIN``/``COMMIT``).
+        schema_version: The version ``schema`` creates (0: unversioned, run every time).
+        synchronous: SQLite ``synchronous`` pragma (``FULL`` or ``NORMAL``).
+        busy_timeout: Seconds to wait for another writer before failing.
+        label: What the database is, for messages (``"sparse index"``).
+
+    Raises:
+        ConfigurationError: ``synchronous`` is not a SQLite level, or a number is negative.
     """
 
     __slots__ = (
-        "_astate",
         "_busy_timeout",
+        "_closed",
         "_database",
+        "_file",
         "_init_script",
-        "_is_memory",
-        "_stale",
+        "_label",
+        "_loops",
+        "_schema_version",
         "_sync_conn",
         "_sync_lock",
+        "_synchronous",
+        "_thread_name",
         "_uri",
         "path",
     )
 
     def __init__(
         self,
-        db_path: str | Path,
+        db_path: str | Path | None,
         *,
         schema: str,
+        schema_version: int = 0,
         synchronous: str = "FULL",
-        busy_timeout: float = 30.0,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        label: str = "SQLite database",
     ) -> None:
-        """Describe the database; nothing is opened yet.
-
-        Args:
-            db_path: A file path, ``":memory:"`` or a ``file:`` URI.
-            schema: SQL script creating the tables (``IF NOT EXISTS``), run on every open.
-            synchronous: SQLite ``synchronous`` pragma (``FULL`` or ``NORMAL``).
-            busy_timeout: Seconds to wait for another writer before failing.
-
-        Raises:
-            ConfigurationError: ``synchronous`` is not a SQLite level.
-        """
-        if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
-            raise ConfigurationError(f"unknown SQLite synchronous level {synchronous!r}")
-        self.path = os.fspath(db_path)
-        self._is_memory = self.path == ":memory:"
-        self._uri = self._is_memory or self.path.startswith("file:")
-        if self._is_memory:
-            self._database = f"file:rag-{uuid.uuid4().hex}?mode=memory&cache=shared"
-        else:
-            self._database = self.path
-        journal = "" if self._is_memory else "PRAGMA journal_mode=WAL;\n"
-        self._init_script = (
-            f"{journal}PRAGMA synchronous={synchronous};\nBEGIN IMMEDIATE;\n{schema}\nCOMMIT;\n"
-        )
+        if synchronous not in SYNCHRONOUS_LEVELS:
+            raise ConfigurationError(
+                f"unknown SQLite synchronous level {synchronous!r}; use one of {SYNCHRONOUS_LEVELS}"
+            )
+        if busy_timeout < 0 or schema_version < 0:
+            raise ConfigurationError(
+                f"busy_timeout ({busy_timeout}) and schema_version ({schema_version}) "
+                "must not be negative"
+            )
+        self.path = ":memory:" if db_path is None else os.fspath(db_path)
+        memory = self.path == ":memory:"
+        self._uri = memory or self.path.startswith("file:")
+        self._file = None if self._uri else Path(self.path)
+        self._database = f"file:/rag-{uuid.uuid4().hex}?vfs=memdb" if memory else self.path
+        version = f"PRAGMA user_version = {schema_version};\n" if schema_version else ""
+        self._init_script = f"BEGIN IMMEDIATE;\n{schema}\n{version}COMMIT;\n"
+        self._schema_version = schema_version
+        self._synchronous = synchronous
         self._busy_timeout = busy_timeout
-        self._astate: _LoopState | None = None
-        self._stale: list[aiosqlite.Connection] = []
+        self._label = label
+        self._thread_name = WORKER_THREAD_PREFIX + (
+            self._file.name if self._file is not None else self.path
+        )
+        self._loops: LoopBound[_LoopState] = LoopBound(_LoopState)
         self._sync_conn: sqlite3.Connection | None = None
         self._sync_lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def file(self) -> Path | None:
+        """The database file, or ``None`` for an in-memory database or a URI."""
+        return self._file
+
+    @property
+    def busy_timeout(self) -> float:
+        """Seconds a connection waits for another writer."""
+        return self._busy_timeout
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` / :meth:`aclose` was called."""
+        return self._closed
+
+    def __str__(self) -> str:
+        if self._file is None and self.path == ":memory:":
+            return f"the in-memory {self._label}"
+        return f"the {self._label} at {self.path}"
+
+    def __repr__(self) -> str:
+        return f"SQLiteDatabase({self.path!r}, label={self._label!r})"
 
     # -- async side --
 
     @asynccontextmanager
-    async def alocked(self) -> AsyncIterator[aiosqlite.Connection]:
-        """Hold this loop's connection exclusively; sqlite3 errors become RAG errors."""
-        state = self._state_for_running_loop()
+    async def alocked(self, action: str = "") -> AsyncIterator[aiosqlite.Connection]:
+        """Hold this loop's connection exclusively; sqlite3 errors become RAG errors.
+
+        Args:
+            action: What the block does, for error messages (``"reading 3 ids"``).
+        """
+        self._check_open()
+        state = self._loops.get()
         async with state.lock:
+            self._check_open()
+            if state.conn is None:
+                state.conn = await self._aopen(state)
+                await self._aclose_stale()  # after the open: an in-memory db stays alive
             try:
-                if state.conn is None:
-                    await self._aclose_stale()
-                    state.conn = await self._aopen()
                 yield state.conn
             except sqlite3.Error as exc:
-                raise self._translate(exc) from exc
+                raise self.translate(exc, action) from exc
 
     @asynccontextmanager
-    async def atransaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """Run the block in one ``BEGIN IMMEDIATE`` transaction: all of it or nothing."""
-        async with self.alocked() as conn:
+    async def atransaction(self, action: str = "") -> AsyncIterator[aiosqlite.Connection]:
+        """Run the block in one ``BEGIN IMMEDIATE`` transaction: all of it or nothing.
+
+        A cancellation rolls back too. A failure is raised with ``action`` and the note
+        that the whole transaction was rolled back.
+        """
+        async with self.alocked(action) as conn:
+            if conn.in_transaction:  # left open by a rollback that could not finish
+                await self._arollback(conn)
             try:
                 await conn.execute("BEGIN IMMEDIATE")
                 yield conn
                 await conn.execute("COMMIT")
-            except BaseException:  # also a cancellation: never leave a transaction open
+            except BaseException as exc:
                 await self._arollback(conn)
+                if isinstance(exc, sqlite3.Error):
+                    raise self.translate(exc, action, rolled_back=True) from exc
                 raise
 
-    async def afetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+    async def afetchall(
+        self, sql: str, params: Sequence[Any] = (), *, action: str = ""
+    ) -> list[Row]:
         """Run one query and return all its rows."""
-        async with self.alocked() as conn:
+        async with self.alocked(action) as conn:
             rows = await drain_on_cancel(conn, conn.execute_fetchall(sql, params))
         return [tuple(row) for row in rows]
 
     async def aclose(self) -> None:
-        """Close every connection (async and sync); the database reopens on next use."""
-        state = self._astate
-        if state is not None and state.conn is not None:
-            if state.loop() is asyncio.get_running_loop():
-                async with state.lock:
-                    if state.conn is not None:
-                        conn, state.conn = state.conn, None
-                        await conn.close()
+        """Close every connection (async and sync) and end the worker threads, for good."""
+        self._closed = True
+        current = asyncio.get_running_loop()
+        for loop, state in self._loops.pop_all():
+            if loop is current:
+                async with state.lock:  # let this loop's running operation finish
+                    await _aclose_state(state)
             else:
-                self._stale.append(state.conn)
-                state.conn = None
-        await self._aclose_stale()
+                await _aclose_state(state)
         if self._sync_conn is not None:
             await asyncio.to_thread(self._close_sync)
 
-    def _state_for_running_loop(self) -> _LoopState:
-        loop = asyncio.get_running_loop()
-        state = self._astate
-        if state is not None and state.loop() is loop:
-            return state
-        if state is not None and state.conn is not None:
-            self._stale.append(state.conn)  # its loop is gone or elsewhere: close it later
-        state = _LoopState(loop=weakref.ref(loop), lock=asyncio.Lock())
-        self._astate = state
-        return state
-
-    async def _aopen(self) -> aiosqlite.Connection:
-        if self._is_memory:
+    async def _aopen(self, state: _LoopState) -> aiosqlite.Connection:
+        if self._file is None and self.path == ":memory:":
             await asyncio.to_thread(self._ensure_sync)  # the anchor keeps the data alive
-        elif not self._uri:
-            await asyncio.to_thread(_make_parent_dir, self.path)
-        conn = await aopen(
-            aiosqlite.connect(
-                self._database, uri=self._uri, timeout=self._busy_timeout, isolation_level=None
-            )
-        )
-        try:
-            await settle(conn.executescript(self._init_script))
-        except BaseException:
-            await conn.close()
-            raise
-        return conn
+
+        def connect() -> sqlite3.Connection:  # runs on the connection's worker thread
+            worker = threading.current_thread()
+            worker.name = self._thread_name
+            state.worker = worker
+            return self._connect()
+
+        return await aopen(aiosqlite.Connection(connect, _ITER_CHUNK_SIZE))
 
     async def _aclose_stale(self) -> None:
-        stale, self._stale = self._stale, []
-        for conn in stale:
-            try:
-                async with asyncio.timeout(_STALE_CLOSE_TIMEOUT):
-                    await conn.close()
-            except (TimeoutError, sqlite3.Error, ValueError) as exc:
-                _log.warning("sqlite_stale_close_failed", path=self.path, error=repr(exc))
+        for state in self._loops.pop_stale():
+            await _aclose_state(state)
 
     async def _arollback(self, conn: aiosqlite.Connection) -> None:
         try:
-            await conn.rollback()
-        except sqlite3.Error as exc:  # keep the original error
+            await settle(conn.rollback())
+        except (sqlite3.Error, ValueError) as exc:  # keep the original error
             _log.warning("sqlite_rollback_failed", path=self.path, error=repr(exc))
 
     # -- sync side --
 
     @contextmanager
-    def locked(self) -> Iterator[sqlite3.Connection]:
-        """Hold the sync connection exclusively; sqlite3 errors become RAG errors."""
+    def locked(self, action: str = "") -> Iterator[sqlite3.Connection]:
+        """Sync twin of :meth:`alocked`."""
         with self._sync_lock:
+            self._check_open()
+            conn = self._sync_connection()
             try:
-                yield self._sync_connection()
+                yield conn
             except sqlite3.Error as exc:
-                raise self._translate(exc) from exc
+                raise self.translate(exc, action) from exc
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self, action: str = "") -> Iterator[sqlite3.Connection]:
         """Sync twin of :meth:`atransaction`."""
-        with self.locked() as conn:
+        with self.locked(action) as conn:
+            if conn.in_transaction:
+                self._rollback(conn)
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 yield conn
                 conn.execute("COMMIT")
-            except BaseException:
+            except BaseException as exc:
                 self._rollback(conn)
+                if isinstance(exc, sqlite3.Error):
+                    raise self.translate(exc, action, rolled_back=True) from exc
                 raise
 
-    def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+    def fetchall(self, sql: str, params: Sequence[Any] = (), *, action: str = "") -> list[Row]:
         """Sync twin of :meth:`afetchall`."""
-        with self.locked() as conn:
+        with self.locked(action) as conn:
             return [tuple(row) for row in conn.execute(sql, params).fetchall()]
 
     def close(self) -> None:
-        """Sync twin of :meth:`aclose`; also stops connections opened by async callers."""
-        state = self._astate
-        if state is not None and state.conn is not None:
-            self._stale.append(state.conn)
-            state.conn = None
-        stale, self._stale = self._stale, []
-        close_from_sync(*stale)
+        """Sync twin of :meth:`aclose`; also ends the connections opened by async callers."""
+        self._closed = True
+        _close_states_from_sync([state for _, state in self._loops.pop_all()])
         self._close_sync()
 
     def _rollback(self, conn: sqlite3.Connection) -> None:
@@ -268,12 +321,32 @@ class SQLiteDatabase:
 
     def _ensure_sync(self) -> None:
         with self._sync_lock:
+            self._check_open()
             self._sync_connection()
 
     def _sync_connection(self) -> sqlite3.Connection:
         if self._sync_conn is None:
-            if not self._uri:
-                _make_parent_dir(self.path)
+            self._sync_conn = self._connect()
+        return self._sync_conn
+
+    def _close_sync(self) -> None:
+        with self._sync_lock:
+            conn, self._sync_conn = self._sync_conn, None
+        if conn is not None:
+            conn.close()
+
+    # -- shared --
+
+    def _connect(self) -> sqlite3.Connection:
+        """Open and prepare one connection (blocking: async callers run it on the worker).
+
+        Raises:
+            IndexCorruptedError: The file is not a usable SQLite database.
+            VectorStoreError: It cannot be opened, or was written by a newer version.
+        """
+        try:
+            if self._file is not None:
+                self._file.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(
                 self._database,
                 uri=self._uri,
@@ -281,61 +354,89 @@ class SQLiteDatabase:
                 isolation_level=None,
                 check_same_thread=False,
             )
-            try:
-                conn.executescript(self._init_script)
-            except BaseException:
-                conn.close()
-                raise
-            self._sync_conn = conn
-        return self._sync_conn
+        except (OSError, sqlite3.Error) as exc:
+            raise VectorStoreError(
+                f"cannot open {self} ({exc}). Check that its directory exists and is "
+                "writable, or choose another --index-dir."
+            ) from exc
+        try:
+            self._prepare(conn)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise self.translate(exc, "opening") from exc
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
-    def _close_sync(self) -> None:
-        with self._sync_lock:
-            conn, self._sync_conn = self._sync_conn, None
-            if conn is not None:
-                conn.close()
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        if self._file is not None:
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version > self._schema_version:
+            raise VectorStoreError(
+                f"{self} has schema version {version}, newer than this version of "
+                f"langchain-rag-async understands ({self._schema_version}); upgrade the "
+                "package or rebuild the index into a new --index-dir."
+            )
+        if not self._schema_version or version < self._schema_version:
+            conn.executescript(self._init_script)
 
-    def _translate(self, exc: sqlite3.Error) -> RAGError:
-        return translate_sqlite_error(exc, self.path, self._busy_timeout)
+    def translate(
+        self, exc: sqlite3.Error, action: str = "", *, rolled_back: bool = False
+    ) -> RAGError:
+        """The library error for ``exc`` raised while doing ``action`` on this database."""
+        return translate_sqlite_error(exc, self, action=action, rolled_back=rolled_back)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise VectorStoreError(f"{self} is closed; open a new one to use it again")
 
 
-def translate_sqlite_error(exc: sqlite3.Error, path: str, busy_timeout: float) -> RAGError:
+def translate_sqlite_error(
+    exc: sqlite3.Error,
+    where: SQLiteDatabase,
+    *,
+    action: str = "",
+    rolled_back: bool = False,
+) -> RAGError:
     """Map a ``sqlite3`` error to the library's error tree, with what to do next.
 
     Args:
         exc: The error raised by sqlite3 or aiosqlite.
-        path: The database file, for the message.
-        busy_timeout: The busy timeout in seconds, for the message.
+        where: The database (its ``str`` names it: "the sparse index at /x/sparse.sqlite").
+        action: What was being done ("writing 3 upsert(s) and 1 delete(s)").
+        rolled_back: Whether a transaction was rolled back (the message says so).
 
     Returns:
         The error to raise (chain it with ``from exc``).
     """
     name = getattr(exc, "sqlite_errorname", "") or ""
+    doing = f" while {action}" if action else ""
+    undone = " The whole transaction was rolled back: nothing was written." if rolled_back else ""
     if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
-        return IndexCorruptedError(path, f"SQLite reports {name}: {exc}")
+        return IndexCorruptedError(where.path, f"SQLite reports {name}{doing}: {exc}")
     if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
         return IndexLockedError(
-            f"SQLite database {path} stayed locked for more than {busy_timeout:g}s ({exc}). "
+            f"{where} stayed locked for more than {where.busy_timeout:g}s{doing} ({exc}).{undone} "
             "Another process is writing to it: wait for it to finish, then retry."
         )
     if name.startswith("SQLITE_CANTOPEN"):
         return VectorStoreError(
-            f"cannot open SQLite database {path} ({exc}). "
-            "Check that its directory exists and is writable."
+            f"cannot open {where}{doing} ({exc}). Check that its directory exists and is writable."
         )
     if "no such table" in str(exc) or "no such column" in str(exc):
         hint = "The file was written by another version: rebuild into a new directory."
     elif name.startswith("SQLITE_CONSTRAINT"):
         hint = "A record breaks the table's constraints: check the values passed in."
+    elif isinstance(exc, sqlite3.InterfaceError | sqlite3.ProgrammingError):
+        hint = "A value cannot be stored (e.g. non-text content): fix it and retry."
     elif name.startswith("SQLITE_FULL"):
         hint = "Free some disk space, then retry."
     else:
         hint = "Retry; if it persists, report it with this message."
-    return VectorStoreError(f"SQLite database {path} failed: {exc} ({name or 'no code'}). {hint}")
-
-
-def _make_parent_dir(path: str) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return VectorStoreError(f"{where} failed{doing}: {exc} ({name or 'no code'}).{undone} {hint}")
 
 
 _T = TypeVar("_T")
@@ -401,38 +502,51 @@ def daemonize(conn: aiosqlite.Connection) -> aiosqlite.Connection:
     """Make a not yet started connection's worker thread a daemon.
 
     aiosqlite's worker threads are not daemons, so one connection left open (a module-level
-    engine, a deployment's cached index) would keep the interpreter from exiting.
+    engine, a deployment's cached index) would keep the interpreter from exiting, and
+    aiosqlite offers no public way to choose (its ``Connection`` is no longer a ``Thread``
+    since 0.22, and builds its worker in ``__init__``). This is the package's ONE reach
+    into aiosqlite's private ``_thread``; supported: aiosqlite >=0.22,<0.23, pinned by
+    ``tests/unit/test_sqlite_cancellation.py::test_aiosqlite_worker_is_reachable_and_daemonized``.
+    Naming and joining the worker go through the public connector (see ``_aopen``).
     """
-    thread = getattr(conn, "_thread", None)
-    if thread is not None and not thread.is_alive():
+    thread = conn._thread
+    if not thread.is_alive():
         thread.daemon = True
     return conn
 
 
-def close_from_sync(*conns: aiosqlite.Connection | None) -> None:
-    """Close aiosqlite connections from sync code.
-
-    Closing needs an event loop. With none running in this thread, a private one is used
-    and the connections are closed on return. Inside a running loop (a sync ``close()``
-    called from async code) a helper thread closes them on its own loop, without blocking
-    the caller's loop and without leaving a future on it (aiosqlite's ``stop()`` would, and
-    its worker thread then fails with "Event loop is closed" if that loop closes first).
-    """
-    live = [conn for conn in conns if conn is not None]
-    if not live:
-        return
-
-    async def close_all() -> None:
-        for conn in live:
-            try:
+async def _aclose_state(state: _LoopState) -> None:
+    """Close one loop's connection and wait for its worker thread to end (best effort)."""
+    conn, state.conn = state.conn, None
+    worker, state.worker = state.worker, None
+    if conn is not None:
+        try:
+            async with asyncio.timeout(_CLOSE_TIMEOUT):
                 await conn.close()
-            except Exception as exc:  # closing is best effort
-                _log.warning("sqlite_close_failed", error=repr(exc))
+        except (TimeoutError, sqlite3.Error, ValueError) as exc:
+            _log.warning("sqlite_close_failed", error=repr(exc))
+    if worker is not None and worker.is_alive():
+        await asyncio.to_thread(worker.join, _CLOSE_TIMEOUT)
 
+
+async def _aclose_states(states: Iterable[_LoopState]) -> None:
+    for state in states:
+        await _aclose_state(state)
+
+
+def _close_states_from_sync(states: list[_LoopState]) -> None:
+    """Close aiosqlite connections from sync code, through the one sync bridge.
+
+    Closing needs an event loop: the sync bridge's (:func:`~langchain_rag_async.aio.run_sync`).
+    From plain sync code this waits until the connections are closed and their worker
+    threads have ended. Inside a running loop (a sync ``close()`` called from async code)
+    it must not block that loop: the bridge's loop closes them in the background.
+    """
+    if not any(state.conn is not None or state.worker is not None for state in states):
+        return
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        asyncio.run(close_all())
+        run_sync(_aclose_states(states))
         return
-    thread = threading.Thread(target=asyncio.run, args=(close_all(),), name="rag-sqlite-close")
-    thread.start()
+    asyncio.run_coroutine_threadsafe(_aclose_states(states), default_portal().start())

@@ -46,7 +46,7 @@ from langchain_rag_async.indexing.resources import (
 )
 from langchain_rag_async.limits import ServiceLimiter
 from langchain_rag_async.retrievers.hybrid import HybridRetriever
-from langchain_rag_async.retrievers.sparse import FTS5Index
+from langchain_rag_async.sparse_index import FTS5Index
 from langchain_rag_async.vectorstores import AsyncFAISS
 
 __all__ = ("AsyncRAGEngine", "RAGEngine")

@@ -20,7 +20,8 @@ Every error the library raises on purpose is a :class:`RAGError`::
     │   ├── DuplicateIdError          ids added twice to a docstore (also a ValueError)
     │   └── DocumentNotFoundError     no document under an id (also a KeyError)
     ├── IndexingError                 the indexing pipeline failed as a whole (or broke an
-    │                                 internal invariant: a bug to report)
+    │   │                             internal invariant: a bug to report)
+    │   └── ClockSkewError            a record would be stamped before ``time_at_least``
     ├── RetrievalError                a search could not be served
     └── GenerationError               the answer model failed or timed out
 
@@ -39,6 +40,7 @@ from pathlib import Path
 __all__ = (
     "ArgumentTypeError",
     "BinaryFileError",
+    "ClockSkewError",
     "ConfigurationError",
     "DecodingError",
     "DocumentNotFoundError",
@@ -218,6 +220,14 @@ class DocumentNotFoundError(VectorStoreError, KeyError):
 
 class IndexingError(RAGError):
     """The indexing pipeline failed as a whole (not a single file)."""
+
+
+class ClockSkewError(IndexingError):
+    """A record manager write would be stamped before ``time_at_least``: the clock went back.
+
+    LangChain's own record managers raise a bare ``AssertionError`` here; this library
+    does not use assertion errors for runtime checks.
+    """
 
 
 class RetrievalError(RAGError):

@@ -8,7 +8,6 @@ hash)``, committed per batch so a crash loses at most the batch in flight.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -18,15 +17,13 @@ import numpy as np
 from langchain_core.embeddings import Embeddings
 
 from langchain_rag_async._closing import Closing
+from langchain_rag_async._introspect import accepted_keywords
 from langchain_rag_async._sqlite import Row, SQLiteDatabase
-from langchain_rag_async.errors import (
-    ConfigurationError,
-    EmbeddingError,
-)
+from langchain_rag_async.errors import ConfigurationError, EmbeddingError
 from langchain_rag_async.ids import content_hash
 from langchain_rag_async.observability import get_logger, span
 
-__all__ = ["CachedEmbeddings", "SQLiteEmbeddingCache"]
+__all__ = ("CachedEmbeddings", "SQLiteEmbeddingCache")
 
 _log = get_logger(__name__)
 
@@ -58,11 +55,13 @@ def encode_vector(vector: Sequence[float]) -> bytes:
     """Return ``vector`` as float32 little-endian bytes.
 
     Raises:
-        ValueError: The vector is empty or not one-dimensional.
+        ConfigurationError: The vector is empty or not one-dimensional (also a ``ValueError``).
     """
     array = np.asarray(vector, dtype="<f4")
     if array.ndim != 1 or array.size == 0:
-        raise ValueError(f"an embedding must be a non-empty flat list; got shape {array.shape}")
+        raise ConfigurationError(
+            f"an embedding must be a non-empty flat list; got shape {array.shape}"
+        )
     return array.tobytes()
 
 
@@ -101,7 +100,8 @@ class SQLiteEmbeddingCache(Closing):
 
     Vectors are stored as float32 little-endian blobs with their dimension; a row whose
     blob does not match its dimension reads as a miss (and is overwritten on the next put).
-    Each :meth:`aput_many` is one committed transaction.
+    Each :meth:`aput_many` is one committed transaction. Closing is final, as for every
+    SQLite file of the package (see :class:`~langchain_rag_async._sqlite.SQLiteDatabase`).
     """
 
     __slots__ = ("_db",)
@@ -112,7 +112,9 @@ class SQLiteEmbeddingCache(Closing):
         Args:
             db_path: SQLite file, or ``":memory:"`` for a private in-memory cache.
         """
-        self._db = SQLiteDatabase(db_path, schema=_CACHE_SCHEMA, synchronous="NORMAL")
+        self._db = SQLiteDatabase(
+            db_path, schema=_CACHE_SCHEMA, synchronous="NORMAL", label="embedding cache"
+        )
 
     @property
     def path(self) -> str:
@@ -137,7 +139,7 @@ class SQLiteEmbeddingCache(Closing):
         rows = _put_rows(model_id, items)
         if not rows:
             return
-        async with self._db.atransaction() as conn:
+        async with self._db.atransaction(f"storing {len(rows)} vector(s)") as conn:
             await conn.executemany(_PUT_SQL, rows)
 
     def put_many(self, model_id: str, items: Sequence[tuple[str, list[float]]]) -> None:
@@ -145,7 +147,7 @@ class SQLiteEmbeddingCache(Closing):
         rows = _put_rows(model_id, items)
         if not rows:
             return
-        with self._db.transaction() as conn:
+        with self._db.transaction(f"storing {len(rows)} vector(s)") as conn:
             conn.executemany(_PUT_SQL, rows)
 
     async def acount(self, model_id: str) -> int:
@@ -158,7 +160,7 @@ class SQLiteEmbeddingCache(Closing):
         return int(self._db.fetchall(_COUNT_SQL, (model_id,))[0][0])
 
     async def aclose(self) -> None:
-        """Close the database connections (reopened on next use)."""
+        """Close the database connections for good (idempotent)."""
         await self._db.aclose()
 
     def close(self) -> None:
@@ -167,19 +169,6 @@ class SQLiteEmbeddingCache(Closing):
 
 
 # -- the Embeddings wrapper -----------------------------------------------------------------
-
-
-def _accepted_keywords(func: Callable[..., Any], names: Sequence[str]) -> frozenset[str]:
-    """Return which of ``names`` ``func`` declares as keyword parameters.
-
-    ``**kwargs`` does not count: many clients forward unknown keywords to a remote API.
-    """
-    try:
-        params = inspect.signature(func).parameters
-    except (TypeError, ValueError):
-        return frozenset()
-    keyword_kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return frozenset(n for n in names if n in params and params[n].kind in keyword_kinds)
 
 
 def _unique_misses(hashes: Sequence[str], cached: Sequence[list[float] | None]) -> list[int]:
@@ -260,7 +249,7 @@ class CachedEmbeddings(Embeddings):
         self.hits = 0
         self.misses = 0
         self._aembed: Callable[..., Awaitable[list[list[float]]]] = inner.aembed_documents
-        self._accepts = _accepted_keywords(inner.aembed_documents, ("sources", "timeout"))
+        self._accepts = accepted_keywords(inner.aembed_documents, ("sources", "timeout"))
 
     def reset_counters(self) -> None:
         """Set :attr:`hits` and :attr:`misses` back to zero."""
@@ -285,7 +274,8 @@ class CachedEmbeddings(Embeddings):
             One vector per text, in input order.
 
         Raises:
-            ValueError: ``sources`` does not match ``texts`` in length.
+            ConfigurationError: ``sources`` does not match ``texts`` in length (also a
+                ``ValueError``).
             EmbeddingError: The inner model timed out or returned unusable vectors.
         """
         _check_sources(texts, sources)
@@ -371,6 +361,6 @@ class CachedEmbeddings(Embeddings):
 
 def _check_sources(texts: Sequence[str], sources: Sequence[str] | None) -> None:
     if sources is not None and len(sources) != len(texts):
-        raise ValueError(
+        raise ConfigurationError(
             f"sources must give one source per text: got {len(sources)} for {len(texts)} texts"
         )

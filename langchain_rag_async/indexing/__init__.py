@@ -7,7 +7,7 @@ from langchain_rag_async.indexing.events import FailedFile, IndexingProgress, In
 from langchain_rag_async.indexing.graph import IndexingContext, build_indexing_graph
 from langchain_rag_async.indexing.record_manager import FileRecord, SQLiteRecordManager
 
-__all__ = [
+__all__ = (
     "FailedFile",
     "FileRecord",
     "IndexingContext",
@@ -17,4 +17,4 @@ __all__ = [
     "aindex_directory",
     "build_indexing_graph",
     "index_directory",
-]
+)

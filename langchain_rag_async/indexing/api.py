@@ -15,11 +15,11 @@ from langchain_rag_async.config import RAGConfig
 from langchain_rag_async.errors import IndexingError
 from langchain_rag_async.indexing.events import IndexingSummary
 from langchain_rag_async.indexing.graph import IndexingContext, build_indexing_graph
-from langchain_rag_async.indexing.pipeline import SparseWriter
 from langchain_rag_async.limits import ServiceLimiter
 from langchain_rag_async.observability import bind_request_id, span
+from langchain_rag_async.sparse_index import SparseIndex
 
-__all__ = ["aindex_directory", "index_directory"]
+__all__ = ("aindex_directory", "index_directory")
 
 ProgressHandler = Callable[[dict[str, Any]], None]
 
@@ -31,7 +31,7 @@ async def aindex_directory(
     config: RAGConfig | None = None,
     embeddings: Embeddings | None = None,
     limiter: ServiceLimiter | None = None,
-    sparse: SparseWriter | None = None,
+    sparse: SparseIndex | None = None,
     on_progress: ProgressHandler | None = None,
     timeout: float | None = None,
 ) -> IndexingSummary:
@@ -46,7 +46,7 @@ async def aindex_directory(
         config: Settings; :meth:`RAGConfig.from_env` by default.
         embeddings: Your own base embedding model instead of the configured one.
         limiter: The shared limiter of the embedding service.
-        sparse: A keyword index to keep in step with the vector store.
+        sparse: A sparse index to keep in step with the vector store.
         on_progress: Called with each progress event dict.
         timeout: Seconds before the run is cancelled (the saved index stays consistent).
 

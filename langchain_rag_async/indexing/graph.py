@@ -21,7 +21,7 @@ from langchain_rag_async._paths import aresolve
 from langchain_rag_async.config import RAGConfig
 from langchain_rag_async.indexing.events import FailedFile
 from langchain_rag_async.indexing.lock import run_lock
-from langchain_rag_async.indexing.pipeline import IndexingPipeline, SparseWriter
+from langchain_rag_async.indexing.pipeline import IndexingPipeline
 from langchain_rag_async.indexing.plan import IndexPlan, plan_indexing
 from langchain_rag_async.indexing.record_manager import SQLiteRecordManager
 from langchain_rag_async.indexing.resources import (
@@ -37,10 +37,10 @@ from langchain_rag_async.indexing.resources import (
 from langchain_rag_async.limits import ServiceLimiter
 from langchain_rag_async.loaders import AsyncDirectoryLoader, FileInfo
 from langchain_rag_async.observability import span
-from langchain_rag_async.retrievers.sparse import FTS5Index
+from langchain_rag_async.sparse_index import SparseIndex
 from langchain_rag_async.splitters import RunnableTextSplitter
 
-__all__ = ["IndexingContext", "IndexingState", "build_indexing_graph"]
+__all__ = ("IndexingContext", "IndexingState", "build_indexing_graph")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -51,13 +51,13 @@ class IndexingContext:
         config: All settings; ``config.index_dir`` is where the index lives.
         embeddings: A caller's own base embedding model (replaces the configured one).
         limiter: The one shared limiter of the embedding service.
-        sparse: A keyword index to keep in step with the vector store.
+        sparse: A sparse index to keep in step with the vector store.
     """
 
     config: RAGConfig = field(default_factory=RAGConfig)
     embeddings: Embeddings | None = None
     limiter: ServiceLimiter | None = None
-    sparse: SparseWriter | None = None
+    sparse: SparseIndex | None = None
 
 
 class IndexingState(TypedDict, total=False):
@@ -145,7 +145,7 @@ async def _index(state: IndexingState, ctx: IndexingContext, index_dir: Path) ->
         if repaired:  # their records were dropped: read them again
             plan = _reload(plan, repaired)
         sparse = ctx.sparse or res.sparse
-        if isinstance(sparse, FTS5Index):
+        if isinstance(sparse, SparseIndex):  # a writer-only object cannot be repaired
             await reconcile_sparse(res.store, sparse)
         pipeline = IndexingPipeline(
             loader=AsyncDirectoryLoader(Path(state["path"]), config=config.loader),

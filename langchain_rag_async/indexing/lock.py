@@ -13,7 +13,7 @@ from langchain_core.runnables.config import run_in_executor
 
 from langchain_rag_async.errors import IndexLockedError
 
-__all__ = ["RUN_LOCK_FILE", "run_lock"]
+__all__ = ("RUN_LOCK_FILE", "run_lock")
 
 RUN_LOCK_FILE = ".run.lock"
 DEFAULT_RUN_LOCK_TIMEOUT = 600.0

@@ -11,42 +11,34 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
+from langchain_rag_async._introspect import accepted_keywords
+from langchain_rag_async.aio import first_error
 from langchain_rag_async.config import PipelineConfig
 from langchain_rag_async.embeddings.cache import CachedEmbeddings
-from langchain_rag_async.errors import EmbeddingError, RAGError
+from langchain_rag_async.errors import EmbeddingError, IndexingError, RAGError
 from langchain_rag_async.indexing.events import FailedFile, IndexingProgress, IndexingSummary
 from langchain_rag_async.indexing.plan import IndexPlan
 from langchain_rag_async.indexing.record_manager import FileRecord, SQLiteRecordManager
 from langchain_rag_async.loaders import AsyncDirectoryLoader
 from langchain_rag_async.observability import bind_task_id, get_logger, span
+from langchain_rag_async.sparse_index import SparseIndex
 from langchain_rag_async.splitters import RunnableTextSplitter
 from langchain_rag_async.vectorstores import AsyncFAISS
 
-__all__ = ["IndexingPipeline", "ProgressCallback", "SparseWriter"]
+__all__ = ("IndexingPipeline", "ProgressCallback")
 
 ProgressCallback = Callable[[dict[str, Any]], None]
 _DONE = object()
 _log = get_logger(__name__)
-
-
-class SparseWriter(Protocol):
-    """A keyword index kept in step with the vector store (e.g. ``FTS5Index``)."""
-
-    async def aapply(
-        self, *, upserts: Sequence[Document] = (), deletes: Sequence[str] = ()
-    ) -> None:
-        """Apply one batch of upserts and deletes in one transaction."""
-        ...
 
 
 @dataclass(slots=True)
@@ -77,7 +69,7 @@ class IndexingPipeline:
         batch_size: Texts per embedding call.
         concurrency: Embedding calls in flight at most.
         known: The file table as read before the run, by source.
-        sparse: An optional keyword index kept in step with the store.
+        sparse: An optional sparse index kept in step with the store.
         on_progress: Called with a progress event dict after every change.
     """
 
@@ -94,7 +86,7 @@ class IndexingPipeline:
         batch_size: int,
         concurrency: int,
         known: dict[str, FileRecord],
-        sparse: SparseWriter | None = None,
+        sparse: SparseIndex | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> None:
         self._loader = loader
@@ -138,8 +130,8 @@ class IndexingPipeline:
                 tg.create_task(_as_task("store", self._store_stage(store_q)))
         except BaseExceptionGroup as group:
             # Callers catch RAGError (the CLI prints it): hand them the stage's own error.
-            cause = _first_error(group)
-            if cause is None:
+            cause = first_error(group)
+            if isinstance(cause, asyncio.CancelledError):
                 raise
             raise cause from group
         await self._forget_deleted(plan.deleted)
@@ -407,18 +399,6 @@ async def _as_task(task_id: str, coro: Coroutine[Any, Any, None]) -> None:
     await coro
 
 
-def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    """The first leaf error of a task group that is not a cancellation."""
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            found = _first_error(exc)
-            if found is not None:
-                return found
-        elif not isinstance(exc, asyncio.CancelledError):
-            return exc
-    return None
-
-
 def _record_of(doc: Document) -> FileRecord:
     """The file-table row of a loaded document (before its chunks are counted)."""
     meta = doc.metadata
@@ -437,7 +417,10 @@ def _failed_work(doc: Document, reason: str) -> _FileWork:
 
 def _vector(value: list[float] | None) -> list[float]:
     if value is None:  # only files whose every batch succeeded reach the store
-        raise AssertionError("a chunk without a vector reached the store stage")
+        raise IndexingError(
+            "internal error: a chunk without a vector reached the store stage; nothing of "
+            "it was stored. Please report this with the command line that caused it."
+        )
     return value
 
 
@@ -448,8 +431,4 @@ def _empty_document(source: str, size: int, mtime: float) -> Document:
 
 def _accepts_sources(embeddings: Embeddings) -> bool:
     """Whether ``aembed_documents`` takes ``sources=`` (our cache and rate-limit wrappers)."""
-    try:
-        params = inspect.signature(embeddings.aembed_documents).parameters
-    except (TypeError, ValueError):
-        return False
-    return "sources" in params
+    return "sources" in accepted_keywords(embeddings.aembed_documents, ("sources",))

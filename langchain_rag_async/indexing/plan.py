@@ -10,7 +10,7 @@ from pathlib import Path
 from langchain_rag_async.indexing.record_manager import FileRecord, file_is_unchanged
 from langchain_rag_async.loaders import FileInfo
 
-__all__ = ["IndexPlan", "plan_indexing"]
+__all__ = ("IndexPlan", "plan_indexing")
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,8 +19,9 @@ from langchain_core.indexing import RecordManager
 
 from langchain_rag_async._closing import Closing
 from langchain_rag_async._sqlite import SQLiteDatabase
+from langchain_rag_async.errors import ClockSkewError, ConfigurationError
 
-__all__ = ["FileRecord", "SQLiteRecordManager", "file_is_unchanged"]
+__all__ = ("FileRecord", "SQLiteRecordManager", "file_is_unchanged")
 
 FILE_STATUSES = ("indexed", "failed")
 
@@ -108,7 +109,7 @@ class FileRecord:
 
     def __post_init__(self) -> None:
         if self.status not in FILE_STATUSES:
-            raise ValueError(
+            raise ConfigurationError(
                 f"FileRecord.status must be one of {FILE_STATUSES}; got {self.status!r}"
             )
 
@@ -167,17 +168,21 @@ def _check_group_ids(
     if group_ids is None:
         return [None] * len(keys)
     if len(keys) != len(group_ids):
-        raise ValueError(
+        raise ConfigurationError(
             f"Number of keys ({len(keys)}) does not match number of group_ids ({len(group_ids)})"
         )
     return list(group_ids)
 
 
 def _update_time(time_at_least: float | None) -> float:
-    """Return the timestamp of a write, refusing one older than ``time_at_least``."""
+    """Return the timestamp of a write, refusing one older than ``time_at_least``.
+
+    Raises:
+        ClockSkewError: The clock is behind ``time_at_least``.
+    """
     update_time = _CLOCK.now()
     if time_at_least and update_time < time_at_least:
-        raise AssertionError(
+        raise ClockSkewError(
             f"Time sync issue: {update_time} < {time_at_least}. The system clock went back "
             "or time_at_least came from another clock; pass a time from get_time()."
         )
@@ -276,6 +281,8 @@ class SQLiteRecordManager(Closing, RecordManager):
     come from a process-wide clock that only moves forward (and starts above the newest
     stored time), so ``aindex`` cleanup can trust ``updated_at`` ordering. Each write is
     one transaction; async writes are serialised on one connection per event loop.
+    Closing is final, as for every SQLite file of the package (see
+    :class:`~langchain_rag_async._sqlite.SQLiteDatabase`).
 
     Example:
         >>> async with SQLiteRecordManager("docs", db_path=index_dir / "records.sqlite") as rm:
@@ -292,7 +299,7 @@ class SQLiteRecordManager(Closing, RecordManager):
                 (kept until :meth:`close` / :meth:`aclose`).
         """
         super().__init__(namespace)
-        self._db = SQLiteDatabase(db_path, schema=_SCHEMA)
+        self._db = SQLiteDatabase(db_path, schema=_SCHEMA, label="record database")
         self._clock_seeded = False
 
     @property
@@ -311,7 +318,7 @@ class SQLiteRecordManager(Closing, RecordManager):
         self._db.fetchall("SELECT 1")
 
     async def aclose(self) -> None:
-        """Close the database connections (reopened on next use)."""
+        """Close the database connections for good (idempotent)."""
         await self._db.aclose()
 
     def close(self) -> None:
@@ -350,8 +357,9 @@ class SQLiteRecordManager(Closing, RecordManager):
         """Upsert ``keys`` (with their group ids) stamped with the current time.
 
         Raises:
-            ValueError: ``group_ids`` does not match ``keys`` in length.
-            AssertionError: The current time is before ``time_at_least`` (clock skew).
+            ConfigurationError: ``group_ids`` does not match ``keys`` in length (also a
+                ``ValueError``).
+            ClockSkewError: The current time is before ``time_at_least``.
         """
         groups = _check_group_ids(keys, group_ids)
         await self._awrite(
@@ -472,7 +480,8 @@ class SQLiteRecordManager(Closing, RecordManager):
             delete_keys: Keys no longer in the vector store.
 
         Raises:
-            ValueError: ``group_ids`` does not match ``keys`` in length.
+            ConfigurationError: ``group_ids`` does not match ``keys`` in length (also a
+                ``ValueError``).
         """
         groups = _check_group_ids(keys, group_ids)
         await self._awrite(lambda now: self._file_batch(files, keys, groups, delete_keys, now))
@@ -491,6 +500,10 @@ class SQLiteRecordManager(Closing, RecordManager):
 
     # -- internals --
 
+    @property
+    def _write_action(self) -> str:
+        return f"writing records of namespace {self.namespace!r}"
+
     def _file_batch(
         self,
         files: Sequence[FileRecord],
@@ -505,7 +518,7 @@ class SQLiteRecordManager(Closing, RecordManager):
     async def _awrite(self, build: _BatchBuilder, time_at_least: float | None = None) -> None:
         if not self._clock_seeded:
             await self.aget_time()
-        async with self._db.atransaction() as conn:
+        async with self._db.atransaction(self._write_action) as conn:
             batch = build(_update_time(time_at_least))
             for sql, rows in batch.statements:
                 await conn.executemany(sql, rows)
@@ -513,7 +526,7 @@ class SQLiteRecordManager(Closing, RecordManager):
     def _write(self, build: _BatchBuilder, time_at_least: float | None = None) -> None:
         if not self._clock_seeded:
             self.get_time()
-        with self._db.transaction() as conn:
+        with self._db.transaction(self._write_action) as conn:
             batch = build(_update_time(time_at_least))
             for sql, rows in batch.statements:
                 conn.executemany(sql, rows)

@@ -23,11 +23,11 @@ from langchain_rag_async.errors import ConfigurationError, EmbeddingModelMismatc
 from langchain_rag_async.indexing.record_manager import SQLiteRecordManager
 from langchain_rag_async.limits import ServiceLimiter
 from langchain_rag_async.observability import get_logger, span
-from langchain_rag_async.retrievers.sparse import FTS5Index
+from langchain_rag_async.sparse_index import FTS5Index, SparseIndex
 from langchain_rag_async.vectorstores import AsyncFAISS
 from langchain_rag_async.vectorstores.faiss import read_manifest
 
-__all__ = [
+__all__ = (
     "RECORDS_FILE",
     "RECORDS_NAMESPACE",
     "IndexResources",
@@ -35,7 +35,7 @@ __all__ = [
     "open_index_resources",
     "reconcile_records",
     "reconcile_sparse",
-]
+)
 
 _log = get_logger(__name__)
 
@@ -53,7 +53,7 @@ class IndexResources:
         embeddings: The full embedding stack (cache, limits, retries).
         store: The FAISS store, loaded or new.
         records: The record manager with its file table.
-        sparse: The FTS5 keyword index, kept in step with the store.
+        sparse: The sparse (FTS5) index, kept in step with the store.
         is_new: True when no index had been saved in the directory yet.
     """
 
@@ -198,15 +198,15 @@ async def open_index_resources(
             await aclose_base_embeddings(_innermost(stack))
 
 
-async def reconcile_sparse(store: AsyncFAISS, sparse: FTS5Index) -> tuple[int, int]:
-    """Bring the keyword index in step with the saved vector store.
+async def reconcile_sparse(store: AsyncFAISS, sparse: SparseIndex) -> tuple[int, int]:
+    """Bring the sparse index in step with the saved vector store.
 
-    The store stage commits keyword rows per batch while the vector store is saved at
-    checkpoints, so after a crash the keyword index may hold a few chunks more or fewer.
+    The store stage commits sparse rows per batch while the vector store is saved at
+    checkpoints, so after a crash the sparse index may hold a few chunks more or fewer.
     This repairs it from the vector store, which is the reference.
 
     Returns:
-        (chunks added to, chunks removed from) the keyword index.
+        (chunks added to, chunks removed from) the sparse index.
     """
     with span("reconcile_sparse"):
         dense_ids = {str(i) for i in store.index_to_docstore_id.values()}
@@ -216,7 +216,7 @@ async def reconcile_sparse(store: AsyncFAISS, sparse: FTS5Index) -> tuple[int, i
         upserts = await store.aget_by_ids(missing) if missing else []
         if upserts or extra:
             await sparse.aapply(upserts=upserts, deletes=extra)
-            _log.info("keyword index repaired", added=len(upserts), removed=len(extra))
+            _log.info("sparse index repaired", added=len(upserts), removed=len(extra))
         return len(upserts), len(extra)
 
 

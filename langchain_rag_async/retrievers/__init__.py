@@ -1,7 +1,9 @@
-"""Retrieval: the SQLite FTS5 keyword index and retriever, rank fusion, the hybrid retriever.
+"""Retrieval: the sparse (FTS5) retriever, rank fusion, the hybrid retriever.
 
-:class:`HybridRetriever` is imported on first use, so the keyword index alone does not
-load the vector store stack (FAISS, langchain-community).
+:class:`HybridRetriever` is imported on first use, so the sparse retriever alone does not
+load the vector store stack (FAISS, langchain-community). :class:`FTS5Index` and
+:func:`to_fts5_query` live in :mod:`langchain_rag_async.sparse_index`; they are
+re-exported here for compatibility.
 """
 
 from __future__ import annotations
@@ -14,13 +16,13 @@ from langchain_rag_async.retrievers.fusion import (
     reciprocal_rank_fusion,
     weighted_score_fusion,
 )
-from langchain_rag_async.retrievers.keyword import FTS5Retriever
-from langchain_rag_async.retrievers.sparse import FTS5Index, to_fts5_query
+from langchain_rag_async.retrievers.sparse import FTS5Retriever
+from langchain_rag_async.sparse_index import FTS5Index, to_fts5_query
 
 if TYPE_CHECKING:
     from langchain_rag_async.retrievers.hybrid import HybridRetriever
 
-__all__ = [
+__all__ = (
     "FTS5Index",
     "FTS5Retriever",
     "HybridRetriever",
@@ -28,7 +30,7 @@ __all__ = [
     "reciprocal_rank_fusion",
     "to_fts5_query",
     "weighted_score_fusion",
-]
+)
 
 _LAZY = {"HybridRetriever": "langchain_rag_async.retrievers.hybrid"}
 

@@ -1,11 +1,11 @@
-"""Closing for retrievers that may own their keyword index (those built by ``from_documents``)."""
+"""Closing for retrievers that may own their sparse index (those built by ``from_documents``)."""
 
 from __future__ import annotations
 
 from langchain_rag_async._closing import Closing
-from langchain_rag_async.retrievers.sparse import FTS5Index
+from langchain_rag_async.sparse_index import FTS5Index
 
-__all__ = ["ClosesOwnedIndex"]
+__all__ = ("ClosesOwnedIndex",)
 
 
 class ClosesOwnedIndex(Closing):

@@ -61,7 +61,7 @@ from langchain_rag_async.retrievers.fusion import (
     reciprocal_rank_fusion,
     weighted_score_fusion,
 )
-from langchain_rag_async.retrievers.sparse import FTS5Index
+from langchain_rag_async.sparse_index import FTS5Index
 from langchain_rag_async.vectorstores import AsyncFAISS, metadata_filter
 
 __all__ = ("FAISS_FILTER_FETCH_FACTOR", "HybridRetriever")

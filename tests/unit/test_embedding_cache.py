@@ -15,7 +15,7 @@ from langchain_tests.integration_tests import EmbeddingsIntegrationTests
 from langchain_tests.unit_tests import EmbeddingsUnitTests
 
 from langchain_rag_async.embeddings.cache import CachedEmbeddings, SQLiteEmbeddingCache
-from langchain_rag_async.errors import ConfigurationError, EmbeddingError
+from langchain_rag_async.errors import ConfigurationError, EmbeddingError, VectorStoreError
 from langchain_rag_async.ids import content_hash
 
 DIM = 8
@@ -137,7 +137,7 @@ async def test_put_replaces_existing_rows(cache: SQLiteEmbeddingCache) -> None:
 
 
 async def test_rejects_empty_vector(cache: SQLiteEmbeddingCache) -> None:
-    with pytest.raises(ValueError, match="non-empty"):
+    with pytest.raises(ConfigurationError, match="non-empty"):  # also a ValueError
         await cache.aput_many("m", [("h", [])])
 
 
@@ -301,7 +301,7 @@ async def test_timeout_is_enforced_for_inner_without_timeout(cache: SQLiteEmbedd
 
 
 async def test_sources_must_match_texts(cached: CachedEmbeddings) -> None:
-    with pytest.raises(ValueError, match="one source per text"):
+    with pytest.raises(ConfigurationError, match="one source per text"):  # also a ValueError
         await cached.aembed_documents(["a", "b"], sources=["/a"])
 
 
@@ -373,8 +373,11 @@ async def test_aclose_closes_the_cache(inner: CountingEmbeddings, cache_file: Pa
     embeddings = CachedEmbeddings(inner, SQLiteEmbeddingCache(cache_file), model_id="m")
     await embeddings.aembed_documents(["a"])
     await embeddings.aclose()
-    assert await embeddings.cache.acount("m") == 1  # reopens lazily
-    await embeddings.aclose()
+    with pytest.raises(VectorStoreError, match="closed"):  # closing is final
+        await embeddings.cache.acount("m")
+    await embeddings.aclose()  # idempotent
+    async with SQLiteEmbeddingCache(cache_file) as reopened:
+        assert await reopened.acount("m") == 1
 
 
 # -- langchain-tests standard suites ---------------------------------------------------

@@ -17,7 +17,7 @@ from langchain_rag_async.indexing.api import aindex_directory, index_directory
 from langchain_rag_async.indexing.graph import IndexingContext, build_indexing_graph
 from langchain_rag_async.indexing.record_manager import SQLiteRecordManager
 from langchain_rag_async.indexing.resources import RECORDS_FILE, RECORDS_NAMESPACE
-from langchain_rag_async.retrievers.sparse import FTS5Index
+from langchain_rag_async.sparse_index import FTS5Index
 from langchain_rag_async.vectorstores import AsyncFAISS
 
 PARAGRAPH = (
@@ -72,7 +72,7 @@ async def store_and_record_ids(index_dir: Path) -> tuple[set[str], set[str]]:
         sparse_ids = await sparse.aids()
     assert store.index.ntotal == len(store.index_to_docstore_id) == len(store.docstore._dict)
     dense_ids = set(store.index_to_docstore_id.values())
-    assert sparse_ids == dense_ids, "the keyword index must hold exactly the stored chunks"
+    assert sparse_ids == dense_ids, "the sparse index must hold exactly the stored chunks"
     return dense_ids, keys
 
 
@@ -343,7 +343,7 @@ async def test_span_tree(tmp_path: Path, emb: CountingEmbedding, spans: Any) -> 
     assert embed.attributes is not None and embed.attributes.get("batch_size")
 
 
-async def test_keyword_index_is_repaired_after_a_crash(
+async def test_sparse_index_is_repaired_after_a_crash(
     tmp_path: Path, emb: CountingEmbedding
 ) -> None:
     corpus = make_corpus(tmp_path / "docs", files=3)
@@ -358,3 +358,25 @@ async def test_keyword_index_is_repaired_after_a_crash(
     await aindex_directory(corpus, config=config, embeddings=emb)
     repaired, keys = await store_and_record_ids(index_dir)  # asserts sparse == dense
     assert repaired == dense == keys
+
+
+def test_a_broken_internal_invariant_is_an_indexing_error_to_report() -> None:
+    from langchain_rag_async.errors import IndexingError
+    from langchain_rag_async.indexing.pipeline import _vector
+
+    with pytest.raises(IndexingError, match="Please report"):
+        _vector(None)
+    assert _vector([1.0]) == [1.0]
+
+
+def test_indexing_does_not_import_the_retrievers() -> None:
+    """Layers: indexing writes the sparse index through ``sparse_index``, never ``retrievers``."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, langchain_rag_async.indexing.graph, langchain_rag_async.indexing.api\n"
+        "print(sorted(m for m in sys.modules if m.startswith('langchain_rag_async.retrievers')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

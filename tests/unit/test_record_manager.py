@@ -17,7 +17,13 @@ from langchain_core.embeddings import DeterministicFakeEmbedding
 from langchain_core.indexing import IndexingResult, aindex, index
 from langchain_core.vectorstores import InMemoryVectorStore
 
-from langchain_rag_async.errors import IndexCorruptedError, VectorStoreError
+from langchain_rag_async._sqlite import WORKER_THREAD_PREFIX
+from langchain_rag_async.errors import (
+    ClockSkewError,
+    ConfigurationError,
+    IndexCorruptedError,
+    VectorStoreError,
+)
 from langchain_rag_async.indexing import record_manager as rm_module
 from langchain_rag_async.indexing.record_manager import (
     FileRecord,
@@ -79,14 +85,14 @@ async def test_aupdate_upserts_group_and_time(arm: SQLiteRecordManager) -> None:
 
 
 async def test_aupdate_rejects_mismatched_group_ids(arm: SQLiteRecordManager) -> None:
-    with pytest.raises(ValueError, match="does not match"):
+    with pytest.raises(ConfigurationError, match="does not match"):  # also a ValueError
         await arm.aupdate(["a", "b"], group_ids=["g1"])
     assert await arm.aexists(["a", "b"]) == [False, False]
 
 
 async def test_aupdate_time_at_least_in_future_raises(arm: SQLiteRecordManager) -> None:
     future = await arm.aget_time() + 3600
-    with pytest.raises(AssertionError, match="Time sync issue"):
+    with pytest.raises(ClockSkewError, match="Time sync issue"):
         await arm.aupdate(["a"], time_at_least=future)
     assert await arm.aexists(["a"]) == [False]
     await arm.aupdate(["a"], time_at_least=await arm.aget_time())
@@ -246,8 +252,13 @@ def test_sync_and_async_see_the_same_file(db_file: Path) -> None:
         manager.close()
 
 
+def sqlite_workers() -> set[threading.Thread]:
+    """Our aiosqlite worker threads (named); other threads of the process do not count."""
+    return {t for t in threading.enumerate() if t.name.startswith(WORKER_THREAD_PREFIX)}
+
+
 def test_used_from_two_event_loops_sequentially(db_file: Path) -> None:
-    threads_before = threading.active_count()
+    workers_before = sqlite_workers()
     manager = SQLiteRecordManager("ns", db_path=db_file)
     asyncio.run(manager.aupdate(["first"]))
     asyncio.run(manager.aupdate(["second"]))
@@ -259,17 +270,25 @@ def test_used_from_two_event_loops_sequentially(db_file: Path) -> None:
             await manager.aclose()
 
     assert sorted(asyncio.run(read_and_close())) == ["first", "second"]
-    assert threading.active_count() == threads_before  # no connection thread left behind
+    assert sqlite_workers() == workers_before  # no connection thread left behind
 
 
 def test_sync_close_stops_async_connections(db_file: Path) -> None:
-    threads_before = threading.active_count()
+    """Counts our named worker threads only, and close() joins them: no race with others."""
+    workers_before = sqlite_workers()
     manager = SQLiteRecordManager("ns", db_path=db_file)
     asyncio.run(manager.aupdate(["a"]))
+    [worker] = sqlite_workers() - workers_before
+    assert worker.name == "rag-sqlite:records.sqlite"
     manager.close()
-    assert threading.active_count() == threads_before
-    assert manager.exists(["a"]) == [True]  # reopens lazily
+    assert not worker.is_alive()
+    assert sqlite_workers() == workers_before
+    with pytest.raises(VectorStoreError, match="closed"):  # closing is final
+        manager.exists(["a"])
     manager.close()
+    reopened = SQLiteRecordManager("ns", db_path=db_file)
+    assert reopened.exists(["a"]) == [True]
+    reopened.close()
 
 
 # -- concurrency -----------------------------------------------------------------------------
@@ -312,7 +331,7 @@ async def test_sync_writer_in_thread_and_async_writers_share_the_file(
 
 
 def test_file_record_rejects_unknown_status() -> None:
-    with pytest.raises(ValueError, match="status"):
+    with pytest.raises(ConfigurationError, match="status"):  # also a ValueError
         _file("/a", status="pending")
 
 

@@ -89,3 +89,39 @@ def test_cancelled_query_is_drained_before_the_loop_closes(
     time.sleep(0.2)
     assert thread_errors == []
     assert not conn._thread.is_alive()
+
+
+def test_aiosqlite_worker_is_reachable_and_daemonized() -> None:
+    """Pins the one reach into aiosqlite's privates (``_sqlite.daemonize``).
+
+    aiosqlite >=0.22,<0.23 builds the worker ``threading.Thread`` in ``Connection.__init__``
+    as ``_thread`` (the Connection itself is no longer a Thread) and starts it on await,
+    running the connector on it first. If a new aiosqlite changes that, this test fails:
+    check the new release for a public way to make the worker a daemon.
+    """
+    from importlib.metadata import version
+
+    from langchain_rag_async._sqlite import daemonize
+
+    major, minor = (int(part) for part in version("aiosqlite").split(".")[:2])
+    assert (major, minor) == (0, 22), "re-check _sqlite.daemonize for this aiosqlite version"
+    assert not issubclass(aiosqlite.Connection, threading.Thread)
+    ran_on: list[threading.Thread] = []
+
+    def connect() -> sqlite3.Connection:
+        ran_on.append(threading.current_thread())
+        return sqlite3.connect(":memory:", check_same_thread=False)
+
+    conn = aiosqlite.Connection(connect, 64)
+    worker = conn._thread
+    assert isinstance(worker, threading.Thread) and not worker.is_alive()
+    assert daemonize(conn) is conn and worker.daemon
+
+    async def main() -> None:
+        await aopen(conn)
+        await conn.close()
+
+    asyncio.run(main())
+    assert ran_on == [worker]  # the connector runs on that worker: naming it there is public
+    worker.join(5)
+    assert not worker.is_alive()

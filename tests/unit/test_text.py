@@ -20,7 +20,7 @@ from langchain_rag_async._text import (
     terms,
 )
 
-SPARSE_TOKENIZER = "porter unicode61 remove_diacritics 2"  # as retrievers/_fts5_sql.py
+SPARSE_TOKENIZER = "porter unicode61 remove_diacritics 2"  # as sparse_index/_fts5_sql.py
 RULE_SUFFIXES = (
     "s ies sses ed eed ing ational tional enci anci izer logi bli alli entli eli ousli ization "
     "ation ator alism iveness fulness ousness aliti iviti biliti icate ative alize iciti ical "

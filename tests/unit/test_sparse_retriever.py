@@ -1,4 +1,4 @@
-"""FTS5Retriever: keyword-only retrieval, the standard retriever suite, arguments, lifecycle."""
+"""FTS5Retriever: sparse-only retrieval, the standard retriever suite, arguments, lifecycle."""
 
 from __future__ import annotations
 

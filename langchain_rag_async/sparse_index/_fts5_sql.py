@@ -1,4 +1,4 @@
-"""The SQL of :class:`~langchain_rag_async.retrievers.FTS5Index` and the pure helpers around it.
+"""The SQL of :class:`~langchain_rag_async.sparse_index.FTS5Index` and the pure helpers around it.
 
 The schema and every statement, the translation of a user question into a safe FTS5
 ``MATCH`` query (:func:`to_fts5_query`), metadata filters in SQL, write plans, lookups by
@@ -15,16 +15,18 @@ from typing import Any
 
 from langchain_core.documents import Document
 
+from langchain_rag_async._checks import check_count, check_filter
 from langchain_rag_async._text import ENGLISH_STOPWORDS, WORD
+from langchain_rag_async.errors import ConfigurationError
 
-__all__ = ["ENGLISH_STOPWORDS", "MAX_QUERY_TERMS", "SCHEMA_VERSION", "to_fts5_query"]
+__all__ = ("ENGLISH_STOPWORDS", "MAX_QUERY_TERMS", "SCHEMA_VERSION", "to_fts5_query")
 
 MAX_QUERY_TERMS = 64  # distinct words of a question that go into the FTS5 query
 SCHEMA_VERSION = 1
 
 
-SCHEMA = f"""
-BEGIN IMMEDIATE;
+# Run by the SQLite layer in one transaction, which then sets PRAGMA user_version.
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS chunks (
     pk INTEGER PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
@@ -47,8 +49,6 @@ CREATE TRIGGER IF NOT EXISTS chunks_au AFTER UPDATE OF page_content ON chunks BE
     VALUES ('delete', old.pk, old.page_content);
     INSERT INTO chunks_fts(rowid, page_content) VALUES (new.pk, new.page_content);
 END;
-PRAGMA user_version = {SCHEMA_VERSION};
-COMMIT;
 """
 UPSERT_SQL = """
 INSERT INTO chunks (id, page_content, metadata) VALUES (?, ?, ?)
@@ -103,10 +103,9 @@ def to_fts5_query(
         The MATCH expression, or ``None`` when the text holds no word at all.
 
     Raises:
-        ValueError: ``max_terms`` is smaller than 1.
+        ConfigurationError: ``max_terms`` is smaller than 1 (also a ``ValueError``).
     """
-    if max_terms < 1:
-        raise ValueError(f"max_terms must be at least 1; got {max_terms}")
+    check_count("max_terms", max_terms)
     words = dict.fromkeys(w.lower() for w in WORD.findall(unicodedata.normalize("NFC", text)))
     terms = [w for w in words if w not in stopwords] or list(words)
     if not terms:
@@ -127,10 +126,14 @@ class WritePlan:
 
 
 def plan_write(upserts: Sequence[Document], deletes: Sequence[str]) -> WritePlan:
-    """Validate a batch and convert it to SQL parameters (no I/O)."""
+    """Validate a batch and convert it to SQL parameters (no I/O).
+
+    Raises:
+        ConfigurationError: A document has no id (also a ``ValueError``).
+    """
     missing = [i for i, doc in enumerate(upserts) if not doc.id]
     if missing:
-        raise ValueError(
+        raise ConfigurationError(
             f"{len(missing)} document(s) have no id (first at position {missing[0]}); "
             "give every chunk the same id it has in the vector store before indexing it"
         )
@@ -148,39 +151,48 @@ def plan_write(upserts: Sequence[Document], deletes: Sequence[str]) -> WritePlan
 def filter_sql(filter: dict[str, Any] | None) -> tuple[str, list[Any]]:
     """Build the SQL conditions of an exact-match metadata filter.
 
-    A scalar value matches equal values (``None`` also matches a missing key); a list or
-    tuple matches any of its scalars.
+    The filter is validated by :func:`~langchain_rag_async._checks.check_filter` (the one
+    validator the vector store shares). A scalar value matches equal values; ``None``
+    matches a missing or null value; a list or tuple matches any of its values.
+
+    Raises:
+        ConfigurationError: The filter is malformed (also a ``ValueError``).
     """
-    if not filter:
+    checked = check_filter(filter)
+    if not checked:
         return "", []
     clauses: list[str] = []
     params: list[Any] = []
-    for key, value in filter.items():
-        if not isinstance(key, str) or not key or '"' in key:
-            raise ValueError(f"metadata filter key {key!r} must be a non-empty string without '\"'")
-        path = f'$."{key}"'
-        if value is None:
-            clauses.append("coalesce(json_type(c.metadata, ?), 'null') = 'null'")
+    for key, value in checked.items():
+        path = f'$."{key}"'  # check_filter refused keys holding '"'
+        values = value if isinstance(value, list) else [value]
+        scalars = [v for v in values if v is not None]
+        options: list[str] = []
+        if scalars:
+            options.append(f"json_extract(c.metadata, ?) IN ({', '.join('?' * len(scalars))})")
+            params.extend([path, *scalars])
+        if len(scalars) < len(values):
+            options.append("coalesce(json_type(c.metadata, ?), 'null') = 'null'")
             params.append(path)
-            continue
-        values = list(value) if isinstance(value, list | tuple) else [value]
-        if not all(isinstance(v, str | int | float) for v in values):
-            raise ValueError(
-                f"metadata filter value {value!r} for {key!r} is not supported; "
-                "use a string, number or boolean, a list of them, or None for 'missing'"
-            )
-        marks = ", ".join("?" * len(values))
-        clauses.append(f"json_extract(c.metadata, ?) IN ({marks})" if values else "0")
-        params.extend([path, *values] if values else [])
+        if not options:
+            clauses.append("0")  # an empty list: "any of nothing"
+        elif len(options) == 1:
+            clauses.append(options[0])
+        else:
+            clauses.append(f"({' OR '.join(options)})")
     return "".join(f"\n  AND {clause}" for clause in clauses), params
 
 
 def build_search(
     query: str, k: int, filter: dict[str, Any] | None, *, columns: str = DOCUMENT_COLUMNS
 ) -> tuple[str, list[Any]] | None:
-    """Return the search SQL and its parameters, or ``None`` when nothing can match."""
-    if k < 1:
-        raise ValueError(f"k must be at least 1; got {k}")
+    """Return the search SQL and its parameters, or ``None`` when nothing can match.
+
+    Raises:
+        ConfigurationError: ``k`` is not a whole number of at least 1, or the filter is
+            malformed (also a ``ValueError``).
+    """
+    check_count("k", k)
     match = to_fts5_query(query)
     if match is None:
         return None

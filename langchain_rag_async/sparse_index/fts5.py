@@ -1,0 +1,280 @@
+"""The sparse index on SQLite FTS5: BM25 over the chunks, the lexical half of hybrid search.
+
+:class:`FTS5Index` keeps chunks keyed by the same ids as the vector store, updates them
+incrementally, and ranks them with FTS5's ``bm25()``. Connections, errors and closing
+come from the package's one SQLite layer (:class:`~langchain_rag_async._sqlite.SQLiteDatabase`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from langchain_core.documents import Document
+
+from langchain_rag_async._closing import Closing
+from langchain_rag_async._sqlite import DEFAULT_BUSY_TIMEOUT, SQLiteDatabase, drain_on_cancel
+from langchain_rag_async.observability import span
+from langchain_rag_async.sparse_index import _fts5_sql as sql
+from langchain_rag_async.sparse_index._fts5_sql import (
+    ENGLISH_STOPWORDS,
+    MAX_QUERY_TERMS,
+    to_fts5_query,
+)
+
+__all__ = (
+    "DEFAULT_BUSY_TIMEOUT",
+    "ENGLISH_STOPWORDS",
+    "MAX_QUERY_TERMS",
+    "SPARSE_INDEX_FILENAME",
+    "FTS5Index",
+    "to_fts5_query",
+)
+
+SPARSE_INDEX_FILENAME = "sparse.sqlite"  # inside an index directory
+
+
+def _write_action(plan: sql.WritePlan) -> str:
+    return f"writing {len(plan.rows)} upsert(s) and {len(plan.deletes)} delete(s)"
+
+
+def _search_action(query: str) -> str:
+    return f"searching for {query!r}"
+
+
+def _lookup_action(ids: int) -> str:
+    return f"reading {ids} chunk(s) by id"
+
+
+class FTS5Index(Closing):
+    """A BM25 sparse index of chunks in SQLite FTS5 (Porter stemming, diacritics folded).
+
+    Chunks are stored with their id, text and metadata (as JSON; values JSON cannot hold
+    are stored as strings), so results are complete Documents. Updates are incremental:
+    only the given ids are touched, and each call is one transaction. A file database
+    runs in WAL mode, so other processes may read while one writes; ``db_path=None``
+    keeps the index in memory until it is closed.
+
+    Each event loop gets its own aiosqlite connection, used under an ``asyncio.Lock`` so a
+    search never sees half of a batch; the sync methods share one ``sqlite3`` connection.
+    Close it with :meth:`aclose` / :meth:`close` (or ``async with`` / ``with``): closing is
+    final, as for every SQLite file of the package (see
+    :class:`~langchain_rag_async._sqlite.SQLiteDatabase`).
+
+    Args:
+        db_path: The SQLite file (``<index_dir>/sparse.sqlite`` by convention; parent
+            directories are created); ``None`` or ``":memory:"`` for an in-memory index.
+        busy_timeout: Seconds to wait for another writer before giving up.
+    """
+
+    __slots__ = ("_db",)
+
+    def __init__(
+        self, db_path: str | Path | None = None, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT
+    ) -> None:
+        self._db = SQLiteDatabase(
+            db_path,
+            schema=sql.SCHEMA,
+            schema_version=sql.SCHEMA_VERSION,
+            synchronous="NORMAL",
+            busy_timeout=busy_timeout,
+            label="sparse index",
+        )
+
+    @classmethod
+    def in_index_dir(
+        cls, index_dir: str | Path, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT
+    ) -> FTS5Index:
+        """Open the sparse index stored in an index directory (``sparse.sqlite``)."""
+        return cls(Path(index_dir) / SPARSE_INDEX_FILENAME, busy_timeout=busy_timeout)
+
+    @property
+    def db_path(self) -> Path | None:
+        """The SQLite file, or ``None`` for an in-memory index."""
+        return self._db.file
+
+    def __repr__(self) -> str:
+        return f"FTS5Index({str(self._db.file or ':memory:')!r})"
+
+    # ------------------------------------------------------------------ async API
+
+    async def aupsert(self, documents: Sequence[Document]) -> None:
+        """Insert chunks or replace those with the same id, in one transaction (see aapply)."""
+        await self.aapply(upserts=documents)
+
+    async def adelete(self, ids: Sequence[str]) -> None:
+        """Remove chunks by id in one transaction; unknown ids are ignored (see aapply)."""
+        await self.aapply(deletes=ids)
+
+    async def aapply(
+        self, *, upserts: Sequence[Document] = (), deletes: Sequence[str] = ()
+    ) -> None:
+        """Delete ``deletes`` then upsert ``upserts``, all in ONE transaction.
+
+        An id in both lists ends up present, with the new content. Cancelling the call
+        (e.g. with ``asyncio.timeout``) applies the batch entirely or not at all.
+
+        Raises:
+            ConfigurationError: A document has no id (also a ``ValueError``).
+            IndexLockedError: Another writer kept the database locked too long.
+            VectorStoreError: The write failed; the batch was rolled back.
+        """
+        plan = sql.plan_write(upserts, deletes)
+        if not plan.size:
+            return
+        with span("sparse.apply", upserts=len(plan.rows), deletes=len(plan.deletes)):
+            async with self._db.atransaction(_write_action(plan)) as conn:
+                if plan.deletes:
+                    await conn.executemany(sql.DELETE_SQL, plan.deletes)
+                if plan.rows:
+                    await conn.executemany(sql.UPSERT_SQL, plan.rows)
+
+    async def asearch(
+        self, query: str, k: int = 4, *, filter: dict[str, Any] | None = None
+    ) -> list[tuple[Document, float]]:
+        """Return the ``k`` chunks that best match ``query`` by BM25, best first.
+
+        Args:
+            query: The user's question, as typed (any characters are safe).
+            k: Number of results wanted.
+            filter: Exact-match conditions on metadata keys: a scalar matches equal values,
+                ``None`` a missing or null value, a list any of its values. The ranking
+                runs over matching chunks only, so up to ``k`` results still come back.
+
+        Returns:
+            ``(document, score)`` pairs; the score is the positive BM25 relevance
+            (higher is better). Empty when the question holds no word.
+
+        Raises:
+            ConfigurationError: ``k`` is below 1 or the filter is malformed (also a
+                ``ValueError``).
+            VectorStoreError: The search failed.
+        """
+        built = sql.build_search(query, k, filter)
+        if built is None:
+            return []
+        with span("sparse.search", k=k) as current:
+            rows = await self._db.afetchall(*built, action=_search_action(query))
+            results = [sql.to_result(row) for row in rows]
+            current.set_attribute("rag.results", len(results))
+        return results
+
+    async def asearch_ids(
+        self, query: str, k: int = 4, *, filter: dict[str, Any] | None = None
+    ) -> list[tuple[str, float]]:
+        """Like :meth:`asearch`, but ``(id, score)`` pairs: no text read, no Document built.
+
+        For callers that rank first and fetch only the winners (the hybrid retriever).
+        """
+        built = sql.build_search(query, k, filter, columns="c.id")
+        if built is None:
+            return []
+        with span("sparse.search", k=k, ids_only=True) as current:
+            rows = await self._db.afetchall(*built, action=_search_action(query))
+            results = [sql.to_id_result(row) for row in rows]
+            current.set_attribute("rag.results", len(results))
+        return results
+
+    async def aget_by_ids(self, ids: Iterable[str]) -> list[Document]:
+        """The chunks stored under ``ids``, in the order asked; unknown ids are skipped.
+
+        Args:
+            ids: Chunk ids (repeats are read once).
+
+        Returns:
+            Fresh documents, their ids set.
+
+        Raises:
+            VectorStoreError: The lookup failed.
+        """
+        batches = sql.get_batches(ids)
+        count = sum(len(b) for _, b in batches)
+        rows: list[Any] = []
+        with span("sparse.get_by_ids", ids=count):
+            async with self._db.alocked(_lookup_action(count)) as conn:
+                for statement, params in batches:
+                    rows.extend(
+                        await drain_on_cancel(conn, conn.execute_fetchall(statement, params))
+                    )
+        return sql.in_order(batches, rows)
+
+    async def acount(self) -> int:
+        """Return how many chunks the index holds."""
+        rows = await self._db.afetchall(sql.COUNT_SQL, action="counting chunks")
+        return int(rows[0][0])
+
+    async def aids(self) -> set[str]:
+        """Return the ids of all chunks (to reconcile with the vector store)."""
+        rows = await self._db.afetchall(sql.IDS_SQL, action="listing chunk ids")
+        return {row[0] for row in rows}
+
+    async def aclose(self) -> None:
+        """Close every connection; the index cannot be used afterwards (idempotent)."""
+        await self._db.aclose()
+
+    # ------------------------------------------------------------------ sync API
+
+    def upsert(self, documents: Sequence[Document]) -> None:
+        """Sync twin of :meth:`aupsert`."""
+        self.apply(upserts=documents)
+
+    def delete(self, ids: Sequence[str]) -> None:
+        """Sync twin of :meth:`adelete`."""
+        self.apply(deletes=ids)
+
+    def apply(self, *, upserts: Sequence[Document] = (), deletes: Sequence[str] = ()) -> None:
+        """Sync twin of :meth:`aapply`."""
+        plan = sql.plan_write(upserts, deletes)
+        if not plan.size:
+            return
+        with (
+            span("sparse.apply", upserts=len(plan.rows), deletes=len(plan.deletes)),
+            self._db.transaction(_write_action(plan)) as conn,
+        ):
+            conn.executemany(sql.DELETE_SQL, plan.deletes)
+            conn.executemany(sql.UPSERT_SQL, plan.rows)
+
+    def search(
+        self, query: str, k: int = 4, *, filter: dict[str, Any] | None = None
+    ) -> list[tuple[Document, float]]:
+        """Sync twin of :meth:`asearch`."""
+        built = sql.build_search(query, k, filter)
+        if built is None:
+            return []
+        with span("sparse.search", k=k):
+            rows = self._db.fetchall(*built, action=_search_action(query))
+            return [sql.to_result(row) for row in rows]
+
+    def search_ids(
+        self, query: str, k: int = 4, *, filter: dict[str, Any] | None = None
+    ) -> list[tuple[str, float]]:
+        """Sync twin of :meth:`asearch_ids`."""
+        built = sql.build_search(query, k, filter, columns="c.id")
+        if built is None:
+            return []
+        with span("sparse.search", k=k, ids_only=True):
+            rows = self._db.fetchall(*built, action=_search_action(query))
+            return [sql.to_id_result(row) for row in rows]
+
+    def get_by_ids(self, ids: Iterable[str]) -> list[Document]:
+        """Sync twin of :meth:`aget_by_ids`."""
+        batches = sql.get_batches(ids)
+        count = sum(len(b) for _, b in batches)
+        rows: list[Any] = []
+        with span("sparse.get_by_ids", ids=count), self._db.locked(_lookup_action(count)) as conn:
+            for statement, params in batches:
+                rows.extend(conn.execute(statement, params).fetchall())
+        return sql.in_order(batches, rows)
+
+    def count(self) -> int:
+        """Sync twin of :meth:`acount`."""
+        return int(self._db.fetchall(sql.COUNT_SQL, action="counting chunks")[0][0])
+
+    def ids(self) -> set[str]:
+        """Sync twin of :meth:`aids`."""
+        return {row[0] for row in self._db.fetchall(sql.IDS_SQL, action="listing chunk ids")}
+
+    def close(self) -> None:
+        """Sync twin of :meth:`aclose` (also ends the connections of async callers)."""
+        self._db.close()
