@@ -236,7 +236,7 @@ def test_sync_update_exists_list_delete(srm: SQLiteRecordManager) -> None:
 def test_sync_update_errors(srm: SQLiteRecordManager) -> None:
     with pytest.raises(ValueError, match="does not match"):
         srm.update(["a"], group_ids=["g", "h"])
-    with pytest.raises(AssertionError, match="Time sync issue"):
+    with pytest.raises(ClockSkewError, match="Time sync issue"):
         srm.update(["a"], time_at_least=srm.get_time() + 3600)
     assert srm.exists(["a"]) == [False]
 
