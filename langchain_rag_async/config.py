@@ -33,6 +33,8 @@ FusionMethod = Literal["rrf", "weighted"]
 T = TypeVar("T")
 
 DEFAULT_OPENAI_EMBEDDING_MODEL = "text-embedding-3-small"
+DEFAULT_LOCAL_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2@onnx-int8"
+"""Identity of the bundled offline model's vectors (stored with every index it builds)."""
 DEFAULT_OPENAI_CHAT_MODEL = "gpt-4o-mini"
 DEFAULT_LOCAL_CHAT_MODEL = "SmolLM2-135M-Instruct"
 DEFAULT_INDEX_DIR = Path(".rag-index")
@@ -173,9 +175,7 @@ class EmbeddingConfig:
             return self.model
         if self.provider == "openai":
             return DEFAULT_OPENAI_EMBEDDING_MODEL
-        from langchain_rag_async.embeddings.local import LOCAL_MODEL_ID
-
-        return LOCAL_MODEL_ID
+        return DEFAULT_LOCAL_EMBEDDING_MODEL
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

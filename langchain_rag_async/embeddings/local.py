@@ -21,6 +21,7 @@ import numpy.typing as npt
 from langchain_core.embeddings import Embeddings
 from langchain_core.runnables.config import run_in_executor
 
+from langchain_rag_async.config import DEFAULT_LOCAL_EMBEDDING_MODEL
 from langchain_rag_async.errors import ConfigurationError, EmbeddingError
 from langchain_rag_async.observability import span
 
@@ -38,7 +39,7 @@ __all__ = [
     "LocalMiniLMEmbeddings",
 ]
 
-LOCAL_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2@onnx-int8"
+LOCAL_MODEL_ID = DEFAULT_LOCAL_EMBEDDING_MODEL
 """Identity of the model's vectors, stored with every index built from them."""
 LOCAL_DIMENSION = 384
 """Length of every vector."""
