@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib import resources
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from langchain_rag_async.config import RAGConfig, ServerConfig
@@ -33,7 +34,13 @@ __all__ = ("create_app",)
 
 logger = get_logger(__name__)
 
-_OPEN_PATHS = frozenset({"/healthz"})
+_OPEN_PATHS = frozenset({"/healthz", "/"})  # the chat page holds no data; it asks for the key
+_CHAT_PAGE = "static/index.html"
+# The page's own inline script and style only; it talks to this origin alone.
+_CSP = (
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+    "connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'"
+)
 
 
 def create_app(
@@ -81,6 +88,15 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.rag = state
+    page = (resources.files(__package__ or "langchain_rag_async.server") / _CHAT_PAGE).read_text(
+        "utf-8"
+    )
+
+    @app.get("/", include_in_schema=False)
+    async def chat_page() -> HTMLResponse:
+        """The web chat page: no build step, no CDN, nothing fetched from elsewhere."""
+        return HTMLResponse(page, headers={"Content-Security-Policy": _CSP})
+
     app.include_router(openai_api.router)
     app.include_router(rest_api.router)
     app.include_router(index_api.router)

@@ -97,6 +97,16 @@ async def _sse(answer: StartedAnswer) -> AsyncIterator[ServerSentEvent]:
         yield ServerSentEvent(data=json.dumps(data, ensure_ascii=False), event=event.type)
 
 
+@router.get("/chunks/{chunk_id}")
+async def chunk(chunk_id: str, request: Request) -> dict[str, Any]:
+    """One indexed chunk by id (what a citation points to): its text and where it comes from."""
+    retriever = await get_state(request).engine.aretriever()
+    found = await retriever.vectorstore.aget_by_ids([chunk_id])
+    if not found:
+        raise RequestError(404, f"no chunk {chunk_id!r} in the index", code="chunk_not_found")
+    return _hit(found[0])
+
+
 @router.get("/healthz")
 async def healthz() -> dict[str, str]:
     """Alive: the process answers (no authentication needed)."""
