@@ -7,6 +7,6 @@
 from __future__ import annotations
 
 from langchain_rag_async.server.app import create_app
-from langchain_rag_async.server.run import aserve
+from langchain_rag_async.server.run import aserve, aserve_mcp_stdio
 
-__all__ = ("aserve", "create_app")
+__all__ = ("aserve", "aserve_mcp_stdio", "create_app")

@@ -25,8 +25,7 @@ from langchain_rag_async.errors import (
 )
 from langchain_rag_async.observability import get_logger
 from langchain_rag_async.server import index_api, openai_api, rest_api
-from langchain_rag_async.server.gate import GenerationGate
-from langchain_rag_async.server.jobs import IndexJobs
+from langchain_rag_async.server.mcp_server import build_mcp_server
 from langchain_rag_async.server.middleware import AuthMiddleware, BodyLimitMiddleware
 from langchain_rag_async.server.state import ServerState
 
@@ -65,22 +64,18 @@ def create_app(
     settings = settings or config.server
     owns_engine = engine is None
     engine = engine or AsyncRAGEngine(config=config)
-    state = ServerState(
-        engine=engine,
-        settings=settings,
-        gate=GenerationGate(settings.max_concurrent_generations, settings.queue_timeout),
-        jobs=IndexJobs(engine),
-        owns_engine=owns_engine,
-    )
+    state = ServerState.create(engine, settings, owns_engine=owns_engine)
+
+    mcp = build_mcp_server(state)
+    mcp_app = mcp.streamable_http_app(streamable_http_path="/mcp", host=settings.host)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         try:
-            yield
+            async with mcp.session_manager.run():
+                yield
         finally:
-            await state.jobs.aclose()  # the index stays consistent: the pipeline saves atomically
-            if state.owns_engine:
-                await state.engine.aclose()
+            await state.aclose()
 
     app = FastAPI(
         title="langchain-rag-async",
@@ -100,6 +95,7 @@ def create_app(
     app.include_router(openai_api.router)
     app.include_router(rest_api.router)
     app.include_router(index_api.router)
+    app.router.routes.extend(mcp_app.routes)  # MCP over streamable HTTP at /mcp
     _add_error_handlers(app)
     if settings.cors_origins:
         app.add_middleware(

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from langchain_rag_async.errors import RequestError
 from langchain_rag_async.server.schemas import IndexRequest
-from langchain_rag_async.server.security import confine_path
+from langchain_rag_async.server.security import aconfine_path
 from langchain_rag_async.server.state import get_state
 
 __all__ = ("router",)
@@ -23,7 +23,7 @@ _WS_NOT_FOUND = 4404  # WebSocket close code for an unknown job (4000-4999: appl
 async def start_index(body: IndexRequest, request: Request) -> JSONResponse:
     """Start indexing ``path`` (under a configured root): 202 with the job; 409 while one runs."""
     state = get_state(request)
-    path = confine_path(body.path, state.settings.roots)
+    path = await aconfine_path(body.path, state.settings.roots)
     job = state.jobs.start(path)
     return JSONResponse(job.to_dict(), status_code=202, headers={"Location": f"/index/{job.id}"})
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import uvicorn
 
 from langchain_rag_async.config import RAGConfig
+from langchain_rag_async.engine import AsyncRAGEngine
 from langchain_rag_async.server.app import create_app
+from langchain_rag_async.server.mcp_server import build_mcp_server
 from langchain_rag_async.server.security import check_bind
+from langchain_rag_async.server.state import ServerState
 
-__all__ = ("aserve",)
+__all__ = ("aserve", "aserve_mcp_stdio")
 
 
 async def aserve(config: RAGConfig) -> None:
@@ -35,3 +38,13 @@ async def aserve(config: RAGConfig) -> None:
         )
     )
     await server.serve()
+
+
+async def aserve_mcp_stdio(config: RAGConfig) -> None:
+    """Serve the MCP tools over stdin/stdout until the client closes them (``rag-async mcp``)."""
+    engine = AsyncRAGEngine(config=config)
+    state = ServerState.create(engine, config.server, owns_engine=True)
+    try:
+        await build_mcp_server(state).run_stdio_async()
+    finally:
+        await state.aclose()

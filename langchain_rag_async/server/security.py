@@ -8,10 +8,19 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from langchain_core.runnables.config import run_in_executor
+
 from langchain_rag_async.config import ServerConfig
 from langchain_rag_async.errors import ConfigurationError, RequestError
 
-__all__ = ("authorized", "check_bind", "confine_path", "is_loopback", "unauthorized")
+__all__ = (
+    "aconfine_path",
+    "authorized",
+    "check_bind",
+    "confine_path",
+    "is_loopback",
+    "unauthorized",
+)
 
 _BEARER = "bearer "
 
@@ -83,6 +92,11 @@ def confine_path(raw: str, roots: Sequence[Path]) -> Path:
         code="path_not_allowed",
         param="path",
     )
+
+
+async def aconfine_path(raw: str, roots: Sequence[Path]) -> Path:
+    """:func:`confine_path` off the event loop (resolving a path touches the file system)."""
+    return await run_in_executor(None, confine_path, raw, roots)
 
 
 def is_loopback(host: str) -> bool:

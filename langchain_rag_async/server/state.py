@@ -26,6 +26,25 @@ class ServerState:
     owns_engine: bool = False
     started: float = field(default_factory=time.time)
 
+    @classmethod
+    def create(
+        cls, engine: AsyncRAGEngine, settings: ServerConfig, *, owns_engine: bool
+    ) -> ServerState:
+        """The state of a server over ``engine`` with ``settings``' limits."""
+        return cls(
+            engine=engine,
+            settings=settings,
+            gate=GenerationGate(settings.max_concurrent_generations, settings.queue_timeout),
+            jobs=IndexJobs(engine),
+            owns_engine=owns_engine,
+        )
+
+    async def aclose(self) -> None:
+        """Cancel a running index job (the saved index stays consistent), close an owned engine."""
+        await self.jobs.aclose()
+        if self.owns_engine:
+            await self.engine.aclose()
+
 
 def get_state(connection: Request | WebSocket) -> ServerState:
     """The state of the app serving ``connection`` (set by ``create_app``)."""
