@@ -74,6 +74,10 @@ _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 class AnswerContext:
     """What an answer run needs besides its input.
 
+    ``retriever`` and ``llm`` may be left out only when the graph was built with a
+    ``default_context`` (a deployment: the LangGraph server builds an empty context for
+    runs that pass none); the default then supplies both.
+
     Attributes:
         retriever: Any LangChain retriever; called as ``ainvoke(query, k=k)``.
         llm: The chat model that writes the answer (and condenses follow-ups when able).
@@ -82,8 +86,8 @@ class AnswerContext:
             (approximate tokens); ``None`` keeps all of it.
     """
 
-    retriever: BaseRetriever
-    llm: BaseChatModel
+    retriever: BaseRetriever | None = None
+    llm: BaseChatModel | None = None
     k: int = 6
     max_history_tokens: int | None = HISTORY_TOKEN_BUDGET
 
@@ -260,10 +264,24 @@ _NO_CONTEXT = (
 )
 
 
-def _context(context: AnswerContext | None) -> AnswerContext:
-    if context is None:
+@dataclass(frozen=True, slots=True)
+class _RunContext:
+    """A complete context: what the nodes use."""
+
+    retriever: BaseRetriever
+    llm: BaseChatModel
+    k: int
+    max_history_tokens: int | None
+
+
+def _is_complete(context: AnswerContext | None) -> bool:
+    return context is not None and context.retriever is not None and context.llm is not None
+
+
+def _context(context: AnswerContext | None) -> _RunContext:
+    if context is None or context.retriever is None or context.llm is None:
         raise ConfigurationError(_NO_CONTEXT)
-    return context
+    return _RunContext(context.retriever, context.llm, context.k, context.max_history_tokens)
 
 
 def _with_default_context(
@@ -273,7 +291,7 @@ def _with_default_context(
     """Run ``node`` with ``default()``'s context when the run passed none."""
 
     async def run(state: AnswerState, runtime: Runtime[AnswerContext]) -> AnswerState:
-        if runtime.context is None:
+        if not _is_complete(runtime.context):
             runtime = runtime.override(context=await default())
         return await node(state, runtime)
 
