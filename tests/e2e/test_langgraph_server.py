@@ -1,4 +1,4 @@
-"""The graphs of langgraph.json under ``langgraph dev`` (in-memory runtime), through langgraph_sdk."""
+"""The graphs of langgraph.json under ``langgraph dev`` (in-memory), through langgraph_sdk."""
 
 from __future__ import annotations
 
