@@ -9,212 +9,154 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from langchain_rag_async.answering import (
-        AnswerContext,
-        AnswerEvent,
-        AnswerResult,
-        aanswer,
-        astream_answer,
-        build_answer_graph,
-    )
-    from langchain_rag_async.chat_models import (
-        ExtractiveChatModel,
-        build_chat_model,
-    )
-    from langchain_rag_async.config import (
-        EmbeddingConfig,
-        LLMConfig,
-        LoaderConfig,
-        PipelineConfig,
-        RAGConfig,
-        RateLimitConfig,
-        RetrievalConfig,
-        RetryConfig,
-        SplitterConfig,
-    )
-    from langchain_rag_async.embeddings import (
-        CachedEmbeddings,
-        LocalMiniLMEmbeddings,
-        RateLimitedEmbeddings,
-        ServiceLimiter,
-        SQLiteEmbeddingCache,
-        build_embeddings,
-    )
-    from langchain_rag_async.engine import (
-        AsyncRAGEngine,
-        RAGEngine,
-    )
+if TYPE_CHECKING:  # for type checkers and IDEs; test_imports checks it matches _EXPORTS
+    from langchain_rag_async.answering import AnswerContext as AnswerContext
+    from langchain_rag_async.answering import AnswerEvent as AnswerEvent
+    from langchain_rag_async.answering import AnswerResult as AnswerResult
+    from langchain_rag_async.answering import aanswer as aanswer
+    from langchain_rag_async.answering import astream_answer as astream_answer
+    from langchain_rag_async.answering import build_answer_graph as build_answer_graph
+    from langchain_rag_async.chat_models import ExtractiveChatModel as ExtractiveChatModel
+    from langchain_rag_async.chat_models import build_chat_model as build_chat_model
+    from langchain_rag_async.config import EmbeddingConfig as EmbeddingConfig
+    from langchain_rag_async.config import LLMConfig as LLMConfig
+    from langchain_rag_async.config import LoaderConfig as LoaderConfig
+    from langchain_rag_async.config import PipelineConfig as PipelineConfig
+    from langchain_rag_async.config import RAGConfig as RAGConfig
+    from langchain_rag_async.config import RateLimitConfig as RateLimitConfig
+    from langchain_rag_async.config import RetrievalConfig as RetrievalConfig
+    from langchain_rag_async.config import RetryConfig as RetryConfig
+    from langchain_rag_async.config import SplitterConfig as SplitterConfig
+    from langchain_rag_async.embeddings import CachedEmbeddings as CachedEmbeddings
+    from langchain_rag_async.embeddings import LocalMiniLMEmbeddings as LocalMiniLMEmbeddings
+    from langchain_rag_async.embeddings import RateLimitedEmbeddings as RateLimitedEmbeddings
+    from langchain_rag_async.embeddings import SQLiteEmbeddingCache as SQLiteEmbeddingCache
+    from langchain_rag_async.embeddings import build_embeddings as build_embeddings
+    from langchain_rag_async.engine import AsyncRAGEngine as AsyncRAGEngine
+    from langchain_rag_async.engine import RAGEngine as RAGEngine
+    from langchain_rag_async.errors import ConfigurationError as ConfigurationError
+    from langchain_rag_async.errors import EmbeddingError as EmbeddingError
     from langchain_rag_async.errors import (
-        ConfigurationError,
-        EmbeddingError,
-        EmbeddingModelMismatchError,
-        GenerationError,
-        IndexCorruptedError,
-        IndexingError,
-        IndexLockedError,
-        IndexNotFoundError,
-        LoadingError,
-        RAGError,
-        RetrievalError,
-        VectorStoreError,
+        EmbeddingModelMismatchError as EmbeddingModelMismatchError,
     )
-    from langchain_rag_async.gc_tuning import (
-        freeze_long_lived,
-    )
-    from langchain_rag_async.indexing import (
-        IndexingContext,
-        IndexingSummary,
-        SQLiteRecordManager,
-        aindex_directory,
-        build_indexing_graph,
-        index_directory,
-    )
-    from langchain_rag_async.loaders import (
-        AsyncDirectoryLoader,
-    )
-    from langchain_rag_async.prompts import (
-        ANSWER_PROMPT,
-    )
-    from langchain_rag_async.retrievers import (
-        FTS5Index,
-        FTS5Retriever,
-        HybridRetriever,
-        fuse_ranked_ids,
-        reciprocal_rank_fusion,
-        weighted_score_fusion,
-    )
-    from langchain_rag_async.splitters import (
-        RunnableTextSplitter,
-        chunk_id,
-    )
-    from langchain_rag_async.vectorstores import (
-        AsyncFAISS,
-        CompactDocstore,
-    )
+    from langchain_rag_async.errors import GenerationError as GenerationError
+    from langchain_rag_async.errors import IndexCorruptedError as IndexCorruptedError
+    from langchain_rag_async.errors import IndexingError as IndexingError
+    from langchain_rag_async.errors import IndexLockedError as IndexLockedError
+    from langchain_rag_async.errors import IndexNotFoundError as IndexNotFoundError
+    from langchain_rag_async.errors import LoadingError as LoadingError
+    from langchain_rag_async.errors import RAGError as RAGError
+    from langchain_rag_async.errors import RetrievalError as RetrievalError
+    from langchain_rag_async.errors import VectorStoreError as VectorStoreError
+    from langchain_rag_async.gc_tuning import freeze_long_lived as freeze_long_lived
+    from langchain_rag_async.indexing import IndexingContext as IndexingContext
+    from langchain_rag_async.indexing import IndexingSummary as IndexingSummary
+    from langchain_rag_async.indexing import SQLiteRecordManager as SQLiteRecordManager
+    from langchain_rag_async.indexing import aindex_directory as aindex_directory
+    from langchain_rag_async.indexing import build_indexing_graph as build_indexing_graph
+    from langchain_rag_async.indexing import index_directory as index_directory
+    from langchain_rag_async.limits import ServiceLimiter as ServiceLimiter
+    from langchain_rag_async.loaders import AsyncDirectoryLoader as AsyncDirectoryLoader
+    from langchain_rag_async.prompts import ANSWER_PROMPT as ANSWER_PROMPT
+    from langchain_rag_async.retrievers import FTS5Index as FTS5Index
+    from langchain_rag_async.retrievers import FTS5Retriever as FTS5Retriever
+    from langchain_rag_async.retrievers import HybridRetriever as HybridRetriever
+    from langchain_rag_async.retrievers import fuse_ranked_ids as fuse_ranked_ids
+    from langchain_rag_async.retrievers import reciprocal_rank_fusion as reciprocal_rank_fusion
+    from langchain_rag_async.retrievers import weighted_score_fusion as weighted_score_fusion
+    from langchain_rag_async.splitters import RunnableTextSplitter as RunnableTextSplitter
+    from langchain_rag_async.splitters import chunk_id as chunk_id
+    from langchain_rag_async.vectorstores import AsyncFAISS as AsyncFAISS
+    from langchain_rag_async.vectorstores import CompactDocstore as CompactDocstore
 
-_EXPORTS: dict[str, str] = {
-    "ANSWER_PROMPT": "langchain_rag_async.prompts",
-    "AnswerContext": "langchain_rag_async.answering",
-    "AnswerEvent": "langchain_rag_async.answering",
-    "AnswerResult": "langchain_rag_async.answering",
-    "AsyncDirectoryLoader": "langchain_rag_async.loaders",
-    "AsyncFAISS": "langchain_rag_async.vectorstores",
-    "AsyncRAGEngine": "langchain_rag_async.engine",
-    "CachedEmbeddings": "langchain_rag_async.embeddings",
-    "CompactDocstore": "langchain_rag_async.vectorstores",
-    "ConfigurationError": "langchain_rag_async.errors",
-    "EmbeddingConfig": "langchain_rag_async.config",
-    "EmbeddingError": "langchain_rag_async.errors",
-    "EmbeddingModelMismatchError": "langchain_rag_async.errors",
-    "ExtractiveChatModel": "langchain_rag_async.chat_models",
-    "FTS5Index": "langchain_rag_async.retrievers",
-    "FTS5Retriever": "langchain_rag_async.retrievers",
-    "GenerationError": "langchain_rag_async.errors",
-    "HybridRetriever": "langchain_rag_async.retrievers",
-    "IndexCorruptedError": "langchain_rag_async.errors",
-    "IndexLockedError": "langchain_rag_async.errors",
-    "IndexNotFoundError": "langchain_rag_async.errors",
-    "IndexingContext": "langchain_rag_async.indexing",
-    "IndexingError": "langchain_rag_async.errors",
-    "IndexingSummary": "langchain_rag_async.indexing",
-    "LLMConfig": "langchain_rag_async.config",
-    "LoaderConfig": "langchain_rag_async.config",
-    "LoadingError": "langchain_rag_async.errors",
-    "LocalMiniLMEmbeddings": "langchain_rag_async.embeddings",
-    "PipelineConfig": "langchain_rag_async.config",
-    "RAGConfig": "langchain_rag_async.config",
-    "RAGEngine": "langchain_rag_async.engine",
-    "RAGError": "langchain_rag_async.errors",
-    "RateLimitConfig": "langchain_rag_async.config",
-    "RateLimitedEmbeddings": "langchain_rag_async.embeddings",
-    "RetrievalConfig": "langchain_rag_async.config",
-    "RetrievalError": "langchain_rag_async.errors",
-    "RetryConfig": "langchain_rag_async.config",
-    "RunnableTextSplitter": "langchain_rag_async.splitters",
-    "SQLiteEmbeddingCache": "langchain_rag_async.embeddings",
-    "SQLiteRecordManager": "langchain_rag_async.indexing",
-    "ServiceLimiter": "langchain_rag_async.embeddings",
-    "SplitterConfig": "langchain_rag_async.config",
-    "VectorStoreError": "langchain_rag_async.errors",
-    "aanswer": "langchain_rag_async.answering",
-    "aindex_directory": "langchain_rag_async.indexing",
-    "astream_answer": "langchain_rag_async.answering",
-    "build_answer_graph": "langchain_rag_async.answering",
-    "build_chat_model": "langchain_rag_async.chat_models",
-    "build_embeddings": "langchain_rag_async.embeddings",
-    "build_indexing_graph": "langchain_rag_async.indexing",
-    "chunk_id": "langchain_rag_async.splitters",
-    "freeze_long_lived": "langchain_rag_async.gc_tuning",
-    "fuse_ranked_ids": "langchain_rag_async.retrievers",
-    "index_directory": "langchain_rag_async.indexing",
-    "reciprocal_rank_fusion": "langchain_rag_async.retrievers",
-    "weighted_score_fusion": "langchain_rag_async.retrievers",
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "langchain_rag_async.answering": (
+        "AnswerContext",
+        "AnswerEvent",
+        "AnswerResult",
+        "aanswer",
+        "astream_answer",
+        "build_answer_graph",
+    ),
+    "langchain_rag_async.chat_models": (
+        "ExtractiveChatModel",
+        "build_chat_model",
+    ),
+    "langchain_rag_async.config": (
+        "EmbeddingConfig",
+        "LLMConfig",
+        "LoaderConfig",
+        "PipelineConfig",
+        "RAGConfig",
+        "RateLimitConfig",
+        "RetrievalConfig",
+        "RetryConfig",
+        "SplitterConfig",
+    ),
+    "langchain_rag_async.embeddings": (
+        "CachedEmbeddings",
+        "LocalMiniLMEmbeddings",
+        "RateLimitedEmbeddings",
+        "SQLiteEmbeddingCache",
+        "build_embeddings",
+    ),
+    "langchain_rag_async.engine": (
+        "AsyncRAGEngine",
+        "RAGEngine",
+    ),
+    "langchain_rag_async.errors": (
+        "ConfigurationError",
+        "EmbeddingError",
+        "EmbeddingModelMismatchError",
+        "GenerationError",
+        "IndexCorruptedError",
+        "IndexLockedError",
+        "IndexNotFoundError",
+        "IndexingError",
+        "LoadingError",
+        "RAGError",
+        "RetrievalError",
+        "VectorStoreError",
+    ),
+    "langchain_rag_async.gc_tuning": ("freeze_long_lived",),
+    "langchain_rag_async.indexing": (
+        "IndexingContext",
+        "IndexingSummary",
+        "SQLiteRecordManager",
+        "aindex_directory",
+        "build_indexing_graph",
+        "index_directory",
+    ),
+    "langchain_rag_async.limits": ("ServiceLimiter",),
+    "langchain_rag_async.loaders": ("AsyncDirectoryLoader",),
+    "langchain_rag_async.prompts": ("ANSWER_PROMPT",),
+    "langchain_rag_async.retrievers": (
+        "FTS5Index",
+        "FTS5Retriever",
+        "HybridRetriever",
+        "fuse_ranked_ids",
+        "reciprocal_rank_fusion",
+        "weighted_score_fusion",
+    ),
+    "langchain_rag_async.splitters": (
+        "RunnableTextSplitter",
+        "chunk_id",
+    ),
+    "langchain_rag_async.vectorstores": (
+        "AsyncFAISS",
+        "CompactDocstore",
+    ),
 }
+"""The public names, by the module they are imported from on first use."""
 
-__all__ = [
-    "ANSWER_PROMPT",
-    "AnswerContext",
-    "AnswerEvent",
-    "AnswerResult",
-    "AsyncDirectoryLoader",
-    "AsyncFAISS",
-    "AsyncRAGEngine",
-    "CachedEmbeddings",
-    "CompactDocstore",
-    "ConfigurationError",
-    "EmbeddingConfig",
-    "EmbeddingError",
-    "EmbeddingModelMismatchError",
-    "ExtractiveChatModel",
-    "FTS5Index",
-    "FTS5Retriever",
-    "GenerationError",
-    "HybridRetriever",
-    "IndexCorruptedError",
-    "IndexLockedError",
-    "IndexNotFoundError",
-    "IndexingContext",
-    "IndexingError",
-    "IndexingSummary",
-    "LLMConfig",
-    "LoaderConfig",
-    "LoadingError",
-    "LocalMiniLMEmbeddings",
-    "PipelineConfig",
-    "RAGConfig",
-    "RAGEngine",
-    "RAGError",
-    "RateLimitConfig",
-    "RateLimitedEmbeddings",
-    "RetrievalConfig",
-    "RetrievalError",
-    "RetryConfig",
-    "RunnableTextSplitter",
-    "SQLiteEmbeddingCache",
-    "SQLiteRecordManager",
-    "ServiceLimiter",
-    "SplitterConfig",
-    "VectorStoreError",
-    "aanswer",
-    "aindex_directory",
-    "astream_answer",
-    "build_answer_graph",
-    "build_chat_model",
-    "build_embeddings",
-    "build_indexing_graph",
-    "chunk_id",
-    "freeze_long_lived",
-    "fuse_ranked_ids",
-    "index_directory",
-    "reciprocal_rank_fusion",
-    "weighted_score_fusion",
-]
+_MODULE_OF: dict[str, str] = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = tuple(sorted(_MODULE_OF))
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
+    module = _MODULE_OF.get(name)
     if module is None:
         raise AttributeError(f"module 'langchain_rag_async' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
@@ -223,4 +165,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+    return sorted({*globals(), *__all__})

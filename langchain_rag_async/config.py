@@ -11,12 +11,12 @@ from typing import Literal, TypeVar
 
 from langchain_rag_async.errors import ConfigurationError
 
-__all__ = [
+__all__ = (
     "ChatProvider",
     "EmbeddingConfig",
+    "EmbeddingProvider",
     "FusionMethod",
     "LLMConfig",
-    "EmbeddingProvider",
     "LoaderConfig",
     "PipelineConfig",
     "RAGConfig",
@@ -25,7 +25,7 @@ __all__ = [
     "RetryConfig",
     "ServerConfig",
     "SplitterConfig",
-]
+)
 
 EmbeddingProvider = Literal["local", "openai"]
 ChatProvider = Literal["extractive", "openai", "local"]
@@ -230,6 +230,9 @@ class LLMConfig:
         openai_api_key: Key for the OpenAI-compatible endpoint.
         openai_base_url: Base URL of the OpenAI-compatible endpoint.
         request_timeout: Seconds before one generation request is abandoned.
+        rate_limit: Limits of the chat service (requests and estimated prompt tokens per
+            minute); unlimited by default.
+        concurrency: Chat requests in flight at most (answers and follow-up rewrites).
     """
 
     provider: ChatProvider = "extractive"
@@ -238,6 +241,8 @@ class LLMConfig:
     openai_api_key: str | None = field(default=None, repr=False)
     openai_base_url: str | None = None
     request_timeout: float = 120.0
+    rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
+    concurrency: int = 4
 
     def __post_init__(self) -> None:
         if self.provider not in ("extractive", "openai", "local"):
@@ -245,6 +250,7 @@ class LLMConfig:
                 f"unknown chat provider {self.provider!r}; use 'extractive', 'openai' or 'local'"
             )
         _require_positive("request_timeout", self.request_timeout)
+        _require_positive("concurrency", self.concurrency)
 
     @property
     def model_name(self) -> str:
@@ -361,11 +367,14 @@ class RAGConfig:
         ``RAG_EMBEDDING_MODEL``, ``RAG_EMBEDDING_BATCH_SIZE``, ``RAG_EMBEDDING_CONCURRENCY``,
         ``RAG_EMBEDDING_RPM``, ``RAG_EMBEDDING_TPM``, ``RAG_CHUNK_SIZE``, ``RAG_CHUNK_OVERLAP``,
         ``RAG_MAX_FILE_SIZE``, ``RAG_LLM`` (``extractive``/``openai``/``local``),
-        ``RAG_CHAT_MODEL``, ``OPENAI_API_KEY``, ``OPENAI_BASE_URL``, ``RAG_FREEZE_GC``
-        (``1``/``0``), and for ``serve``: ``RAG_SERVE_HOST``, ``RAG_SERVE_PORT``,
-        ``RAG_SERVE_ROOTS`` (directories separated by ``os.pathsep``), ``RAG_API_KEY``,
-        ``RAG_CORS_ORIGINS`` (comma-separated), ``RAG_SERVE_MAX_CONCURRENT_GENERATIONS``,
-        ``RAG_SERVE_GRACE``.
+        ``RAG_CHAT_MODEL``, ``RAG_CHAT_CONCURRENCY`` (chat requests in flight at most,
+        default 4), ``RAG_CHAT_RPM`` and ``RAG_CHAT_TPM`` (requests and estimated prompt
+        tokens per minute of the chat service; unset: unlimited), ``OPENAI_API_KEY``,
+        ``OPENAI_BASE_URL``, ``RAG_FREEZE_GC`` (``1``/``0``), and for ``serve``:
+        ``RAG_SERVE_HOST``, ``RAG_SERVE_PORT``, ``RAG_SERVE_ROOTS`` (directories separated
+        by ``os.pathsep``), ``RAG_API_KEY``, ``RAG_CORS_ORIGINS`` (comma-separated),
+        ``RAG_SERVE_MAX_CONCURRENT_GENERATIONS``, ``RAG_SERVE_GRACE``. Unset variables
+        keep the defaults of the config classes.
 
         Args:
             environ: The mapping to read; ``os.environ`` by default.
@@ -381,15 +390,13 @@ class RAGConfig:
             )
         defaults_e = EmbeddingConfig()
         defaults_s = SplitterConfig()
+        defaults_l = LLMConfig()
         embeddings = EmbeddingConfig(
             provider=provider,  # type: ignore[arg-type]
             model=env.get("RAG_EMBEDDING_MODEL") or None,
             batch_size=_int(env, "RAG_EMBEDDING_BATCH_SIZE", defaults_e.batch_size),
             concurrency=_int(env, "RAG_EMBEDDING_CONCURRENCY", defaults_e.concurrency),
-            rate_limit=RateLimitConfig(
-                requests_per_minute=_float_or_none(env, "RAG_EMBEDDING_RPM"),
-                tokens_per_minute=_float_or_none(env, "RAG_EMBEDDING_TPM"),
-            ),
+            rate_limit=_rate_limit(env, "RAG_EMBEDDING"),
             openai_api_key=env.get("OPENAI_API_KEY") or None,
             openai_base_url=env.get("OPENAI_BASE_URL") or None,
         )
@@ -408,6 +415,8 @@ class RAGConfig:
         llm = LLMConfig(
             provider=llm_provider,  # type: ignore[arg-type]
             model=env.get("RAG_CHAT_MODEL") or None,
+            rate_limit=_rate_limit(env, "RAG_CHAT"),
+            concurrency=_int(env, "RAG_CHAT_CONCURRENCY", defaults_l.concurrency),
             openai_api_key=env.get("OPENAI_API_KEY") or None,
             openai_base_url=env.get("OPENAI_BASE_URL") or None,
         )
@@ -498,6 +507,14 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError as exc:
         raise ConfigurationError(f"{name} must be a whole number; got {raw!r}") from exc
+
+
+def _rate_limit(env: Mapping[str, str], prefix: str) -> RateLimitConfig:
+    """``{prefix}_RPM`` and ``{prefix}_TPM`` as a service's limits (unset: unlimited)."""
+    return RateLimitConfig(
+        requests_per_minute=_float_or_none(env, f"{prefix}_RPM"),
+        tokens_per_minute=_float_or_none(env, f"{prefix}_TPM"),
+    )
 
 
 def _float_or_none(env: Mapping[str, str], name: str) -> float | None:

@@ -2,14 +2,14 @@
 
 :class:`AsyncRAGEngine` is the real implementation; :class:`RAGEngine` has the same
 constructor and sync twins that also work inside a running event loop (Jupyter).
-The engine owns the one :class:`ServiceLimiter` of its embedding service and shares it
-between indexing and query embedding.
+The engine owns the one :class:`ServiceLimiter` of each external service it calls: the
+embedding service's (shared by indexing and query embedding) and the chat service's
+(shared by every answer).
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, replace
@@ -22,19 +22,20 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 from langchain_core.runnables.config import run_in_executor
 
+from langchain_rag_async._checks import check_question
 from langchain_rag_async._closing import AsyncClosing, Closing
 from langchain_rag_async._paths import aresolve
+from langchain_rag_async.aio import LoopBound, run_sync
 from langchain_rag_async.answering import AnswerEvent, AnswerResult, aanswer, astream_answer
 from langchain_rag_async.chat_models.factory import abuild_chat_model
 from langchain_rag_async.config import RAGConfig
 from langchain_rag_async.embeddings.factory import (
-    LOCAL_MAX_CONCURRENCY,
     aclose_base_embeddings,
     build_base_embeddings,
+    embedding_limiter,
 )
-from langchain_rag_async.embeddings.limits import ServiceLimiter
 from langchain_rag_async.embeddings.rate_limited import RateLimitedEmbeddings
-from langchain_rag_async.errors import IndexNotFoundError, RAGError, RetrievalError
+from langchain_rag_async.errors import IndexNotFoundError, RetrievalError, UsageError
 from langchain_rag_async.gc_tuning import freeze_long_lived
 from langchain_rag_async.indexing.api import aindex_directory
 from langchain_rag_async.indexing.events import IndexingSummary
@@ -43,20 +44,15 @@ from langchain_rag_async.indexing.resources import (
     reconcile_sparse,
     resolve_model_id,
 )
+from langchain_rag_async.limits import ServiceLimiter
 from langchain_rag_async.retrievers.hybrid import HybridRetriever
 from langchain_rag_async.retrievers.sparse import FTS5Index
 from langchain_rag_async.vectorstores import AsyncFAISS
 
-__all__ = ["AsyncRAGEngine", "RAGEngine"]
+__all__ = ("AsyncRAGEngine", "RAGEngine")
 
 ProgressHandler = Callable[[dict[str, Any]], None]
 T = TypeVar("T")
-
-
-def _make_limiter(config: RAGConfig, embeddings: Embeddings | None) -> ServiceLimiter:
-    if config.embeddings.provider == "local" and embeddings is None:
-        return ServiceLimiter("embeddings:local", max_concurrency=LOCAL_MAX_CONCURRENCY)
-    return ServiceLimiter.from_config(f"embeddings:{config.embeddings.provider}", config.embeddings)
 
 
 class AsyncRAGEngine(AsyncClosing):
@@ -67,6 +63,11 @@ class AsyncRAGEngine(AsyncClosing):
         config: All settings; :meth:`RAGConfig.from_env` when not given.
         embeddings: Your own base embedding model instead of the configured one.
         llm: Your own chat model instead of the configured one.
+
+    Attributes:
+        limiter: The one limiter of the embedding service (indexing and queries).
+        chat_limiter: The one limiter of the chat service (``config.llm``'s
+            ``rate_limit`` and ``concurrency``), held around every model call of an answer.
 
     Example:
         ```python
@@ -91,10 +92,11 @@ class AsyncRAGEngine(AsyncClosing):
         self.config = config
         self._embeddings = embeddings
         self._llm = llm
-        self.limiter = _make_limiter(config, embeddings)
+        self.limiter = embedding_limiter(config.embeddings, base=embeddings)
+        self.chat_limiter = ServiceLimiter.from_config(f"chat:{config.llm.provider}", config.llm)
         self._stores: _Stores | None = None
         self._retired: list[_Stores] = []
-        self._locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+        self._load_locks: LoopBound[asyncio.Lock] = LoopBound(asyncio.Lock)
 
     # -- indexing -----------------------------------------------------------------------
 
@@ -146,7 +148,7 @@ class AsyncRAGEngine(AsyncClosing):
 
     async def _current_stores(self) -> _Stores:
         if self._stores is None:
-            async with self._load_lock():
+            async with self._load_locks.get():  # concurrent first queries load it once
                 if self._stores is None:
                     self._stores = await self._load_stores()
                     if self.config.freeze_gc:
@@ -156,7 +158,7 @@ class AsyncRAGEngine(AsyncClosing):
     async def aquery(
         self,
         question: str,
-        k: int = 10,
+        k: int | None = None,
         *,
         filter: dict[str, Any] | None = None,
         timeout: float | None = None,
@@ -165,11 +167,18 @@ class AsyncRAGEngine(AsyncClosing):
 
         Each document carries ``metadata["scores"] = {"dense", "sparse", "fused"}``.
 
+        Args:
+            question: What to search for.
+            k: How many chunks; ``config.retrieval.k`` when ``None``.
+            filter: Exact-match metadata filter (``{"source": "a.md"}``).
+            timeout: Seconds for the search; ``None``: no limit.
+
         Raises:
-            RetrievalError: The question is empty.
+            RetrievalError: The question is empty, or the search took longer than ``timeout``.
             IndexNotFoundError: Nothing was indexed in the index directory yet.
         """
-        _check_question(question)
+        check_question(question)
+        k = self.config.retrieval.k if k is None else k
         kwargs: dict[str, Any] = {"k": k}
         if filter is not None:
             kwargs["filter"] = filter
@@ -191,13 +200,23 @@ class AsyncRAGEngine(AsyncClosing):
         k: int | None = None,
         timeout: float | None = None,
     ) -> AnswerResult:
-        """Answer ``question`` from the index, citing sources as ``[n]``."""
-        _check_question(question)
+        """Answer ``question`` from the index, citing sources as ``[n]``.
+
+        ``k`` is ``config.retrieval.k`` when ``None``; the chat model is called through
+        :attr:`chat_limiter`.
+        """
+        check_question(question)
         k = self.config.retrieval.k if k is None else k
         llm = await self.allm()
         async with self._using(k) as retriever:
             return await aanswer(
-                question, retriever=retriever, llm=llm, history=history, k=k, timeout=timeout
+                question,
+                retriever=retriever,
+                llm=llm,
+                history=history,
+                k=k,
+                timeout=timeout,
+                limiter=self.chat_limiter,
             )
 
     async def astream_answer(
@@ -209,12 +228,18 @@ class AsyncRAGEngine(AsyncClosing):
         timeout: float | None = None,
     ) -> AsyncGenerator[AnswerEvent, None]:
         """Stream the answer: a ``sources`` event, ``token`` events, then ``done`` or ``error``."""
-        _check_question(question)
+        check_question(question)
         k = self.config.retrieval.k if k is None else k
         llm = await self.allm()
         async with self._using(k) as retriever:
             events = astream_answer(
-                question, retriever=retriever, llm=llm, history=history, k=k, timeout=timeout
+                question,
+                retriever=retriever,
+                llm=llm,
+                history=history,
+                k=k,
+                timeout=timeout,
+                limiter=self.chat_limiter,
             )
             async with aclosing(events):
                 async for event in events:
@@ -234,13 +259,6 @@ class AsyncRAGEngine(AsyncClosing):
         retired, self._retired = self._retired, []
         for stores in retired:
             await stores.aclose()
-
-    def _load_lock(self) -> asyncio.Lock:
-        """One lock per event loop: concurrent first queries load the index once."""
-        loop = asyncio.get_running_loop()
-        for old in [known for known in self._locks if known.is_closed()]:
-            del self._locks[old]
-        return self._locks.setdefault(loop, asyncio.Lock())
 
     async def _load_stores(self) -> _Stores:
         index_dir = await aresolve(self.config.index_dir)
@@ -269,7 +287,7 @@ class AsyncRAGEngine(AsyncClosing):
         sparse = FTS5Index.in_index_dir(index_dir)
         try:
             if await sparse.acount() != len(store.index_to_docstore_id):
-                # A missing or lagging keyword index (a crash, a copied index without
+                # A missing or lagging sparse index (a crash, a copied index without
                 # sparse.sqlite): rebuild it from the store rather than search half blind.
                 await reconcile_sparse(store, sparse)
         except BaseException:
@@ -296,7 +314,7 @@ class AsyncRAGEngine(AsyncClosing):
 
 @dataclass(slots=True, eq=False)
 class _Stores:
-    """One loaded generation of the index: store, keyword index, query model, users."""
+    """One loaded generation of the index: store, sparse index, query model, users."""
 
     store: AsyncFAISS
     sparse: FTS5Index
@@ -319,11 +337,13 @@ class _Stores:
 class RAGEngine(Closing):
     """Sync twin of :class:`AsyncRAGEngine` (same constructor).
 
-    The engine runs on its own event loop in a background thread, and every method waits
-    for its result there. So it works from plain scripts and from inside a running event
-    loop (Jupyter, an async web handler) alike, and clients bound to a loop (HTTP
-    connections of ``ChatOpenAI`` or ``OpenAIEmbeddings``, SQLite connections) stay valid
-    from one call to the next. Call :meth:`close` (or use ``with``) when done.
+    Every method runs its async twin through the package's one sync bridge
+    (:func:`langchain_rag_async.aio.run_sync`: one event loop in a daemon thread, shared
+    by the process) and waits for the result. So it works from plain scripts and from
+    inside a running event loop (Jupyter, an async web handler) alike, and clients bound
+    to a loop (HTTP connections of ``ChatOpenAI`` or ``OpenAIEmbeddings``, SQLite
+    connections) stay valid from one call to the next. Call :meth:`close` (or use
+    ``with``) when done; the engine cannot be used after that.
     """
 
     def __init__(
@@ -335,16 +355,17 @@ class RAGEngine(Closing):
         llm: BaseChatModel | None = None,
     ) -> None:
         self._engine = AsyncRAGEngine(index_dir, config, embeddings=embeddings, llm=llm)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="rag-engine-loop", daemon=True
-        )
-        self._thread.start()
+        self._closed = False
 
     @property
     def config(self) -> RAGConfig:
         """The engine's settings."""
         return self._engine.config
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
 
     def index_directory(
         self, path: str | Path, *, on_progress: ProgressHandler | None = None
@@ -353,7 +374,7 @@ class RAGEngine(Closing):
         return self._call(self._engine.aindex_directory(path, on_progress=on_progress))
 
     def query(
-        self, question: str, k: int = 10, *, filter: dict[str, Any] | None = None
+        self, question: str, k: int | None = None, *, filter: dict[str, Any] | None = None
     ) -> list[Document]:
         """Sync twin of :meth:`AsyncRAGEngine.aquery`."""
         return self._call(self._engine.aquery(question, k, filter=filter))
@@ -369,23 +390,14 @@ class RAGEngine(Closing):
         await run_in_executor(None, self.close)
 
     def close(self) -> None:
-        """Close the open index files and stop the engine's event loop."""
-        if self._loop.is_closed():
+        """Close the open index files (idempotent); the shared sync bridge keeps running."""
+        if self._closed:
             return
-        try:
-            self._call(self._engine.aclose())
-        finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join()
-            self._loop.close()
+        self._closed = True
+        run_sync(self._engine.aclose())
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
-        if self._loop.is_closed():
+        if self._closed:
             coro.close()
-            raise RAGError("this RAGEngine is closed; create a new one")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
-
-
-def _check_question(question: str) -> None:
-    if not isinstance(question, str) or not question.strip():
-        raise RetrievalError("the question is empty; ask something, e.g. 'how do lifetimes work?'")
+            raise UsageError("this RAGEngine is closed; create a new one")
+        return run_sync(coro)

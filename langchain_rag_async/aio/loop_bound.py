@@ -24,6 +24,7 @@ class LoopBound(Generic[T]):
 
     Not thread-safe by itself: each value is created and used by the code of its own loop;
     the owner guards cross-thread calls (e.g. a sync ``close()``) with its own lock.
+    :meth:`live` reads a snapshot, so a thread may list the values while loops add theirs.
 
     Args:
         factory: Builds the value; called with the new loop running.
@@ -65,7 +66,7 @@ class LoopBound(Generic[T]):
     def live(self) -> list[tuple[asyncio.AbstractEventLoop, T]]:
         """``(loop, value)`` for every loop that is still open."""
         pairs = []
-        for ref, value in self._values.values():
+        for ref, value in list(self._values.values()):  # a snapshot: another loop may add
             loop = ref()
             if loop is not None and not loop.is_closed():
                 pairs.append((loop, value))

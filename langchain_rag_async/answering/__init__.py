@@ -22,7 +22,7 @@ from langchain_rag_async.answering.stream import (
     astream_answer,
 )
 
-__all__ = [
+__all__ = (
     "AnswerContext",
     "AnswerEvent",
     "AnswerInput",
@@ -38,4 +38,4 @@ __all__ = [
     "answer",
     "astream_answer",
     "build_answer_graph",
-]
+)

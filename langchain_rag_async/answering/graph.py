@@ -7,10 +7,12 @@ Retrieved sources show up in ``stream_mode="updates"``, answer tokens in
 
 from __future__ import annotations
 
+import contextlib
 import re
 import traceback
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
 
 from langchain_core.documents import Document
@@ -26,9 +28,13 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime, get_runtime
 from opentelemetry.trace import Status, StatusCode
 
+from langchain_rag_async._checks import check_question
+from langchain_rag_async._text import estimate_tokens
 from langchain_rag_async.chat_models._sentences import content_terms
 from langchain_rag_async.chat_models.extractive import ExtractiveChatModel
+from langchain_rag_async.config import RetrievalConfig
 from langchain_rag_async.errors import ConfigurationError, RAGError, RetrievalError
+from langchain_rag_async.limits import ServiceLimiter
 from langchain_rag_async.observability import get_logger, span
 from langchain_rag_async.prompts import (
     HISTORY_TOKEN_BUDGET,
@@ -36,7 +42,7 @@ from langchain_rag_async.prompts import (
     source_location,
 )
 
-__all__ = [
+__all__ = (
     "REWRITE_PROMPT",
     "AnswerContext",
     "AnswerInput",
@@ -45,9 +51,11 @@ __all__ = [
     "build_answer_graph",
     "can_rewrite",
     "condense_question",
+    "default_k",
+    "model_slot",
     "source_previews",
     "validate_question",
-]
+)
 
 logger = get_logger(__name__)
 
@@ -70,6 +78,11 @@ REWRITE_HISTORY_MESSAGES = 6
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 
 
+def default_k() -> int:
+    """How many sources an answer gets when the caller says nothing: ``RetrievalConfig().k``."""
+    return RetrievalConfig().k
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class AnswerContext:
     """What an answer run needs besides its input.
@@ -81,15 +94,19 @@ class AnswerContext:
     Attributes:
         retriever: Any LangChain retriever; called as ``ainvoke(query, k=k)``.
         llm: The chat model that writes the answer (and condenses follow-ups when able).
-        k: The most retrieved chunks given to the model as sources.
+        k: The most retrieved chunks given to the model as sources
+            (``RetrievalConfig().k`` by default).
         max_history_tokens: Chat history kept in the answer prompt, latest turns first
             (approximate tokens); ``None`` keeps all of it.
+        limiter: The one limiter of the chat service; every model call (the answer, a
+            follow-up rewrite) holds one of its slots. ``None``: no limit.
     """
 
     retriever: BaseRetriever | None = None
     llm: BaseChatModel | None = None
-    k: int = 6
+    k: int = field(default_factory=default_k)
     max_history_tokens: int | None = HISTORY_TOKEN_BUDGET
+    limiter: ServiceLimiter | None = None
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -143,11 +160,21 @@ def validate_question(question: object) -> str:
     Raises:
         RetrievalError: The question is missing, not text, empty or whitespace.
     """
-    if not isinstance(question, str) or not question.strip():
-        raise RetrievalError(
-            f"the question is empty ({question!r}); ask something, e.g. 'how do lifetimes work?'"
-        )
-    return question.strip()
+    return check_question("" if question is None else question).strip()
+
+
+def model_slot(
+    limiter: ServiceLimiter | None, messages: Sequence[BaseMessage]
+) -> AbstractAsyncContextManager[None]:
+    """A slot of the chat service's limiter for one model call on ``messages`` (or none).
+
+    Args:
+        limiter: The chat service's limiter; ``None`` means no limit.
+        messages: The prompt, whose estimated tokens are spent from the token budget.
+    """
+    if limiter is None:
+        return contextlib.nullcontext()
+    return limiter.slot(tokens=estimate_tokens(message.text for message in messages))
 
 
 def can_rewrite(llm: BaseChatModel) -> bool:
@@ -272,6 +299,7 @@ class _RunContext:
     llm: BaseChatModel
     k: int
     max_history_tokens: int | None
+    limiter: ServiceLimiter | None
 
 
 def _is_complete(context: AnswerContext | None) -> bool:
@@ -281,7 +309,9 @@ def _is_complete(context: AnswerContext | None) -> bool:
 def _context(context: AnswerContext | None) -> _RunContext:
     if context is None or context.retriever is None or context.llm is None:
         raise ConfigurationError(_NO_CONTEXT)
-    return _RunContext(context.retriever, context.llm, context.k, context.max_history_tokens)
+    return _RunContext(
+        context.retriever, context.llm, context.k, context.max_history_tokens, context.limiter
+    )
 
 
 def _with_default_context(
@@ -326,20 +356,22 @@ async def rewrite_node(state: AnswerState, runtime: Runtime[AnswerContext]) -> A
     query = ""
     with span("rewrite", history=len(history), model=type(ctx.llm).__name__) as current:
         if can_rewrite(ctx.llm):
-            query = await _model_rewrite(ctx.llm, question, history)
+            query = await _model_rewrite(ctx, question, history)
         current.set_attribute("heuristic", not query)
         query = query or condense_question(question, history)
     return {"search_query": query}
 
 
-async def _model_rewrite(llm: BaseChatModel, question: str, history: list[BaseMessage]) -> str:
+async def _model_rewrite(ctx: _RunContext, question: str, history: list[BaseMessage]) -> str:
     """Ask the model for a standalone query; "" when it fails or says nothing usable."""
     messages = REWRITE_PROMPT.format_messages(
         history=history[-REWRITE_HISTORY_MESSAGES:], question=question
     )
+    # Tagged "nostream": rewrite tokens stay out of stream_mode="messages".
+    model = ctx.llm.with_config(tags=[TAG_NOSTREAM], run_name="rewrite")
     try:
-        # Tagged "nostream": rewrite tokens stay out of stream_mode="messages".
-        reply = await llm.with_config(tags=[TAG_NOSTREAM], run_name="rewrite").ainvoke(messages)
+        async with model_slot(ctx.limiter, messages):
+            reply = await model.ainvoke(messages)
     except GraphBubbleUp:
         raise
     except Exception as exc:  # the rewrite is an optimisation: fall back, don't fail
@@ -385,9 +417,10 @@ async def generate_node(state: AnswerState, runtime: Runtime[AnswerContext]) -> 
     parts: list[str] = []
     with span("generate", model=type(ctx.llm).__name__, documents=len(documents)) as current:
         try:
-            # astream, not ainvoke: the text received before a failure is still at hand.
-            async for chunk in ctx.llm.astream(messages):
-                parts.append(chunk.text)
+            async with model_slot(ctx.limiter, messages):
+                # astream, not ainvoke: the text received before a failure is still at hand.
+                async for chunk in ctx.llm.astream(messages):
+                    parts.append(chunk.text)
         except GraphBubbleUp:
             raise
         except Exception as exc:

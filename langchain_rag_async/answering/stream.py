@@ -31,6 +31,7 @@ from langchain_rag_async.answering.graph import (
     SourceInfo,
     alog_exception,
     build_answer_graph,
+    default_k,
     validate_question,
 )
 from langchain_rag_async.errors import (
@@ -41,9 +42,10 @@ from langchain_rag_async.errors import (
     RetrievalError,
     VectorStoreError,
 )
+from langchain_rag_async.limits import ServiceLimiter
 from langchain_rag_async.observability import get_logger, span
 
-__all__ = [
+__all__ = (
     "AnswerEvent",
     "AnswerResult",
     "DoneEvent",
@@ -55,7 +57,7 @@ __all__ = [
     "answer",
     "answer_graph",
     "astream_answer",
-]
+)
 
 logger = get_logger(__name__)
 
@@ -136,14 +138,17 @@ def _prepare(
     retriever: BaseRetriever,
     llm: BaseChatModel,
     history: Sequence[BaseMessage],
-    k: int,
+    k: int | None,
     timeout: float | None,
+    limiter: ServiceLimiter | None,
 ) -> tuple[AnswerInput, AnswerContext]:
     """Check the arguments before any work and build the graph's input and context."""
     text = validate_question(question)
     if timeout is not None and timeout <= 0:
         raise ConfigurationError(f"timeout must be positive seconds or None; got {timeout}")
-    context = AnswerContext(retriever=retriever, llm=llm, k=k)
+    context = AnswerContext(
+        retriever=retriever, llm=llm, k=default_k() if k is None else k, limiter=limiter
+    )
     return AnswerInput(question=text, history=list(history)), context
 
 
@@ -260,8 +265,9 @@ async def astream_answer(
     retriever: BaseRetriever,
     llm: BaseChatModel,
     history: Sequence[BaseMessage] = (),
-    k: int = 6,
+    k: int | None = None,
     timeout: float | None = None,
+    limiter: ServiceLimiter | None = None,
 ) -> AsyncGenerator[AnswerEvent, None]:
     """Answer ``question`` from what ``retriever`` finds, as a stream of events.
 
@@ -288,8 +294,10 @@ async def astream_answer(
         llm: The chat model that writes the answer.
         history: Earlier turns, oldest first; a follow-up is rewritten into a standalone
             search query (by ``llm``, or by a heuristic for the extractive model).
-        k: The most sources given to the model.
+        k: The most sources given to the model; ``RetrievalConfig().k`` when ``None``.
         timeout: Seconds for the whole run (retrieval and generation); ``None``: no limit.
+        limiter: The one limiter of the chat service, shared with every other caller of
+            that service; each model call holds one of its slots. ``None``: no limit.
 
     Yields:
         The events of the run.
@@ -298,7 +306,7 @@ async def astream_answer(
         RetrievalError: The question is empty (at the first iteration, before any work).
         ConfigurationError: ``k`` or ``timeout`` is not positive (idem).
     """
-    inputs, context = _prepare(question, retriever, llm, history, k, timeout)
+    inputs, context = _prepare(question, retriever, llm, history, k, timeout, limiter)
     events: asyncio.Queue[AnswerEvent | None] = asyncio.Queue()  # one answer's tokens at most
     producer = asyncio.create_task(_produce(inputs, context, timeout, events), name="rag-answer")
     try:
@@ -315,8 +323,9 @@ async def aanswer(
     retriever: BaseRetriever,
     llm: BaseChatModel,
     history: Sequence[BaseMessage] = (),
-    k: int = 6,
+    k: int | None = None,
     timeout: float | None = None,
+    limiter: ServiceLimiter | None = None,
 ) -> AnswerResult:
     """Answer ``question`` from what ``retriever`` finds.
 
@@ -330,7 +339,7 @@ async def aanswer(
         GenerationError: The chat model failed, or ``timeout`` expired.
         ConfigurationError: ``k`` or ``timeout`` is not positive.
     """
-    inputs, context = _prepare(question, retriever, llm, history, k, timeout)
+    inputs, context = _prepare(question, retriever, llm, history, k, timeout, limiter)
     deadline = asyncio.timeout(timeout)
     try:
         with span("answer", k=context.k, history=len(history)):
@@ -358,10 +367,19 @@ def answer(
     retriever: BaseRetriever,
     llm: BaseChatModel,
     history: Sequence[BaseMessage] = (),
-    k: int = 6,
+    k: int | None = None,
     timeout: float | None = None,
+    limiter: ServiceLimiter | None = None,
 ) -> AnswerResult:
     """Sync twin of :func:`aanswer` (also callable from inside a running event loop)."""
     return run_sync(
-        aanswer(question, retriever=retriever, llm=llm, history=history, k=k, timeout=timeout)
+        aanswer(
+            question,
+            retriever=retriever,
+            llm=llm,
+            history=history,
+            k=k,
+            timeout=timeout,
+            limiter=limiter,
+        )
     )

@@ -8,17 +8,19 @@ from langchain_core.embeddings import Embeddings
 
 from langchain_rag_async.config import EmbeddingConfig
 from langchain_rag_async.embeddings.cache import CachedEmbeddings, SQLiteEmbeddingCache
-from langchain_rag_async.embeddings.limits import ServiceLimiter
 from langchain_rag_async.embeddings.rate_limited import RateLimitedEmbeddings
 from langchain_rag_async.errors import ConfigurationError
+from langchain_rag_async.limits import ServiceLimiter
 
-__all__ = [
+__all__ = (
     "EMBEDDING_CACHE_FILE",
+    "LOCAL_MAX_CONCURRENCY",
     "aclose_base_embeddings",
     "build_base_embeddings",
     "build_embeddings",
+    "embedding_limiter",
     "embedding_model_id",
-]
+)
 
 EMBEDDING_CACHE_FILE = "embedding_cache.sqlite"
 # A local model runs on the CPU cores of this machine: more requests in flight than one
@@ -29,6 +31,22 @@ LOCAL_MAX_CONCURRENCY = 1
 def embedding_model_id(config: EmbeddingConfig) -> str:
     """Identity of the configured model, stored with the index (``provider:model``)."""
     return f"{config.provider}:{config.model_name}"
+
+
+def embedding_limiter(config: EmbeddingConfig, *, base: Embeddings | None = None) -> ServiceLimiter:
+    """The one limiter of the configured embedding service (create it once, then share it).
+
+    The bundled local model runs on this machine's cores, so it gets one request in flight
+    (:data:`LOCAL_MAX_CONCURRENCY`) and no rate limits; any other service (or a ``base``
+    model of your own) gets the configured ``rate_limit`` and ``concurrency``.
+
+    Args:
+        config: Embedding settings.
+        base: Your own base model, when one replaces the configured provider.
+    """
+    if config.provider == "local" and base is None:
+        return ServiceLimiter("embeddings:local", max_concurrency=LOCAL_MAX_CONCURRENCY)
+    return ServiceLimiter.from_config(f"embeddings:{config.provider}", config)
 
 
 def build_base_embeddings(config: EmbeddingConfig) -> Embeddings:
@@ -84,11 +102,9 @@ def build_embeddings(
     Returns:
         A LangChain ``Embeddings`` that batches, limits, retries and caches.
     """
-    inner = base if base is not None else build_base_embeddings(config)
     if limiter is None:
-        limiter = ServiceLimiter.from_config(f"embeddings:{config.provider}", config)
-        if config.provider == "local" and base is None:
-            limiter = ServiceLimiter("embeddings:local", max_concurrency=LOCAL_MAX_CONCURRENCY)
+        limiter = embedding_limiter(config, base=base)
+    inner = base if base is not None else build_base_embeddings(config)
     limited = RateLimitedEmbeddings(
         inner,
         limiter=limiter,

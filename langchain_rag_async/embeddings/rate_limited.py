@@ -1,7 +1,7 @@
 """Concurrent, rate-limited, retrying embeddings: wraps any LangChain ``Embeddings``.
 
 Texts are cut into sub-batches that are sent concurrently through the shared
-:class:`~langchain_rag_async.embeddings.limits.ServiceLimiter` of the service, retried with
+:class:`~langchain_rag_async.limits.ServiceLimiter` of the service, retried with
 exponential backoff and jitter (honouring ``Retry-After``), and put back in input order.
 """
 
@@ -30,16 +30,14 @@ from tenacity import (
     stop_after_delay,
 )
 
+from langchain_rag_async._text import estimate_tokens
+from langchain_rag_async.aio import first_error
 from langchain_rag_async.config import RetryConfig
-from langchain_rag_async.embeddings.limits import (
-    ServiceLimiter,
-    estimate_tokens,
-    min_request_interval,
-)
 from langchain_rag_async.errors import ConfigurationError, EmbeddingError
+from langchain_rag_async.limits import ServiceLimiter, min_request_interval
 from langchain_rag_async.observability import get_logger, span
 
-__all__ = [
+__all__ = (
     "WORKER_TASK_PREFIX",
     "RateLimitedEmbeddings",
     "backoff_delay",
@@ -48,7 +46,7 @@ __all__ = [
     "plan_batches",
     "retry_after_seconds",
     "status_code_of",
-]
+)
 
 T = TypeVar("T")
 Vectors = list[list[float]]
@@ -211,12 +209,6 @@ def _distinct(values: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(values))
 
 
-def _root_cause(exc: BaseException) -> BaseException:
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    return exc
-
-
 def _unfinished(plan: Sequence[tuple[int, int]], results: Sequence[Vectors | None]) -> list[int]:
     """Indices of the texts whose sub-batch has no result."""
     return [
@@ -231,7 +223,7 @@ def _checked_sources(texts: Sequence[str], sources: Sequence[str] | None) -> Seq
     if sources is None:
         return ()
     if len(sources) != len(texts):
-        raise ValueError(
+        raise ConfigurationError(
             f"sources must have one entry per text: got {len(sources)} for {len(texts)} texts"
         )
     return sources
@@ -327,7 +319,7 @@ class RateLimitedEmbeddings(Embeddings):
         Raises:
             EmbeddingError: A sub-batch failed for good (the other ones are cancelled) or
                 ``timeout`` expired; it tells how many texts failed and from which sources.
-            ValueError: ``sources`` does not have one entry per text.
+            ConfigurationError: ``sources`` does not have one entry per text.
         """
         texts = list(texts)
         known_sources = _checked_sources(texts, sources)
@@ -350,7 +342,7 @@ class RateLimitedEmbeddings(Embeddings):
                 for number in range(min(self.limiter.max_concurrency, len(plan))):
                     group.create_task(worker(), name=f"{WORKER_TASK_PREFIX}{number}")
         except (ExceptionGroup, TimeoutError) as exc:
-            cause = None if isinstance(exc, TimeoutError) else _root_cause(exc)
+            cause = None if isinstance(exc, TimeoutError) else first_error(exc)
             failed = _unfinished(plan, results)
             raise self._error(
                 cause,
@@ -415,7 +407,7 @@ class RateLimitedEmbeddings(Embeddings):
 
         Raises:
             EmbeddingError: A sub-batch failed for good; the remaining texts are not sent.
-            ValueError: ``sources`` does not have one entry per text.
+            ConfigurationError: ``sources`` does not have one entry per text.
         """
         texts = list(texts)
         known_sources = _checked_sources(texts, sources)

@@ -12,11 +12,11 @@ from langchain_core.embeddings import Embeddings
 
 from langchain_rag_async.aio import run_sync
 from langchain_rag_async.config import RAGConfig
-from langchain_rag_async.embeddings.limits import ServiceLimiter
 from langchain_rag_async.errors import IndexingError
 from langchain_rag_async.indexing.events import IndexingSummary
 from langchain_rag_async.indexing.graph import IndexingContext, build_indexing_graph
 from langchain_rag_async.indexing.pipeline import SparseWriter
+from langchain_rag_async.limits import ServiceLimiter
 from langchain_rag_async.observability import bind_request_id, span
 
 __all__ = ["aindex_directory", "index_directory"]

@@ -19,7 +19,6 @@ from langgraph.runtime import Runtime
 
 from langchain_rag_async._paths import aresolve
 from langchain_rag_async.config import RAGConfig
-from langchain_rag_async.embeddings.limits import ServiceLimiter
 from langchain_rag_async.indexing.events import FailedFile
 from langchain_rag_async.indexing.lock import run_lock
 from langchain_rag_async.indexing.pipeline import IndexingPipeline, SparseWriter
@@ -35,6 +34,7 @@ from langchain_rag_async.indexing.resources import (
     reconcile_sparse,
     resolve_model_id,
 )
+from langchain_rag_async.limits import ServiceLimiter
 from langchain_rag_async.loaders import AsyncDirectoryLoader, FileInfo
 from langchain_rag_async.observability import span
 from langchain_rag_async.retrievers.sparse import FTS5Index

@@ -19,9 +19,9 @@ from langchain_rag_async.embeddings.factory import (
     build_embeddings,
     embedding_model_id,
 )
-from langchain_rag_async.embeddings.limits import ServiceLimiter
 from langchain_rag_async.errors import ConfigurationError, EmbeddingModelMismatchError
 from langchain_rag_async.indexing.record_manager import SQLiteRecordManager
+from langchain_rag_async.limits import ServiceLimiter
 from langchain_rag_async.observability import get_logger, span
 from langchain_rag_async.retrievers.sparse import FTS5Index
 from langchain_rag_async.vectorstores import AsyncFAISS

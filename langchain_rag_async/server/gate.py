@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from langchain_rag_async.embeddings.limits import AdaptiveConcurrencyGate
+from langchain_rag_async.limits import AdaptiveConcurrencyGate
 from langchain_rag_async.errors import RequestError
 
 __all__ = ("GenerationGate", "GenerationSlot")

@@ -4,4 +4,4 @@ from __future__ import annotations
 
 from langchain_rag_async.testing.openai_server import FakeOpenAIServer, fake_embedding
 
-__all__ = ["FakeOpenAIServer", "fake_embedding"]
+__all__ = ("FakeOpenAIServer", "fake_embedding")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import hashlib
 import json
 import re
@@ -27,9 +26,11 @@ import numpy as np
 from aiohttp import web
 from langchain_core.runnables.config import run_in_executor
 
-from langchain_rag_async.embeddings.limits import estimate_tokens
+from langchain_rag_async._text import estimate_tokens
+from langchain_rag_async.aio import BlockingPortal
+from langchain_rag_async.errors import ConfigurationError, UsageError
 
-__all__ = ["FakeOpenAIServer", "ServerStats", "fake_embedding", "split_reply"]
+__all__ = ("FakeOpenAIServer", "ServerStats", "fake_embedding", "split_reply")
 
 DEFAULT_EMBEDDING_MODEL = "text-embedding-3-small"
 DEFAULT_CHAT_MODEL = "gpt-4o-mini"
@@ -176,7 +177,8 @@ class FakeOpenAIServer:
     """An OpenAI-compatible server on ``127.0.0.1`` with injectable latency and failures.
 
     Use ``async with FakeOpenAIServer() as server`` inside a running loop, or
-    ``with FakeOpenAIServer.run_in_thread() as server`` from sync code (own loop in a daemon
+    ``with FakeOpenAIServer.run_in_thread() as server`` from sync code (on a
+    :class:`~langchain_rag_async.aio.BlockingPortal` of its own: its own loop in a daemon
     thread). Point clients at :attr:`base_url`.
 
     Args:
@@ -186,6 +188,9 @@ class FakeOpenAIServer:
             ``Retry-After``. ``None``: unlimited.
         chat_reply: Fixed chat reply; ``None`` echoes the last user message.
         chat_token_delay: Seconds between streamed chat chunks.
+
+    Raises:
+        ConfigurationError: A setting is out of range.
     """
 
     def __init__(
@@ -198,9 +203,9 @@ class FakeOpenAIServer:
         chat_token_delay: float = 0.0,
     ) -> None:
         if dimension < 1 or latency < 0 or chat_token_delay < 0:
-            raise ValueError("dimension must be positive and delays must not be negative")
+            raise ConfigurationError("dimension must be positive and delays must not be negative")
         if requests_per_second is not None and requests_per_second <= 0:
-            raise ValueError("requests_per_second must be positive or None")
+            raise ConfigurationError("requests_per_second must be positive or None")
         self.dimension = dimension
         self.latency = latency
         self.requests_per_second = requests_per_second
@@ -222,13 +227,13 @@ class FakeOpenAIServer:
     def base_url(self) -> str:
         """``http://127.0.0.1:PORT/v1``, for ``base_url=`` of OpenAI clients."""
         if self._port is None:
-            raise RuntimeError("the fake OpenAI server is not running; call start() first")
+            raise UsageError("the fake OpenAI server is not running; call start() first")
         return f"http://127.0.0.1:{self._port}/v1"
 
     async def start(self) -> None:
         """Listen on a free loopback port in the running event loop."""
         if self._runner is not None:
-            raise RuntimeError("the fake OpenAI server is already running")
+            raise UsageError("the fake OpenAI server is already running")
         self._release_hangs = asyncio.Event()
         self._in_flight_changed = asyncio.Condition()
         app = web.Application(middlewares=[self._middleware], client_max_size=256 * 1024**2)
@@ -274,6 +279,10 @@ class FakeOpenAIServer:
     ) -> Iterator[FakeOpenAIServer]:
         """Run a server on its own event loop in a daemon thread, for sync callers.
 
+        The loop is a :class:`~langchain_rag_async.aio.BlockingPortal` of the server's own
+        (not the process's shared one), so a test's sync clients that use the shared
+        portal never wait behind the server, nor the server behind them.
+
         Args are those of the constructor.
 
         Yields:
@@ -286,19 +295,15 @@ class FakeOpenAIServer:
             chat_reply=chat_reply,
             chat_token_delay=chat_token_delay,
         )
-        loop = asyncio.new_event_loop()
-        thread = threading.Thread(target=loop.run_forever, name="fake-openai-server", daemon=True)
-        thread.start()
+        portal = BlockingPortal(name="fake-openai-server")
         try:
-            asyncio.run_coroutine_threadsafe(server.start(), loop).result(timeout=30)
+            portal.call(server.start())
             yield server
         finally:
-            with contextlib.suppress(RuntimeError):
-                asyncio.run_coroutine_threadsafe(server.stop(), loop).result(timeout=30)
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=30)
-            if not thread.is_alive():
-                loop.close()
+            try:
+                portal.call(server.stop())
+            finally:
+                portal.stop()
 
     # -- fault injection and statistics ----------------------------------------------------
 
@@ -321,7 +326,7 @@ class FakeOpenAIServer:
             after: Let this many POST requests through normally first.
         """
         if not 400 <= status <= 599:
-            raise ValueError(f"status must be an HTTP error status; got {status}")
+            raise ConfigurationError(f"status must be an HTTP error status; got {status}")
         self._queue_faults(_Fault(status, retry_after), count, after)
 
     def hang_next(self, count: int, *, after: int = 0) -> None:
@@ -340,7 +345,7 @@ class FakeOpenAIServer:
 
     def _queue_faults(self, fault: _Fault, count: int, after: int) -> None:
         if count < 0 or after < 0:
-            raise ValueError("count and after must not be negative")
+            raise ConfigurationError("count and after must not be negative")
         with self._lock:
             self._faults.extend(_Fault(_PASS) for _ in range(after))
             self._faults.extend(fault for _ in range(count))
@@ -352,7 +357,7 @@ class FakeOpenAIServer:
         """
         condition = self._in_flight_changed
         if condition is None:
-            raise RuntimeError("the fake OpenAI server is not running; call start() first")
+            raise UsageError("the fake OpenAI server is not running; call start() first")
         async with condition:
             await condition.wait_for(lambda: self.stats.in_flight >= count)
 

@@ -384,3 +384,11 @@ async def test_generate_trims_a_long_history_to_the_context_budget() -> None:
     assert "a39" in prompt[-2].text and prompt[1].type == "human"
     with pytest.raises(ConfigurationError, match="max_history_tokens"):
         AnswerContext(retriever=FixedRetriever(documents=[]), llm=llm, max_history_tokens=-1)
+
+
+def test_context_takes_its_default_k_from_the_retrieval_config() -> None:
+    from langchain_rag_async.config import RetrievalConfig
+
+    context = AnswerContext(retriever=FixedRetriever(documents=[]), llm=ExtractiveChatModel())
+    assert context.k == RetrievalConfig().k
+    assert context.limiter is None  # no limit unless the chat service's limiter is given

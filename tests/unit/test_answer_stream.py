@@ -38,8 +38,9 @@ from langchain_rag_async.answering import (
 from langchain_rag_async.answering.stream import answer_graph
 from langchain_rag_async.chat_models import ExtractiveChatModel
 from langchain_rag_async.chat_models.factory import abuild_chat_model
-from langchain_rag_async.config import LLMConfig
+from langchain_rag_async.config import LLMConfig, RetrievalConfig
 from langchain_rag_async.errors import ConfigurationError, GenerationError, RetrievalError
+from langchain_rag_async.limits import ServiceLimiter
 from langchain_rag_async.testing.openai_server import FakeOpenAIServer
 
 BREAD = Document(
@@ -436,3 +437,98 @@ def test_sync_answer_works_inside_a_running_loop(sync_retriever: FixedRetriever)
 def test_sync_answer_raises_for_an_empty_question(sync_retriever: FixedRetriever) -> None:
     with pytest.raises(RetrievalError):
         answer(" ", retriever=sync_retriever, llm=ExtractiveChatModel())
+
+
+# -- the chat service's limiter and the default k ------------------------------------------
+
+
+class CountingChatModel(GenericFakeChatModel):
+    """A real fake chat model that counts how many of its streams run at once."""
+
+    active: int = 0
+    peak: int = 0
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+        try:
+            async for chunk in super()._astream(messages, stop, run_manager, **kwargs):
+                await asyncio.sleep(0)  # let the other answers in, if nothing holds them
+                yield chunk
+        finally:
+            self.active -= 1
+
+
+def counting_model(answers: int) -> CountingChatModel:
+    replies = iter([AIMessage(content=f"Answer number {n} cites [1].") for n in range(answers)])
+    return CountingChatModel(messages=replies)
+
+
+async def answer_three_at_once(llm: CountingChatModel, limiter: ServiceLimiter | None) -> None:
+    retriever = FixedRetriever(documents=[PODS])
+    async with asyncio.TaskGroup() as group:
+        for _ in range(3):
+            group.create_task(aanswer(QUESTION, retriever=retriever, llm=llm, limiter=limiter))
+
+
+async def test_without_a_limiter_concurrent_answers_overlap_in_the_model() -> None:
+    llm = counting_model(3)
+    await answer_three_at_once(llm, None)
+    assert llm.peak > 1  # the control: the counting model does see overlapping calls
+
+
+async def test_a_limiter_of_one_keeps_concurrent_answers_out_of_each_other() -> None:
+    llm = counting_model(3)
+    limiter = ServiceLimiter("chat:fake", max_concurrency=1)
+    await answer_three_at_once(llm, limiter)
+    assert llm.peak == 1
+    assert limiter.peak_in_flight == 1 and limiter.in_flight == 0
+
+
+async def test_streamed_answers_hold_the_limiter_too() -> None:
+    llm = counting_model(2)
+    limiter = ServiceLimiter("chat:fake", max_concurrency=1)
+    retriever = FixedRetriever(documents=[PODS])
+
+    async def stream() -> list[AnswerEvent]:
+        return await collect(
+            astream_answer(QUESTION, retriever=retriever, llm=llm, limiter=limiter)
+        )
+
+    first, second = await asyncio.gather(stream(), stream())
+    assert first[-1].type == second[-1].type == "done"
+    assert llm.peak == 1 and limiter.in_flight == 0
+
+
+async def test_a_follow_up_rewrite_also_goes_through_the_limiter() -> None:
+    llm = CountingChatModel(
+        messages=iter([AIMessage(content="pod network namespace"), AIMessage(content="It [1].")])
+    )
+    limiter = ServiceLimiter("chat:fake", max_concurrency=1)
+    history = [HumanMessage(content="What is a Pod?"), AIMessage(content="A unit [1].")]
+    result = await aanswer(
+        "What do its containers share?",
+        retriever=FixedRetriever(documents=[PODS]),
+        llm=llm,
+        history=history,
+        limiter=limiter,
+    )
+    assert result.answer == "It [1]."
+    assert limiter.peak_in_flight == 1 and limiter.in_flight == 0
+
+
+async def test_k_defaults_to_the_retrieval_config() -> None:
+    many = [
+        Document(id=f"d{n}", page_content=f"Pods share a network namespace, fact {n}.")
+        for n in range(RetrievalConfig().k + 3)
+    ]
+    result = await aanswer(
+        QUESTION, retriever=FixedRetriever(documents=many), llm=ExtractiveChatModel()
+    )
+    assert len(result.documents) == RetrievalConfig().k

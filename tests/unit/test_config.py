@@ -60,6 +60,10 @@ def test_openai_when_asked_for() -> None:
         ({"RAG_EMBEDDING_BATCH_SIZE": "many"}, "RAG_EMBEDDING_BATCH_SIZE"),
         ({"RAG_EMBEDDING_RPM": "fast"}, "RAG_EMBEDDING_RPM"),
         ({"RAG_EMBEDDING_CONCURRENCY": "0"}, "concurrency"),
+        ({"RAG_CHAT_CONCURRENCY": "0"}, "concurrency"),
+        ({"RAG_CHAT_CONCURRENCY": "lots"}, "RAG_CHAT_CONCURRENCY"),
+        ({"RAG_CHAT_RPM": "fast"}, "RAG_CHAT_RPM"),
+        ({"RAG_CHAT_TPM": "-5"}, "tokens_per_minute"),
         ({"RAG_CHUNK_SIZE": "100", "RAG_CHUNK_OVERLAP": "100"}, "chunk_overlap"),
         ({"RAG_FREEZE_GC": "maybe"}, "RAG_FREEZE_GC"),
     ],
@@ -67,6 +71,22 @@ def test_openai_when_asked_for() -> None:
 def test_bad_values_are_named(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         RAGConfig.from_env(env)
+
+
+def test_chat_service_limits_default_to_unlimited_with_four_in_flight() -> None:
+    llm = RAGConfig.from_env({}).llm
+    assert llm == LLMConfig()
+    assert llm.rate_limit == RateLimitConfig() and llm.concurrency == 4
+
+
+def test_chat_service_limits_are_read_from_the_env() -> None:
+    llm = RAGConfig.from_env(
+        {"RAG_CHAT_RPM": "30", "RAG_CHAT_TPM": "40000", "RAG_CHAT_CONCURRENCY": "2"}
+    ).llm
+    assert llm.rate_limit == RateLimitConfig(requests_per_minute=30, tokens_per_minute=40000)
+    assert llm.concurrency == 2
+    embeddings = RAGConfig.from_env({"RAG_CHAT_RPM": "30"}).embeddings
+    assert embeddings.rate_limit == RateLimitConfig()  # each service has its own limits
 
 
 def test_configs_are_frozen_and_validated() -> None:

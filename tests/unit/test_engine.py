@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +13,12 @@ import pytest
 from langchain_core.embeddings import DeterministicFakeEmbedding
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
+from pydantic import Field
 
 from langchain_rag_async import AsyncRAGEngine, RAGConfig, RAGEngine
-from langchain_rag_async.config import SplitterConfig
-from langchain_rag_async.errors import IndexNotFoundError, RetrievalError
+from langchain_rag_async.aio import default_portal
+from langchain_rag_async.config import LLMConfig, RetrievalConfig, SplitterConfig
+from langchain_rag_async.errors import IndexNotFoundError, RetrievalError, UsageError
 
 TOPICS = {
     "ownership.md": "# Ownership\n\nEach value in Rust has an owner. There can only be one owner "
@@ -134,7 +138,7 @@ def test_sync_engine_works_inside_a_running_loop(tmp_path: Path) -> None:
 
     indexed, source, answer = asyncio.run(notebook_cell())
     assert indexed == 3 and Path(source).name == "cargo.md" and "[" in answer
-    # and plain sync use, twice (each call runs its own event loop)
+    # and plain sync use, twice (every call runs on the one sync bridge's loop)
     assert Path(str(engine.query("closures", k=1)[0].metadata["source"])).name == "closures.md"
     assert engine.index_directory(corpus).files_skipped == 3
     engine.close()
@@ -193,3 +197,92 @@ async def test_loading_the_index_freezes_long_lived_objects_unless_disabled(
         # once per process: no second freeze (frozen objects of the old generation are freed)
         assert gc.get_freeze_count() <= frozen
     gc.unfreeze()
+
+
+class ThreadRecordingEmbedding(DeterministicFakeEmbedding):
+    """Records the thread each async query embedding runs on."""
+
+    threads: list[int] = Field(default_factory=list)  # thread idents
+
+    async def aembed_query(self, text: str) -> list[float]:
+        self.threads.append(threading.get_ident())
+        return await super().aembed_query(text)
+
+
+@pytest.mark.allow_blocking
+def test_sync_engine_runs_on_the_one_sync_bridge_also_inside_a_running_loop(
+    tmp_path: Path,
+) -> None:
+    corpus = write_topics(tmp_path / "docs")
+    embedding = ThreadRecordingEmbedding(size=32)
+    threads_before = set(threading.enumerate())
+    with RAGEngine(config=config_for(tmp_path / "idx"), embeddings=embedding) as engine:
+        engine.index_directory(corpus)
+        engine.query("cargo", k=1)
+
+        async def notebook_cell() -> int:
+            return len(engine.query("closures", k=1))
+
+        assert asyncio.run(notebook_cell()) == 1
+    portal = default_portal()
+    assert portal.running and portal.thread is not None
+    assert embedding.threads == [portal.thread.ident] * 2
+    # no thread of its own: whatever is new belongs to the shared portal or to executors
+    new = {t for t in set(threading.enumerate()) - threads_before if t is not portal.thread}
+    assert not any(t.name == "rag-engine-loop" for t in new)
+
+
+@pytest.mark.allow_blocking
+def test_sync_engine_refuses_calls_after_close(tmp_path: Path) -> None:
+    corpus = write_topics(tmp_path / "docs")
+    engine = RAGEngine(
+        config=config_for(tmp_path / "idx"), embeddings=DeterministicFakeEmbedding(size=32)
+    )
+    engine.index_directory(corpus)
+    assert len(engine.query("cargo", k=1)) == 1
+    engine.close()
+    engine.close()  # idempotent
+    assert engine.closed
+    with pytest.raises(UsageError, match="closed"):
+        engine.query("cargo")
+    with pytest.raises(RuntimeError):  # UsageError is a RuntimeError too
+        engine.answer("What is Cargo?")
+    with pytest.raises(UsageError):
+        engine.index_directory(corpus)
+    assert default_portal().running  # closing an engine leaves the shared bridge running
+    with RAGEngine(
+        config=config_for(tmp_path / "idx"), embeddings=DeterministicFakeEmbedding(size=32)
+    ) as again:
+        assert len(again.query("cargo", k=1)) == 1
+
+
+async def test_query_k_defaults_to_the_retrieval_config(
+    tmp_path: Path, embedding: DeterministicFakeEmbedding
+) -> None:
+    corpus = write_topics(tmp_path / "docs")
+    config = dataclasses.replace(config_for(tmp_path / "idx"), retrieval=RetrievalConfig(k=2))
+    async with AsyncRAGEngine(config=config, embeddings=embedding) as engine:
+        await engine.aindex_directory(corpus)
+        assert len(await engine.aquery("cargo closures ownership")) == 2
+        result = await engine.aanswer("What is Cargo?")
+    assert len(result.documents) == 2
+
+
+async def test_engine_injects_one_chat_limiter_into_every_answer(
+    tmp_path: Path, embedding: DeterministicFakeEmbedding
+) -> None:
+    corpus = write_topics(tmp_path / "docs")
+    config = dataclasses.replace(config_for(tmp_path / "idx"), llm=LLMConfig(concurrency=1))
+    llm = GenericFakeChatModel(
+        messages=iter([AIMessage(content=f"Cargo builds code [{n}].") for n in (1, 1, 1)])
+    )
+    async with AsyncRAGEngine(config=config, embeddings=embedding, llm=llm) as engine:
+        limiter = engine.chat_limiter
+        assert limiter.name == "chat:extractive" and limiter.max_concurrency == 1
+        assert limiter is not engine.limiter
+        await engine.aindex_directory(corpus)
+        assert limiter.peak_in_flight == 0  # indexing never calls the chat service
+        await asyncio.gather(*(engine.aanswer("What is Cargo?") for _ in range(2)))
+        events = [e async for e in engine.astream_answer("What is Cargo?")]
+    assert events[-1].type == "done"
+    assert limiter.peak_in_flight == 1 and limiter.in_flight == 0

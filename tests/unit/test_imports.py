@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import ast
+import importlib
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 import langchain_rag_async
 
@@ -68,7 +73,40 @@ EXPECTED = {
 
 
 def test_all_is_pinned() -> None:
+    assert isinstance(langchain_rag_async.__all__, tuple)
     assert set(langchain_rag_async.__all__) == EXPECTED
+    assert len(langchain_rag_async.__all__) == len(EXPECTED)  # no name twice
+
+
+def test_type_checking_imports_match_the_lazy_table() -> None:
+    """The imports for type checkers name the same objects the lazy table loads."""
+    tree = ast.parse(Path(langchain_rag_async.__file__).read_text("utf-8"))
+    block = next(node for node in tree.body if isinstance(node, ast.If))
+    imported = {
+        alias.name: node.module
+        for node in block.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+        if alias.asname == alias.name  # explicit re-exports only
+    }
+    assert set(imported) == set(langchain_rag_async.__all__)
+    for name, module in imported.items():
+        assert module is not None
+        assert getattr(importlib.import_module(module), name) is getattr(
+            langchain_rag_async, name
+        ), name
+
+
+def test_service_limiter_is_exported_from_its_home() -> None:
+    from langchain_rag_async import embeddings, limits
+
+    assert langchain_rag_async.ServiceLimiter is limits.ServiceLimiter
+    assert embeddings.ServiceLimiter is limits.ServiceLimiter  # still importable from there
+
+
+def test_unknown_names_are_attribute_errors() -> None:
+    with pytest.raises(AttributeError, match="NoSuchThing"):
+        _ = langchain_rag_async.NoSuchThing  # type: ignore[attr-defined]
 
 
 def test_every_name_imports() -> None:

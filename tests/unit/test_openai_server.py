@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import threading
 from typing import Any
 
 import aiohttp
@@ -14,6 +15,7 @@ from langchain_core.messages import AIMessageChunk
 from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
+from langchain_rag_async.errors import ConfigurationError, UsageError
 from langchain_rag_async.testing.openai_server import (
     FakeOpenAIServer,
     fake_embedding,
@@ -245,17 +247,35 @@ def test_run_in_thread_stops_listening_on_exit() -> None:
         base_url = server.base_url
         with openai.OpenAI(api_key="test", base_url=base_url, max_retries=0) as client:
             assert len(client.embeddings.create(model="m", input="a").data[0].embedding) == 8
-    with pytest.raises(RuntimeError):
+    with pytest.raises(UsageError, match="not running"):
         _ = server.base_url
+    assert not any(t.name == "fake-openai-server" for t in threading.enumerate())
     with openai.OpenAI(api_key="test", base_url=base_url, max_retries=0) as client:
         with pytest.raises(openai.APIConnectionError):
             client.embeddings.create(model="m", input="a")
 
 
 def test_invalid_settings_are_rejected() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigurationError):
         FakeOpenAIServer(dimension=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigurationError):
         FakeOpenAIServer(requests_per_second=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigurationError):
         FakeOpenAIServer().fail_next(1, status=200)
+    with pytest.raises(ValueError):  # ConfigurationError is a ValueError too
+        FakeOpenAIServer().hang_next(-1)
+
+
+def test_run_in_thread_uses_a_portal_of_its_own() -> None:
+    with FakeOpenAIServer.run_in_thread() as server:
+        names = {t.name for t in threading.enumerate()}
+        assert "fake-openai-server" in names
+        with openai.OpenAI(api_key="t", base_url=server.base_url, max_retries=0) as client:
+            assert client.models.list().data  # served from the server's own loop
+    assert not any(t.name == "fake-openai-server" for t in threading.enumerate())
+
+
+async def test_starting_twice_is_a_usage_error() -> None:
+    async with FakeOpenAIServer() as server:
+        with pytest.raises(UsageError, match="already running"):
+            await server.start()

@@ -27,7 +27,6 @@ from pydantic import SecretStr
 from yarl import URL
 
 from langchain_rag_async.config import RateLimitConfig, RetryConfig
-from langchain_rag_async.embeddings.limits import ServiceLimiter
 from langchain_rag_async.embeddings.rate_limited import (
     WORKER_TASK_PREFIX,
     RateLimitedEmbeddings,
@@ -38,6 +37,7 @@ from langchain_rag_async.embeddings.rate_limited import (
     retry_after_seconds,
 )
 from langchain_rag_async.errors import ConfigurationError, EmbeddingError
+from langchain_rag_async.limits import ServiceLimiter
 from langchain_rag_async.testing.openai_server import FakeOpenAIServer, fake_embedding
 
 FAST_RETRY = RetryConfig(
@@ -318,7 +318,7 @@ async def test_exhausted_retries_name_the_failed_texts_and_sources(
 
 async def test_sources_must_match_texts(openai_server: FakeOpenAIServer) -> None:
     embeddings = make_embeddings(openai_server)
-    with pytest.raises(ValueError, match="one entry per text"):
+    with pytest.raises(ConfigurationError, match="one entry per text"):
         await embeddings.aembed_documents(["a", "b"], sources=["a.md"])
 
 

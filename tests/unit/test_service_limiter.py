@@ -9,15 +9,15 @@ from typing import Any, TypeVar
 
 import pytest
 
-from langchain_rag_async.config import EmbeddingConfig, RateLimitConfig
-from langchain_rag_async.embeddings.limits import (
+from langchain_rag_async._text import estimate_tokens
+from langchain_rag_async.config import EmbeddingConfig, LLMConfig, RateLimitConfig
+from langchain_rag_async.errors import ConfigurationError, UsageError
+from langchain_rag_async.limits import (
     AdaptiveConcurrencyGate,
     ServiceLimiter,
-    estimate_tokens,
     min_request_interval,
     request_bucket,
 )
-from langchain_rag_async.errors import ConfigurationError
 
 T = TypeVar("T")
 
@@ -183,7 +183,7 @@ async def test_gate_limit_changes_wake_waiters_and_never_interrupt_holders() -> 
 def test_gate_rejects_bad_limits_and_extra_releases() -> None:
     with pytest.raises(ConfigurationError):
         AdaptiveConcurrencyGate(0)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(UsageError, match="without acquire"):
         AdaptiveConcurrencyGate(1).release()
 
 
@@ -198,6 +198,21 @@ def test_from_config_takes_rate_limit_and_concurrency() -> None:
     assert limiter.rate_limit.requests_per_minute == 90
     with pytest.raises(ConfigurationError):
         ServiceLimiter("bad", max_concurrency=0)
+
+
+def test_from_config_takes_any_service_settings() -> None:
+    chat = LLMConfig(concurrency=2, rate_limit=RateLimitConfig(tokens_per_minute=1000))
+    limiter = ServiceLimiter.from_config("chat:openai", chat)
+    assert limiter.max_concurrency == 2
+    assert limiter.rate_limit.tokens_per_minute == 1000
+
+
+async def test_negative_tokens_are_a_configuration_error() -> None:
+    limiter = ServiceLimiter("svc")
+    with pytest.raises(ConfigurationError, match="negative"):
+        async with limiter.slot(tokens=-1):
+            pass
+    assert limiter.in_flight == 0
 
 
 def test_aimd_halves_on_rate_limit_and_grows_one_per_window_of_successes() -> None:

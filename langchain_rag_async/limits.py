@@ -1,7 +1,8 @@
 """One limiter per external service: adaptive concurrency plus request and token rate limits.
 
-A :class:`ServiceLimiter` is created once per service (from configuration) and injected into
-every component that calls that service, so that all of them share the same budget.
+A :class:`ServiceLimiter` is created once per service (the embedding service, the chat
+service) from that service's configuration and injected into every component that calls
+it, so that all of them share the same budget. Components never make their own.
 """
 
 from __future__ import annotations
@@ -12,20 +13,35 @@ from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Protocol
 
 from aiolimiter import AsyncLimiter
 
-from langchain_rag_async._text import estimate_tokens
-from langchain_rag_async.config import EmbeddingConfig, RateLimitConfig
-from langchain_rag_async.errors import ConfigurationError
+from langchain_rag_async.aio import LoopBound
+from langchain_rag_async.config import RateLimitConfig
+from langchain_rag_async.errors import ConfigurationError, UsageError
 
-__all__ = [
+__all__ = (
     "AdaptiveConcurrencyGate",
+    "ServiceLimits",
     "ServiceLimiter",
-    "estimate_tokens",
     "min_request_interval",
     "request_bucket",
-]
+)
+
+
+class ServiceLimits(Protocol):
+    """The settings a limiter is built from (``EmbeddingConfig`` and ``LLMConfig`` have them)."""
+
+    @property
+    def rate_limit(self) -> RateLimitConfig:
+        """Requests and tokens per minute of the service."""
+        ...
+
+    @property
+    def concurrency(self) -> int:
+        """Requests in flight at most."""
+        ...
 
 
 def request_bucket(requests_per_minute: float) -> tuple[float, float]:
@@ -126,10 +142,10 @@ class AdaptiveConcurrencyGate:
         """Give a slot back and wake the next waiter.
 
         Raises:
-            RuntimeError: More releases than acquisitions.
+            UsageError: More releases than acquisitions.
         """
         if self._in_flight <= 0:
-            raise RuntimeError("AdaptiveConcurrencyGate.release() called without acquire()")
+            raise UsageError("AdaptiveConcurrencyGate.release() called without acquire()")
         self._in_flight -= 1
         self._wake()
 
@@ -151,7 +167,6 @@ class AdaptiveConcurrencyGate:
 class _LoopPrimitives:
     """The loop-bound parts of a :class:`ServiceLimiter` (one set per event loop)."""
 
-    loop: asyncio.AbstractEventLoop
     gate: AdaptiveConcurrencyGate
     requests: AsyncLimiter | None
     tokens: AsyncLimiter | None
@@ -189,15 +204,17 @@ class ServiceLimiter:
         self._successes = 0
         self._in_flight = 0
         self._peak_in_flight = 0
-        self._bound: dict[int, _LoopPrimitives] = {}
+        self._bound: LoopBound[_LoopPrimitives] = LoopBound(self._new_primitives)
 
     @classmethod
-    def from_config(cls, name: str, config: EmbeddingConfig) -> ServiceLimiter:
-        """Build the limiter of a service from its embedding settings.
+    def from_config(cls, name: str, config: ServiceLimits) -> ServiceLimiter:
+        """Build the limiter of a service from its settings.
 
         Args:
-            name: Service name, used in logs and errors (e.g. ``"openai-embeddings"``).
-            config: Supplies ``rate_limit`` and ``concurrency``.
+            name: Service name, used in logs and errors (e.g. ``"embeddings:openai"``,
+                ``"chat:openai"``).
+            config: Any settings with ``rate_limit`` and ``concurrency``
+                (``EmbeddingConfig``, ``LLMConfig``).
         """
         return cls(name, rate_limit=config.rate_limit, max_concurrency=config.concurrency)
 
@@ -233,13 +250,16 @@ class ServiceLimiter:
         so it waits for a full bucket instead of forever.
 
         Args:
-            tokens: Estimated tokens of the request (see :func:`estimate_tokens`).
+            tokens: Estimated tokens of the request (``_text.estimate_tokens``).
 
         Yields:
             Nothing; the slot is released when the block exits, also on errors and cancellation.
+
+        Raises:
+            ConfigurationError: ``tokens`` is negative.
         """
         if tokens < 0:
-            raise ValueError(f"tokens must not be negative; got {tokens}")
+            raise ConfigurationError(f"tokens must not be negative; got {tokens}")
         primitives = self._primitives()
         await primitives.gate.acquire()
         try:
@@ -279,28 +299,26 @@ class ServiceLimiter:
             running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             running = None
-        for primitives in list(self._bound.values()):
-            if primitives.loop is running:
+        for loop, primitives in self._bound.live():
+            if loop is running:
                 primitives.gate.set_limit(limit)
-            elif not primitives.loop.is_closed():
+            else:
                 with contextlib.suppress(RuntimeError):  # closed in the meantime
-                    primitives.loop.call_soon_threadsafe(primitives.gate.set_limit, limit)
+                    loop.call_soon_threadsafe(primitives.gate.set_limit, limit)
 
     def _primitives(self) -> _LoopPrimitives:
-        loop = asyncio.get_running_loop()
-        primitives = self._bound.get(id(loop))
-        if primitives is not None and primitives.loop is loop:
-            return primitives
-        primitives = _LoopPrimitives(
-            loop=loop,
+        primitives = self._bound.peek()
+        if primitives is None:
+            self._bound.pop_stale()  # closed loops' gates and buckets hold nothing to release
+            primitives = self._bound.get()
+        return primitives
+
+    def _new_primitives(self) -> _LoopPrimitives:
+        return _LoopPrimitives(
             gate=AdaptiveConcurrencyGate(self._limit),
             requests=self._request_limiter(),
             tokens=self._token_limiter(),
         )
-        alive = {key: p for key, p in self._bound.items() if not p.loop.is_closed()}
-        alive[id(loop)] = primitives
-        self._bound = alive
-        return primitives
 
     def _request_limiter(self) -> AsyncLimiter | None:
         rpm = self.rate_limit.requests_per_minute
