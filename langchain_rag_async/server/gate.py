@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from langchain_rag_async.limits import AdaptiveConcurrencyGate
 from langchain_rag_async.errors import RequestError
+from langchain_rag_async.limits import AdaptiveConcurrencyGate
 
 __all__ = ("GenerationGate", "GenerationSlot")
 
