@@ -28,6 +28,7 @@ async def default_answer_context() -> AnswerContext:
         retriever=await _engine.aretriever(),
         llm=await _engine.allm(),
         k=_engine.config.retrieval.k,
+        limiter=_engine.chat_limiter,
     )
 
 

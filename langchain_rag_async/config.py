@@ -23,6 +23,7 @@ __all__ = (
     "RateLimitConfig",
     "RetrievalConfig",
     "RetryConfig",
+    "ServerConfig",
     "SplitterConfig",
 )
 
@@ -285,6 +286,61 @@ class PipelineConfig:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class ServerConfig:
+    """How ``rag-async serve`` exposes an index over HTTP (and what it refuses).
+
+    Attributes:
+        host: Interface to bind; anything but loopback needs ``api_key`` or ``insecure``.
+        port: TCP port.
+        roots: Directories ``POST /index`` may index (nothing outside them, symlinks
+            included); empty means indexing over HTTP is refused.
+        api_key: When set, every endpoint but ``/healthz`` requires
+            ``Authorization: Bearer <api_key>``.
+        insecure: Allow a non-loopback ``host`` without ``api_key``.
+        cors_origins: Origins allowed by CORS; empty turns CORS off.
+        model_name: The one model name ``/v1/models`` lists and chat requests must use.
+        max_body_bytes: Largest request body accepted (413 above).
+        max_question_chars: Longest question accepted (400 above).
+        max_messages: Most chat messages in one request (400 above).
+        max_k: Largest ``k`` a request may ask for.
+        max_concurrent_generations: Answers generated at once; more wait in a queue.
+        queue_timeout: Seconds a request waits for a generation slot before a 429.
+        grace: Seconds running streams get to finish after SIGTERM before they are cancelled.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    roots: tuple[Path, ...] = ()
+    api_key: str | None = field(default=None, repr=False)
+    insecure: bool = False
+    cors_origins: tuple[str, ...] = ()
+    model_name: str = "rag-async"
+    max_body_bytes: int = 1_000_000
+    max_question_chars: int = 4_000
+    max_messages: int = 200
+    max_k: int = 50
+    max_concurrent_generations: int = 32
+    queue_timeout: float = 5.0
+    grace: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigurationError(f"port must be between 0 and 65535; got {self.port}")
+        for name in (
+            "max_body_bytes",
+            "max_question_chars",
+            "max_messages",
+            "max_k",
+            "max_concurrent_generations",
+        ):
+            _require_positive(name, getattr(self, name))
+        if self.queue_timeout < 0 or self.grace < 0:
+            raise ConfigurationError("queue_timeout and grace must not be negative")
+        if not self.model_name.strip():
+            raise ConfigurationError("model_name must not be empty")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class RAGConfig:
     """All settings of langchain-rag-async in one object.
 
@@ -299,6 +355,7 @@ class RAGConfig:
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
     freeze_gc: bool = True
     """After the engine loads an index, freeze what is alive (:mod:`.gc_tuning`)."""
 
@@ -313,8 +370,11 @@ class RAGConfig:
         ``RAG_CHAT_MODEL``, ``RAG_CHAT_CONCURRENCY`` (chat requests in flight at most,
         default 4), ``RAG_CHAT_RPM`` and ``RAG_CHAT_TPM`` (requests and estimated prompt
         tokens per minute of the chat service; unset: unlimited), ``OPENAI_API_KEY``,
-        ``OPENAI_BASE_URL``, ``RAG_FREEZE_GC`` (``1``/``0``). Unset variables keep the
-        defaults of the config classes.
+        ``OPENAI_BASE_URL``, ``RAG_FREEZE_GC`` (``1``/``0``), and for ``serve``:
+        ``RAG_SERVE_HOST``, ``RAG_SERVE_PORT``, ``RAG_SERVE_ROOTS`` (directories separated
+        by ``os.pathsep``), ``RAG_API_KEY``, ``RAG_CORS_ORIGINS`` (comma-separated),
+        ``RAG_SERVE_MAX_CONCURRENT_GENERATIONS``, ``RAG_SERVE_GRACE``. Unset variables
+        keep the defaults of the config classes.
 
         Args:
             environ: The mapping to read; ``os.environ`` by default.
@@ -361,12 +421,14 @@ class RAGConfig:
             openai_base_url=env.get("OPENAI_BASE_URL") or None,
         )
         index_dir = Path(env.get("RAG_INDEX_DIR") or DEFAULT_INDEX_DIR)
+        server = _server_from_env(env)
         return cls(
             index_dir=index_dir,
             loader=loader,
             splitter=splitter,
             embeddings=embeddings,
             llm=llm,
+            server=server,
             freeze_gc=_bool(env, "RAG_FREEZE_GC", default=True),
         )
 
@@ -396,6 +458,24 @@ class RAGConfig:
             rate_limit=rate,
         )
         return replace(self, index_dir=_pick(index_dir, self.index_dir), embeddings=emb)
+
+
+def _server_from_env(env: Mapping[str, str]) -> ServerConfig:
+    defaults = ServerConfig()
+    roots = tuple(Path(p) for p in env.get("RAG_SERVE_ROOTS", "").split(os.pathsep) if p.strip())
+    origins = tuple(o.strip() for o in env.get("RAG_CORS_ORIGINS", "").split(",") if o.strip())
+    grace = _float_or_none(env, "RAG_SERVE_GRACE")
+    return ServerConfig(
+        host=env.get("RAG_SERVE_HOST") or defaults.host,
+        port=_int(env, "RAG_SERVE_PORT", defaults.port),
+        roots=roots,
+        api_key=env.get("RAG_API_KEY") or None,
+        cors_origins=origins,
+        max_concurrent_generations=_int(
+            env, "RAG_SERVE_MAX_CONCURRENT_GENERATIONS", defaults.max_concurrent_generations
+        ),
+        grace=defaults.grace if grace is None else grace,
+    )
 
 
 def _pick(value: T | None, current: T) -> T:

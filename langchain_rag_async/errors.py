@@ -23,7 +23,8 @@ Every error the library raises on purpose is a :class:`RAGError`::
     │   │                             internal invariant: a bug to report)
     │   └── ClockSkewError            a record would be stamped before ``time_at_least``
     ├── RetrievalError                a search could not be served
-    └── GenerationError               the answer model failed or timed out
+    ├── GenerationError               the answer model failed or timed out
+    └── RequestError                  the server refuses an HTTP request (status, code)
 
 Errors carry context as attributes, chain their cause with ``raise ... from exc``
 and their message says what to do next. Where callers of a LangChain interface expect a
@@ -55,6 +56,7 @@ __all__ = (
     "IndexingError",
     "LoadingError",
     "RAGError",
+    "RequestError",
     "RetrievalError",
     "UsageError",
     "VectorStoreError",
@@ -236,3 +238,46 @@ class RetrievalError(RAGError):
 
 class GenerationError(RAGError):
     """The answer model failed or timed out."""
+
+
+class RequestError(RAGError):
+    """The server refuses an HTTP request; rendered in OpenAI's error body shape.
+
+    Attributes:
+        status: The HTTP status code (4xx, or 503 when the index is not ready).
+        message: What was wrong and what to do instead.
+        type: OpenAI's error ``type`` (``invalid_request_error``, ``authentication_error``,
+            ``rate_limit_error``, ``server_error``...).
+        code: A short machine-readable code (``model_not_found``, ``invalid_api_key``...).
+        param: The request field at fault, when one is.
+        headers: Extra response headers (``Retry-After`` on a 429).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.status = status
+        self.message = message
+        self.type = type
+        self.code = code
+        self.param = param
+        self.headers = dict(headers or {})
+        super().__init__(message)
+
+    def body(self) -> dict[str, object]:
+        """The JSON body: ``{"error": {"message", "type", "param", "code"}}``."""
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }

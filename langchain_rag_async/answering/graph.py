@@ -87,6 +87,10 @@ def default_k() -> int:
 class AnswerContext:
     """What an answer run needs besides its input.
 
+    ``retriever`` and ``llm`` may be left out only when the graph was built with a
+    ``default_context`` (a deployment: the LangGraph server builds an empty context for
+    runs that pass none); the default then supplies both.
+
     Attributes:
         retriever: Any LangChain retriever; called as ``ainvoke(query, k=k)``.
         llm: The chat model that writes the answer (and condenses follow-ups when able).
@@ -98,8 +102,8 @@ class AnswerContext:
             follow-up rewrite) holds one of its slots. ``None``: no limit.
     """
 
-    retriever: BaseRetriever
-    llm: BaseChatModel
+    retriever: BaseRetriever | None = None
+    llm: BaseChatModel | None = None
     k: int = field(default_factory=default_k)
     max_history_tokens: int | None = HISTORY_TOKEN_BUDGET
     limiter: ServiceLimiter | None = None
@@ -287,10 +291,27 @@ _NO_CONTEXT = (
 )
 
 
-def _context(context: AnswerContext | None) -> AnswerContext:
-    if context is None:
+@dataclass(frozen=True, slots=True)
+class _RunContext:
+    """A complete context: what the nodes use."""
+
+    retriever: BaseRetriever
+    llm: BaseChatModel
+    k: int
+    max_history_tokens: int | None
+    limiter: ServiceLimiter | None
+
+
+def _is_complete(context: AnswerContext | None) -> bool:
+    return context is not None and context.retriever is not None and context.llm is not None
+
+
+def _context(context: AnswerContext | None) -> _RunContext:
+    if context is None or context.retriever is None or context.llm is None:
         raise ConfigurationError(_NO_CONTEXT)
-    return context
+    return _RunContext(
+        context.retriever, context.llm, context.k, context.max_history_tokens, context.limiter
+    )
 
 
 def _with_default_context(
@@ -300,7 +321,7 @@ def _with_default_context(
     """Run ``node`` with ``default()``'s context when the run passed none."""
 
     async def run(state: AnswerState, runtime: Runtime[AnswerContext]) -> AnswerState:
-        if runtime.context is None:
+        if not _is_complete(runtime.context):
             runtime = runtime.override(context=await default())
         return await node(state, runtime)
 
@@ -341,7 +362,7 @@ async def rewrite_node(state: AnswerState, runtime: Runtime[AnswerContext]) -> A
     return {"search_query": query}
 
 
-async def _model_rewrite(ctx: AnswerContext, question: str, history: list[BaseMessage]) -> str:
+async def _model_rewrite(ctx: _RunContext, question: str, history: list[BaseMessage]) -> str:
     """Ask the model for a standalone query; "" when it fails or says nothing usable."""
     messages = REWRITE_PROMPT.format_messages(
         history=history[-REWRITE_HISTORY_MESSAGES:], question=question

@@ -1,0 +1,98 @@
+"""ASGI middleware of the server: bearer-key authentication and the request-body size limit."""
+
+from __future__ import annotations
+
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from langchain_rag_async.errors import RequestError
+from langchain_rag_async.server.security import authorized, unauthorized
+
+__all__ = ("AuthMiddleware", "BodyLimitMiddleware")
+
+_WS_UNAUTHORIZED = 4401
+
+
+class AuthMiddleware:
+    """Require ``Authorization: Bearer <key>`` on HTTP and WebSocket requests.
+
+    Paths in ``open_paths`` (``/healthz``) stay open. Without a key configured the
+    middleware lets everything through.
+    """
+
+    def __init__(self, app: ASGIApp, *, api_key: str | None, open_paths: frozenset[str]) -> None:
+        self.app = app
+        self.api_key = api_key
+        self.open_paths = open_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass authorized requests on; answer the others with 401 (HTTP) or close (WebSocket)."""
+        if (
+            scope["type"] not in ("http", "websocket")
+            or self.api_key is None
+            or scope["path"] in self.open_paths
+            or authorized(Headers(scope=scope).get("authorization"), self.api_key)
+        ):
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send(
+                {"type": "websocket.close", "code": _WS_UNAUTHORIZED, "reason": "unauthorized"}
+            )
+            return
+        error = unauthorized()
+        await JSONResponse(error.body(), error.status, headers=error.headers)(scope, receive, send)
+
+
+class BodyLimitMiddleware:
+    """Refuse request bodies larger than ``max_bytes`` with 413 (declared or streamed)."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on with a receive that counts the body's bytes."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._too_large(scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise self._error()
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except RequestError as exc:  # raised by counting_receive outside a route's handler
+            if started or exc.status != 413:
+                raise
+            await self._too_large(scope, receive, send)
+
+    def _error(self) -> RequestError:
+        return RequestError(
+            413,
+            f"the request body is larger than {self.max_bytes} bytes, this server's limit",
+            code="request_too_large",
+        )
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        error = self._error()
+        await JSONResponse(error.body(), error.status)(scope, receive, send)

@@ -1,0 +1,50 @@
+"""Run the server on uvicorn: safe binds, graceful SIGTERM (streams get ``grace`` seconds)."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from langchain_rag_async.config import RAGConfig
+from langchain_rag_async.engine import AsyncRAGEngine
+from langchain_rag_async.server.app import create_app
+from langchain_rag_async.server.mcp_server import build_mcp_server
+from langchain_rag_async.server.security import check_bind
+from langchain_rag_async.server.state import ServerState
+
+__all__ = ("aserve", "aserve_mcp_stdio")
+
+
+async def aserve(config: RAGConfig) -> None:
+    """Serve ``config.index_dir`` until SIGINT/SIGTERM.
+
+    On SIGTERM uvicorn stops accepting connections, lets running streams finish for
+    ``config.server.grace`` seconds, then cancels them; the app's shutdown cancels a
+    running index job (the saved index stays consistent) and closes the engine.
+
+    Raises:
+        ConfigurationError: A non-loopback host without an API key or ``insecure``.
+    """
+    settings = config.server
+    check_bind(settings)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(config=config),
+            host=settings.host,
+            port=settings.port,
+            timeout_graceful_shutdown=int(settings.grace) if settings.grace else None,
+            log_level="info",
+            lifespan="on",
+            ws="websockets-sansio",
+        )
+    )
+    await server.serve()
+
+
+async def aserve_mcp_stdio(config: RAGConfig) -> None:
+    """Serve the MCP tools over stdin/stdout until the client closes them (``rag-async mcp``)."""
+    engine = AsyncRAGEngine(config=config)
+    state = ServerState.create(engine, config.server, owns_engine=True)
+    try:
+        await build_mcp_server(state).run_stdio_async()
+    finally:
+        await state.aclose()
