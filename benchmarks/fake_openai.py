@@ -12,7 +12,7 @@ from typing import Any
 from langchain_openai import OpenAIEmbeddings
 from pydantic import SecretStr
 
-from langchain_rag_async.testing.openai_server import FakeOpenAIServer
+from langchain_rag_async.testing import FakeOpenAIServer
 
 __all__ = ("MODEL", "FakeOpenAIServer", "keep_traffic_local", "openai_embeddings", "server_figures")
 
