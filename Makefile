@@ -35,8 +35,13 @@ lint: $(STAMP)
 type: $(STAMP)
 	$(BIN)/mypy
 
+## bench: indexing throughput against LangChain (benchmarks/indexing.py; a few minutes)
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_async.py
+
+## eval: retrieval quality and latency on BEIR SciFact (benchmarks/retrieval.py)
+eval: $(STAMP)
+	$(BIN)/python scripts/eval_retrieval.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_INDEX) .rag-index .pytest_cache .mypy_cache .ruff_cache

@@ -1,6 +1,6 @@
-"""Keep scripts/bench_async.py from rotting: a tiny run completes and prints its JSON keys.
+"""Keep scripts/bench_async.py (and benchmarks/indexing.py) from rotting: a tiny run completes.
 
-It asserts no speed: the figures are measurements, and their targets live in the script.
+It asserts no speed: the figures are measurements, and their targets live in benchmarks/indexing.py.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from benchmarks.corpus import langchain_glob, our_include, select_files
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_async.py"
 
@@ -66,12 +68,11 @@ def test_bench_script_quick_run_prints_every_figure(
     assert all({"check", "measured", "target", "passed"} == set(c) for c in report["checks"])
 
 
-def test_bench_script_selects_the_first_files_by_name(rust_book: Path) -> None:
-    bench = _load_script()
-
-    files = bench.select_files(rust_book, 2)
+def test_bench_selects_the_first_files_by_name(rust_book: Path) -> None:
+    files = select_files(rust_book, 2)
 
     assert files == sorted(rust_book.glob("*.md"))[:2]
-    assert bench.langchain_glob(rust_book, files) == [p.name for p in files]
-    assert bench.our_include(rust_book, files) == tuple("/" + p.name for p in files)
-    assert bench.langchain_glob(rust_book, None) == "**/*.md"
+    assert langchain_glob(rust_book, files) == [p.name for p in files]
+    assert our_include(rust_book, files) == tuple("/" + p.name for p in files)
+    assert langchain_glob(rust_book, None) == "**/*.md"
+    assert our_include(rust_book, None) == ("*.md",)

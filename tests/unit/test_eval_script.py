@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-
-import eval_retrieval  # noqa: E402
+from benchmarks import retrieval
 
 
 def report(median: float, mean: float, stalls: list[float], ndcg: float) -> dict[str, Any]:
@@ -28,20 +24,20 @@ def report(median: float, mean: float, stalls: list[float], ndcg: float) -> dict
     }
 
 
-def verdicts(rows: list[tuple[str, str, str, bool]]) -> list[bool]:
-    return [met for _check, _measured, _target, met in rows]
+def verdicts(rows: list[dict[str, Any]]) -> list[bool]:
+    return [row["passed"] for row in rows]
 
 
 def test_targets_judge_median_latency_frozen_stalls_and_hybrid_quality() -> None:
-    rows = eval_retrieval.targets(report(1.09, 1.12, [20.0, 49.9], 0.71))
+    rows = retrieval.targets(report(1.09, 1.12, [20.0, 49.9], 0.71))
     assert verdicts(rows) == [True, True, True]  # the unfrozen 80 ms round is not judged
-    assert rows[1][1] == "1.090x; 1.120x"
-    assert verdicts(eval_retrieval.targets(report(1.11, 1.05, [20.0], 0.69))) == [
+    assert rows[1]["measured"] == "1.090x; 1.120x"
+    assert verdicts(retrieval.targets(report(1.11, 1.05, [20.0], 0.69))) == [
         False,
         False,
         True,
     ]
-    assert verdicts(eval_retrieval.targets(report(1.0, 1.0, [20.0, 50.1], 0.7))) == [
+    assert verdicts(retrieval.targets(report(1.0, 1.0, [20.0, 50.1], 0.7))) == [
         True,
         True,
         False,
@@ -51,4 +47,22 @@ def test_targets_judge_median_latency_frozen_stalls_and_hybrid_quality() -> None
 def test_quality_only_reports_judge_quality_only() -> None:
     quality_only = report(1.0, 1.0, [], 0.75)
     del quality_only["latency"]
-    assert verdicts(eval_retrieval.targets(quality_only)) == [True]
+    assert verdicts(retrieval.targets(quality_only)) == [True]
+
+
+def test_report_text_ends_with_a_pass_or_fail_line_per_target() -> None:
+    quality_only = report(1.0, 1.0, [], 0.69) | {
+        "dataset": "SciFact",
+        "queries": 2,
+        "documents": 3,
+        "model": "m",
+        "settings": {"fetch_k": 30, "dense_weight": 1.0, "sparse_weight": 1.0, "rrf_c": 60},
+    }
+    del quality_only["latency"]
+
+    text = retrieval.report_text(quality_only)
+
+    assert text.splitlines()[-2:] == [
+        "targets:",
+        "  FAIL  hybrid-rrf nDCG@10: 0.6900 (target >= 0.7)",
+    ]
