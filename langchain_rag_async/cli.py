@@ -25,7 +25,7 @@ from rich.progress import (
 )
 
 from langchain_rag_async.config import LoaderConfig, RAGConfig
-from langchain_rag_async.errors import RAGError, UsageError
+from langchain_rag_async.errors import ConfigurationError, RAGError, UsageError
 from langchain_rag_async.indexing.events import IndexingSummary
 from langchain_rag_async.observability import configure_logging
 
@@ -73,7 +73,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ask.add_argument("--timeout", type=float, default=None, help="seconds for the whole answer")
     ask.add_argument("--json", action="store_true", help="print the final answer as JSON")
+    _add_serve(sub)
     return parser
+
+
+def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = sub.add_parser(
+        "serve", help="serve the index over HTTP: OpenAI-compatible chat, SSE, MCP, a chat page"
+    )
+    _add_common(serve)
+    _add_served(serve)
+    serve.add_argument("--host", default=None, help="interface to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="TCP port (default 8000)")
+    serve.add_argument(
+        "--insecure", action="store_true", help="allow a non-loopback --host without RAG_API_KEY"
+    )
+    serve.add_argument(
+        "--grace", type=float, default=None, help="seconds streams may finish after SIGTERM"
+    )
+    mcp = sub.add_parser("mcp", help="serve the MCP tools (search, ask, index) over stdio")
+    _add_common(mcp)
+    _add_served(mcp)
+
+
+def _add_served(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--root",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="DIR",
+        help="a directory that may be indexed over HTTP/MCP (repeatable; RAG_SERVE_ROOTS)",
+    )
+    parser.add_argument(
+        "--llm", choices=["extractive", "openai", "local"], default=None, help="answer model"
+    )
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -271,6 +305,38 @@ async def _run_ask(args: argparse.Namespace, out: Console, err: Console) -> int:
     return 0
 
 
+def _server_config(args: argparse.Namespace) -> RAGConfig:
+    config = _config_from_args(args)
+    if args.llm:
+        config = replace(config, llm=replace(config.llm, provider=args.llm))
+    server = config.server
+    server = replace(
+        server,
+        roots=tuple(args.root) or server.roots,
+        host=getattr(args, "host", None) or server.host,
+        port=server.port if getattr(args, "port", None) is None else args.port,
+        insecure=getattr(args, "insecure", False) or server.insecure,
+        grace=server.grace if getattr(args, "grace", None) is None else args.grace,
+    )
+    return replace(config, server=server)
+
+
+async def _run_server(args: argparse.Namespace) -> int:
+    try:
+        from langchain_rag_async import server
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"`rag-async {args.command}` needs the server extra ({exc.name} is missing): "
+            "pip install 'langchain-rag-async[server]'"
+        ) from exc
+    config = _server_config(args)
+    if args.command == "mcp":
+        await server.aserve_mcp_stdio(config)
+    else:
+        await server.aserve(config)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``rag-async``; returns the exit code."""
     args = build_parser().parse_args(argv)
@@ -283,6 +349,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_run_index(args, out, err))
         if args.command == "query":
             return asyncio.run(_run_query(args, out))
+        if args.command in ("serve", "mcp"):
+            return asyncio.run(_run_server(args))
         return asyncio.run(_run_ask(args, out, err))
     except RAGError as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
