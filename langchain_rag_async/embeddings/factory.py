@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from langchain_core.embeddings import Embeddings
+from langchain_core.runnables.config import run_in_executor
 
 from langchain_rag_async.config import EmbeddingConfig
 from langchain_rag_async.embeddings.cache import CachedEmbeddings, SQLiteEmbeddingCache
@@ -64,10 +65,15 @@ def build_base_embeddings(config: EmbeddingConfig) -> Embeddings:
             "--embeddings openai needs OPENAI_API_KEY (or OPENAI_BASE_URL for an "
             "OpenAI-compatible server); set it, or use the offline default --embeddings local"
         )
+    import openai
     from langchain_openai import OpenAIEmbeddings
     from pydantic import SecretStr
 
     return OpenAIEmbeddings(
+        # Our own HTTP clients (openai's defaults), so that we can close them: the model
+        # never closes the ones it would make itself. See aclose_base_embeddings.
+        http_client=openai.DefaultHttpxClient(),
+        http_async_client=openai.DefaultAsyncHttpxClient(),
         model=config.model_name,
         api_key=SecretStr(config.openai_api_key or "not-needed"),
         base_url=config.openai_base_url,
@@ -121,16 +127,14 @@ def build_embeddings(
 async def aclose_base_embeddings(embeddings: Embeddings) -> None:
     """Close the HTTP clients of a model built by :func:`build_base_embeddings`.
 
-    ``OpenAIEmbeddings`` opens one client per instance and never closes it; left to the
-    garbage collector, its close lands on whatever event loop runs then (or a closed one).
-    Models without network clients are left alone.
+    ``OpenAIEmbeddings`` never closes its HTTP clients; left to the garbage collector, the
+    close lands on whatever event loop runs then (or a closed one). The factory hands it
+    clients of ours (its public ``http_client`` / ``http_async_client`` fields), closed
+    here. Models without such clients are left alone.
     """
-    for attr in ("async_client", "client"):
-        resource = getattr(embeddings, attr, None)
-        root = getattr(resource, "_client", None)
-        close = getattr(root, "close", None)
-        if close is None:
-            continue
-        result = close()
-        if hasattr(result, "__await__"):
-            await result
+    async_client = getattr(embeddings, "http_async_client", None)
+    if async_client is not None and hasattr(async_client, "aclose"):
+        await async_client.aclose()
+    client = getattr(embeddings, "http_client", None)
+    if client is not None and hasattr(client, "close"):
+        await run_in_executor(None, client.close)

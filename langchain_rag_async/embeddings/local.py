@@ -28,7 +28,7 @@ from langchain_rag_async.observability import span
 if TYPE_CHECKING:
     from tokenizers import Encoding, Tokenizer
 
-__all__ = [
+__all__ = (
     "DEFAULT_BATCH_SIZE",
     "LOCAL_DIMENSION",
     "LOCAL_MODEL_ID",
@@ -37,7 +37,7 @@ __all__ = [
     "MODEL_SHA256",
     "TOKENIZER_SHA256",
     "LocalMiniLMEmbeddings",
-]
+)
 
 LOCAL_MODEL_ID = DEFAULT_LOCAL_EMBEDDING_MODEL
 """Identity of the model's vectors, stored with every index built from them."""

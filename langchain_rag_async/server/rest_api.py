@@ -44,7 +44,6 @@ async def query(body: QueryRequest, request: Request) -> dict[str, Any]:
     state = get_state(request)
     check_question_length(body.question, state.settings, "question")
     k = check_k(body.k, state.settings)
-    k = state.engine.config.retrieval.k if k is None else k
     docs = await state.engine.aquery(body.question, k=k, filter=body.filter)
     return {"hits": [_hit(doc) for doc in docs]}
 

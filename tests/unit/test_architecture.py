@@ -107,3 +107,15 @@ def test_no_assert_and_no_bare_builtin_errors(path: Path, tree: ast.Module) -> N
             if isinstance(call, ast.Name) and call.id in BUILTIN_ERRORS:
                 wrong.append(f"line {node.lineno}: raise {call.id} (use the errors.py tree)")
     assert not wrong, f"{path.relative_to(PACKAGE)}: " + "; ".join(wrong)
+
+
+def test_all_is_a_tuple_written_once() -> None:
+    lists = []
+    for path, tree in modules():
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets
+            ):
+                if not isinstance(node.value, ast.Tuple | ast.Call):
+                    lists.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
+    assert not lists, f"__all__ should be a tuple: {lists}"

@@ -1,0 +1,234 @@
+"""Serving under load: ours against the usual LangChain way, side by side in one run.
+
+Both servers run in their own process on loopback and speak OpenAI's streaming chat
+format; one load generator (the ``openai`` async client) drives them with ``C``
+concurrent streaming chats, then reports time to first token, whole-answer time,
+tokens/s, requests/s, errors, the server's largest event-loop stall and its memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import httpx2
+import openai
+
+from benchmarks.corpus import PROJECT_ROOT, RUST_BOOK, select_files
+from benchmarks.report import check, checks_table, machine, markdown_table, progress
+
+__all__ = ("QUESTIONS", "LoadResult", "run")
+
+QUESTIONS = (
+    "How do lifetimes work?",
+    "What does the borrow checker do?",
+    "How do I read a file?",
+    "What is a trait object?",
+    "How are closures different from functions?",
+    "What is Cargo?",
+    "How does pattern matching work with enums?",
+    "What does the question mark operator do?",
+    "How do threads share data safely?",
+    "What is ownership?",
+)
+
+
+@dataclass
+class LoadResult:
+    """What one load run measured."""
+
+    kind: str
+    concurrency: int
+    ok: int = 0
+    errors: list[str] = field(default_factory=list)
+    ttft: list[float] = field(default_factory=list)
+    total: list[float] = field(default_factory=list)
+    tokens: int = 0
+    wall: float = 0.0
+    max_stall_ms: float = 0.0
+    rss_idle_mb: float = 0.0
+    rss_peak_mb: float = 0.0
+
+    def row(self) -> list[Any]:
+        """The run as one row of the report table."""
+
+        def q(values: list[float], p: float) -> str:
+            if not values:
+                return "-"
+            ordered = sorted(values)
+            return f"{1000 * ordered[min(len(ordered) - 1, int(p * len(ordered)))]:.0f}"
+
+        return [
+            self.kind, self.concurrency, self.ok, len(self.errors),
+            q(self.ttft, 0.5), q(self.ttft, 0.99), q(self.total, 0.5), q(self.total, 0.99),
+            f"{self.tokens / self.wall:.0f}" if self.wall else "-",
+            f"{self.ok / self.wall:.1f}" if self.wall else "-",
+            self.max_stall_ms, self.rss_idle_mb, self.rss_peak_mb,
+        ]  # fmt: skip
+
+
+HEADER = [
+    "server", "clients", "ok", "errors", "TTFT p50 ms", "TTFT p99 ms", "total p50 ms",
+    "total p99 ms", "tokens/s", "requests/s", "max loop stall ms", "RSS idle MiB",
+    "RSS peak MiB",
+]  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def build_index(files: int, index_dir: Path) -> None:
+    """Index the first ``files`` rust-book files with the bundled model (what serve uses)."""
+    from langchain_rag_async import RAGConfig, RAGEngine
+    from langchain_rag_async.config import LoaderConfig
+
+    chosen = select_files(RUST_BOOK, files) or []
+    include = tuple(p.relative_to(RUST_BOOK).as_posix() for p in chosen)
+    config = RAGConfig(index_dir=index_dir, loader=LoaderConfig(include=include))
+    with RAGEngine(config=config) as engine:
+        summary = engine.index_directory(RUST_BOOK)
+    progress(f"indexed {summary.files_indexed} files, {summary.chunks_added} chunks")
+
+
+class Target:
+    """One server process (``benchmarks.serve_target``)."""
+
+    def __init__(self, kind: str, index_dir: Path) -> None:
+        self.kind = kind
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.serve_target", "--kind", kind,
+             "--index-dir", str(index_dir), "--port", str(self.port)],
+            cwd=PROJECT_ROOT, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+        )  # fmt: skip
+
+    def wait_ready(self, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the {self.kind} server exited with {self.process.returncode}")
+            try:
+                if httpx.get(f"{self.url}/_bench/stats", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        raise RuntimeError(f"the {self.kind} server did not start")
+
+    def stats(self) -> dict[str, float]:
+        return dict(httpx.get(f"{self.url}/_bench/stats", timeout=10).json())
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+async def one_chat(client: openai.AsyncOpenAI, question: str, result: LoadResult) -> None:
+    started = time.perf_counter()
+    first: float | None = None
+    tokens = 0
+    try:
+        stream = await client.chat.completions.create(
+            model="rag-async", messages=[{"role": "user", "content": question}], stream=True
+        )
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                tokens += 1
+                if first is None:
+                    first = time.perf_counter()
+    except Exception as exc:  # counted, not raised: the benchmark reports errors
+        result.errors.append(f"{type(exc).__name__}: {exc}"[:200])
+        return
+    end = time.perf_counter()
+    result.ok += 1
+    result.tokens += tokens
+    result.ttft.append((first or end) - started)
+    result.total.append(end - started)
+
+
+async def load(target: Target, concurrency: int) -> LoadResult:
+    result = LoadResult(kind=target.kind, concurrency=concurrency)
+    limits = httpx2.Limits(max_connections=concurrency + 10, max_keepalive_connections=concurrency)
+    async with (
+        httpx2.AsyncClient(limits=limits, timeout=300) as http,  # the openai client's own httpx
+        openai.AsyncOpenAI(
+            base_url=f"{target.url}/v1", api_key="bench", max_retries=0, http_client=http
+        ) as client,
+    ):
+        await one_chat(client, QUESTIONS[0], LoadResult(kind="warm-up", concurrency=1))
+        idle = await asyncio.to_thread(target.stats)
+        result.rss_idle_mb = idle["rss_mb"]
+        peak = idle["rss_mb"]
+        started = time.perf_counter()
+        chats = [
+            asyncio.create_task(one_chat(client, QUESTIONS[i % len(QUESTIONS)], result))
+            for i in range(concurrency)
+        ]
+        while not all(task.done() for task in chats):
+            await asyncio.sleep(0.25)
+            peak = max(peak, (await asyncio.to_thread(target.stats))["rss_mb"])
+        result.wall = time.perf_counter() - started
+        final = await asyncio.to_thread(target.stats)
+        result.rss_peak_mb = max(peak, final["rss_mb"])
+        result.max_stall_ms = final["max_stall_ms"]
+    return result
+
+
+def run(*, files: int = 30, levels: tuple[int, ...] = (100, 200)) -> list[LoadResult]:
+    """Build an index, then load each server at each concurrency level; print the report."""
+    print(machine()["summary"])
+    results: list[LoadResult] = []
+    with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
+        index_dir = Path(tmp) / "index"
+        build_index(files, index_dir)
+        for kind in ("ours", "langchain"):
+            target = Target(kind, index_dir)
+            try:
+                target.wait_ready()
+                for level in levels:
+                    progress(f"{kind}: {level} concurrent streaming chats")
+                    results.append(asyncio.run(load(target, level)))
+            finally:
+                target.stop()
+    print(markdown_table(HEADER, [r.row() for r in results]))
+    print(checks_table(verdicts(results)))
+    return results
+
+
+def verdicts(results: list[LoadResult]) -> list[dict[str, Any]]:
+    """The issue's targets, judged on this run."""
+    by = {(r.kind, r.concurrency): r for r in results}
+    checks = []
+    for r in results:
+        if r.kind == "ours":
+            checks.append(check(f"ours, {r.concurrency} clients: errors", len(r.errors), "0",
+                                not r.errors))  # fmt: skip
+            checks.append(check(f"ours, {r.concurrency} clients: max loop stall (ms)",
+                                r.max_stall_ms, "<= 50", r.max_stall_ms <= 50))  # fmt: skip
+    ours100 = by.get(("ours", 100))
+    if ours100 and ours100.ttft:
+        p99 = sorted(ours100.ttft)[min(len(ours100.ttft) - 1, int(0.99 * len(ours100.ttft)))]
+        checks.append(check("ours, 100 clients: TTFT p99 (s)", round(p99, 3), "<= 1.0", p99 <= 1.0))
+    for level in sorted({r.concurrency for r in results}):
+        mine, theirs = by.get(("ours", level)), by.get(("langchain", level))
+        if mine and theirs and mine.wall and theirs.wall and theirs.ok:
+            ratio = (mine.ok / mine.wall) / (theirs.ok / theirs.wall)
+            checks.append(check(f"{level} clients: requests/s ours / LangChain way",
+                                round(ratio, 2), ">= 3", ratio >= 3))  # fmt: skip
+    return checks
