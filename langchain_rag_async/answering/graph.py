@@ -35,6 +35,7 @@ from langchain_rag_async.chat_models.extractive import ExtractiveChatModel
 from langchain_rag_async.config import RetrievalConfig
 from langchain_rag_async.errors import ConfigurationError, RAGError, RetrievalError
 from langchain_rag_async.limits import ServiceLimiter
+from langchain_rag_async.metrics import QUERY_LATENCY
 from langchain_rag_async.observability import get_logger, span
 from langchain_rag_async.prompts import (
     HISTORY_TOKEN_BUDGET,
@@ -415,7 +416,11 @@ async def generate_node(state: AnswerState, runtime: Runtime[AnswerContext]) -> 
         max_history_tokens=ctx.max_history_tokens,
     )
     parts: list[str] = []
-    with span("generate", model=type(ctx.llm).__name__, documents=len(documents)) as current:
+    generating = QUERY_LATENCY.labels(stage="generate").time()
+    with (
+        span("generate", model=type(ctx.llm).__name__, documents=len(documents)) as current,
+        generating,
+    ):
         try:
             async with model_slot(ctx.limiter, messages):
                 # astream, not ainvoke: the text received before a failure is still at hand.

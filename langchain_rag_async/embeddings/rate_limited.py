@@ -35,6 +35,7 @@ from langchain_rag_async.aio import first_error
 from langchain_rag_async.config import RetryConfig
 from langchain_rag_async.errors import ConfigurationError, EmbeddingError
 from langchain_rag_async.limits import ServiceLimiter, min_request_interval
+from langchain_rag_async.metrics import EMBEDDING_REQUESTS, QUERY_LATENCY, provider_of
 from langchain_rag_async.observability import get_logger, span
 
 __all__ = (
@@ -360,9 +361,10 @@ class RateLimitedEmbeddings(Embeddings):
             EmbeddingError: The query could not be embedded, even after retries.
         """
         try:
-            return await self._with_retry(
-                partial(self.inner.aembed_query, text), size=1, tokens=estimate_tokens([text])
-            )
+            with QUERY_LATENCY.labels(stage="embed").time():
+                return await self._with_retry(
+                    partial(self.inner.aembed_query, text), size=1, tokens=estimate_tokens([text])
+                )
         except Exception as exc:
             raise self._error(exc, failed=1, total=1, sources=()) from exc
 
@@ -391,7 +393,7 @@ class RateLimitedEmbeddings(Embeddings):
                 except Exception as exc:
                     self._record_failure(exc)
                     raise
-            self.limiter.record_success()
+            self._record_success()
             return result
 
     # -- sync twin -----------------------------------------------------------------------
@@ -464,7 +466,7 @@ class RateLimitedEmbeddings(Embeddings):
             except Exception as exc:
                 self._record_failure(exc)
                 raise
-            self.limiter.record_success()
+            self._record_success()
             return result
 
     def _pace(self, tokens: int) -> None:
@@ -500,6 +502,7 @@ class RateLimitedEmbeddings(Embeddings):
 
     def _before_sleep(self, state: RetryCallState) -> None:
         self._stats.retries += 1
+        self._count("retry")
         exc = state.outcome.exception() if state.outcome is not None else None
         delay = state.next_action.sleep if state.next_action is not None else 0.0
         get_logger(__name__).warning(
@@ -510,10 +513,21 @@ class RateLimitedEmbeddings(Embeddings):
             error=f"{type(exc).__name__}: {exc}",
         )
 
+    def _record_success(self) -> None:
+        self.limiter.record_success()
+        self._count("ok")
+
     def _record_failure(self, exc: BaseException) -> None:
         if is_rate_limited(exc):
             self._stats.rate_limited += 1
             self.limiter.record_rate_limited()
+            self._count("429")
+        else:
+            self._count("error")
+
+    def _count(self, outcome: str) -> None:
+        provider = provider_of(self.limiter.name)
+        EMBEDDING_REQUESTS.labels(provider=provider, outcome=outcome).inc()
 
     def _error(
         self,

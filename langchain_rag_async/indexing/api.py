@@ -16,6 +16,7 @@ from langchain_rag_async.errors import IndexingError
 from langchain_rag_async.indexing.events import IndexingSummary
 from langchain_rag_async.indexing.graph import IndexingContext, build_indexing_graph
 from langchain_rag_async.limits import ServiceLimiter
+from langchain_rag_async.metrics import DOCUMENTS_PROCESSED
 from langchain_rag_async.observability import bind_request_id, span
 from langchain_rag_async.sparse_index import SparseIndex
 
@@ -78,7 +79,19 @@ async def aindex_directory(
                     final = cast(dict[str, Any], chunk)
     if "summary" not in final:
         raise IndexingError(f"indexing {path} ended without a summary")
-    return IndexingSummary.from_dict(final["summary"])
+    summary = IndexingSummary.from_dict(final["summary"])
+    _count_documents(summary)
+    return summary
+
+
+def _count_documents(summary: IndexingSummary) -> None:
+    for outcome, count in (
+        ("indexed", summary.files_indexed),
+        ("skipped", summary.files_skipped),
+        ("failed", len(summary.files_failed)),
+        ("deleted", summary.files_deleted),
+    ):
+        DOCUMENTS_PROCESSED.labels(outcome=outcome).inc(count)
 
 
 def index_directory(

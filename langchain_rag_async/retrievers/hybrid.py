@@ -51,6 +51,7 @@ from langchain_rag_async.aio import first_error
 from langchain_rag_async.config import FusionMethod, RetrievalConfig
 from langchain_rag_async.errors import ConfigurationError, RAGError, RetrievalError
 from langchain_rag_async.ids import with_ids
+from langchain_rag_async.metrics import QUERY_LATENCY
 from langchain_rag_async.observability import get_logger, span
 from langchain_rag_async.retrievers._owned import ClosesOwnedIndex
 from langchain_rag_async.retrievers.fusion import (
@@ -145,7 +146,7 @@ def _ids_kwargs(plan: _Plan) -> dict[str, Any]:
 @contextmanager
 def _side(side: str, plan: _Plan) -> Iterator[Span]:
     """One side's search: in its own span; a foreign error raised as a RetrievalError."""
-    with span(side, k=plan.per_side) as current:
+    with span(side, k=plan.per_side) as current, QUERY_LATENCY.labels(stage=side).time():
         try:
             yield current
         except RAGError:
@@ -458,11 +459,13 @@ class HybridRetriever(ClosesOwnedIndex, BaseRetriever):
                 dense_ids, sparse_ids = await _both(
                     self._adense_ids(store, plan), self._asparse_ids(plan)
                 )
-                choosing = self._choosing(store, dense_ids, sparse_ids, plan)
-                documents = await _adrive(choosing, self.sparse.aget_by_ids)
+                with QUERY_LATENCY.labels(stage="fuse").time():
+                    choosing = self._choosing(store, dense_ids, sparse_ids, plan)
+                    documents = await _adrive(choosing, self.sparse.aget_by_ids)
             else:
                 dense, sparse = await _both(self._adense(plan), self._asparse(plan))
-                documents = self._fuse(dense, sparse, plan.k)
+                with QUERY_LATENCY.labels(stage="fuse").time():
+                    documents = self._fuse(dense, sparse, plan.k)
             current.set_attribute("rag.results", len(documents))
         return documents
 

@@ -12,6 +12,7 @@ from langchain_core.messages import BaseMessage
 
 from langchain_rag_async.answering import AnswerEvent, ErrorEvent
 from langchain_rag_async.errors import RequestError
+from langchain_rag_async.metrics import TIME_TO_FIRST_TOKEN
 from langchain_rag_async.server.gate import GenerationSlot
 from langchain_rag_async.server.state import ServerState
 
@@ -48,6 +49,7 @@ class StartedAnswer:
                 async for event in self._events:
                     if event.type == "token" and self.first_token_at is None:
                         self.first_token_at = time.perf_counter()
+                        TIME_TO_FIRST_TOKEN.observe(self.first_token_at - self.started)
                     yield event
         finally:
             self._slot.release()

@@ -26,7 +26,11 @@ from langchain_rag_async.errors import (
 from langchain_rag_async.observability import get_logger
 from langchain_rag_async.server import index_api, openai_api, rest_api
 from langchain_rag_async.server.mcp_server import build_mcp_server
-from langchain_rag_async.server.middleware import AuthMiddleware, BodyLimitMiddleware
+from langchain_rag_async.server.middleware import (
+    AuthMiddleware,
+    BodyLimitMiddleware,
+    InFlightMiddleware,
+)
 from langchain_rag_async.server.state import ServerState
 
 __all__ = ("create_app",)
@@ -35,6 +39,9 @@ logger = get_logger(__name__)
 
 _OPEN_PATHS = frozenset({"/healthz", "/"})  # the chat page holds no data; it asks for the key
 _CHAT_PAGE = "static/index.html"
+_COUNTED_ENDPOINTS = frozenset(
+    {"/v1/chat/completions", "/v1/models", "/query", "/answer", "/index", "/mcp", "/metrics"}
+)
 # The page's own inline script and style only; it talks to this origin alone.
 _CSP = (
     "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
@@ -105,6 +112,7 @@ def create_app(
             allow_headers=["Authorization", "Content-Type"],
         )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(InFlightMiddleware, endpoints=_COUNTED_ENDPOINTS)
     app.add_middleware(AuthMiddleware, api_key=settings.api_key, open_paths=_OPEN_PATHS)
     return app
 

@@ -7,9 +7,10 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from langchain_rag_async.errors import RequestError
+from langchain_rag_async.metrics import REQUESTS_IN_FLIGHT
 from langchain_rag_async.server.security import authorized, unauthorized
 
-__all__ = ("AuthMiddleware", "BodyLimitMiddleware")
+__all__ = ("AuthMiddleware", "BodyLimitMiddleware", "InFlightMiddleware")
 
 _WS_UNAUTHORIZED = 4401
 
@@ -96,3 +97,30 @@ class BodyLimitMiddleware:
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         error = self._error()
         await JSONResponse(error.body(), error.status)(scope, receive, send)
+
+
+class InFlightMiddleware:
+    """Count the HTTP requests being served per endpoint (``rag_requests_in_flight``).
+
+    The label is one of the server's own endpoints (``other`` for anything else), never a
+    client-chosen path.
+    """
+
+    def __init__(self, app: ASGIApp, *, endpoints: frozenset[str]) -> None:
+        self.app = app
+        self.endpoints = endpoints
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on, counted while it is served."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        if path not in self.endpoints:
+            path = "/index" if path.startswith("/index/") else "other"  # /index/{job}
+        gauge = REQUESTS_IN_FLIGHT.labels(endpoint=path)
+        gauge.inc()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            gauge.dec()

@@ -14,13 +14,14 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from langchain_core.documents import Document
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.background import BackgroundTask
 
 from langchain_rag_async.answering import ErrorEvent
 from langchain_rag_async.errors import RAGError, RequestError
+from langchain_rag_async.metrics import exposition
 from langchain_rag_async.server._answers import StartedAnswer, sources_payload, start_answer
 from langchain_rag_async.server.schemas import (
     AnswerRequest,
@@ -104,6 +105,13 @@ async def chunk(chunk_id: str, request: Request) -> dict[str, Any]:
     if not found:
         raise RequestError(404, f"no chunk {chunk_id!r} in the index", code="chunk_not_found")
     return _hit(found[0])
+
+
+@router.get("/metrics")
+async def metrics() -> Response:
+    """The library's Prometheus metrics, in the text exposition format."""
+    body, content_type = exposition()
+    return Response(body, media_type=content_type)
 
 
 @router.get("/healthz")
