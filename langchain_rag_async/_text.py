@@ -9,6 +9,7 @@ ranks sentences with the terms the sparse index ranked chunks with.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence, Set
@@ -304,6 +305,7 @@ def _step5(word: str) -> str:
     return word
 
 
+@functools.lru_cache(maxsize=1 << 16)  # a corpus has far fewer distinct words; stems repeat
 def porter_stem(word: str) -> str:
     """Reduce a folded word to its Porter stem, as FTS5's ``porter`` tokenizer does.
 

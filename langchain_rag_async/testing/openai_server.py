@@ -23,12 +23,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from aiohttp import web
 from langchain_core.runnables.config import run_in_executor
 
 from langchain_rag_async._text import estimate_tokens
 from langchain_rag_async.aio import BlockingPortal
 from langchain_rag_async.errors import ConfigurationError, UsageError
+
+try:
+    from aiohttp import web
+except ImportError as exc:  # the `testing` extra; say how to get it
+    raise ImportError(
+        "langchain_rag_async.testing needs aiohttp: pip install 'langchain-rag-async[testing]'"
+    ) from exc
 
 __all__ = ("FakeOpenAIServer", "ServerStats", "fake_embedding", "split_reply")
 
