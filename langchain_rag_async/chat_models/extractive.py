@@ -290,9 +290,16 @@ def _result(reply: _Reply, model_name: str) -> ChatResult:
     return ChatResult(generations=[ChatGeneration(message=message)])
 
 
+STREAM_WORDS = 4
+"""Words per streamed chunk. Every chunk costs LangChain's and LangGraph's per-token
+machinery (a message object, callbacks, a stream event): at one word a chunk that
+machinery took more time than composing the answer (docs/benchmarks.md, serving)."""
+
+
 def _chunks(reply: _Reply, model_name: str) -> Iterator[ChatGenerationChunk]:
-    """Yield one chunk per token; the last one carries the usage and response metadata."""
-    tokens = reply.tokens or ("",)
+    """Yield the answer a few words per chunk; the last one carries usage and metadata."""
+    words = reply.tokens or ("",)
+    tokens = ["".join(words[i : i + STREAM_WORDS]) for i in range(0, len(words), STREAM_WORDS)]
     for token in tokens[:-1]:
         yield ChatGenerationChunk(message=AIMessageChunk(content=token))
     yield ChatGenerationChunk(

@@ -237,6 +237,10 @@ class LocalMiniLMEmbeddings(Embeddings):
             vectors = await embeddings.aembed_documents(["first text", "second text"])
     """
 
+    queries_embed_as_documents: ClassVar[bool] = True
+    """``embed_query(t) == embed_documents([t])[0]``: concurrent queries may be embedded
+    together in one call (``RateLimitedEmbeddings`` coalesces them)."""
+
     embeds_in_executor: ClassVar[bool] = True
     """The async methods only run the blocking ones in an executor thread: a vector store
     may embed a query in the same executor call as its search (``AsyncFAISS`` does)."""

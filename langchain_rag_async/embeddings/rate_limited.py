@@ -31,8 +31,9 @@ from tenacity import (
 )
 
 from langchain_rag_async._text import estimate_tokens
-from langchain_rag_async.aio import first_error
+from langchain_rag_async.aio import LoopBound, first_error
 from langchain_rag_async.config import RetryConfig
+from langchain_rag_async.embeddings._coalesce import QueryCoalescer
 from langchain_rag_async.errors import ConfigurationError, EmbeddingError
 from langchain_rag_async.limits import ServiceLimiter, min_request_interval
 from langchain_rag_async.metrics import EMBEDDING_REQUESTS, QUERY_LATENCY, provider_of
@@ -290,6 +291,12 @@ class RateLimitedEmbeddings(Embeddings):
         self.retry = retry or RetryConfig()
         self.request_timeout = request_timeout
         self._stats = _Stats()
+        # Models whose queries embed as documents get concurrent queries coalesced.
+        self._coalescers: LoopBound[QueryCoalescer] | None = None
+        if getattr(type(inner), "queries_embed_as_documents", False):
+            self._coalescers = LoopBound(
+                lambda: QueryCoalescer(self._aembed_query_batch, self.batch_size)
+            )
         self._pace_lock = threading.Lock()
         self._sync_ready_at = 0.0
 
@@ -360,13 +367,27 @@ class RateLimitedEmbeddings(Embeddings):
         Raises:
             EmbeddingError: The query could not be embedded, even after retries.
         """
-        try:
-            with QUERY_LATENCY.labels(stage="embed").time():
+        with QUERY_LATENCY.labels(stage="embed").time():
+            if self._coalescers is not None:  # with the queries of other callers, if any
+                return await self._coalescers.get().embed(text)
+            try:
                 return await self._with_retry(
                     partial(self.inner.aembed_query, text), size=1, tokens=estimate_tokens([text])
                 )
+            except Exception as exc:
+                raise self._error(exc, failed=1, total=1, sources=()) from exc
+
+    async def _aembed_query_batch(self, texts: list[str]) -> list[list[float]]:
+        """Queries embedded as one request (they embed as documents: see ``__init__``)."""
+        try:
+            vectors = await self._with_retry(
+                partial(self.inner.aembed_documents, texts),
+                size=len(texts),
+                tokens=estimate_tokens(texts),
+            )
+            return _checked_vectors(vectors, len(texts))
         except Exception as exc:
-            raise self._error(exc, failed=1, total=1, sources=()) from exc
+            raise self._error(exc, failed=len(texts), total=len(texts), sources=()) from exc
 
     async def _with_retry(self, call: Callable[[], Awaitable[T]], *, size: int, tokens: int) -> T:
         attempts = _Attempts()
