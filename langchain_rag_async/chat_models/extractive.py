@@ -2,7 +2,7 @@
 
 :class:`ExtractiveChatModel` is a LangChain ``BaseChatModel``: it reads the prompt built by
 :mod:`langchain_rag_async.prompts`, picks the source sentences most relevant to the question
-and streams them word by word, each with its ``[n]`` citation. Chains, LangGraph graphs,
+and streams them a few words at a time, each with its ``[n]`` citation. Chains, LangGraph graphs,
 callbacks and ``astream_events`` treat it exactly like a hosted chat model.
 """
 

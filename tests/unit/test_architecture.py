@@ -19,7 +19,7 @@ LAYERS: dict[str, int] = {
     "errors": 0,
     **dict.fromkeys(
         ["config", "_text", "_checks", "aio", "observability", "_closing", "_paths",
-         "_introspect", "ids", "gc_tuning", "prompts", "_model"],
+         "_introspect", "ids", "gc_tuning", "prompts", "_model", "metrics"],
         1,
     ),
     **dict.fromkeys(["limits", "_sqlite"], 2),
