@@ -6,6 +6,7 @@ Nothing here does I/O; every function is deterministic, so the sync and async pa
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import Counter
@@ -104,7 +105,12 @@ def content_terms(text: str) -> list[str]:
     words that only say how a question is asked
     (:data:`~langchain_rag_async._text.QUESTION_STOPWORDS`).
     """
-    return terms(text, QUESTION_STOPWORDS)
+    return list(_cached_terms(text))
+
+
+@functools.lru_cache(maxsize=1 << 15)  # sources repeat across questions: analyse them once
+def _cached_terms(text: str) -> tuple[str, ...]:
+    return tuple(terms(text, QUESTION_STOPWORDS))
 
 
 def split_sentences(markdown: str) -> list[tuple[str, str]]:
@@ -120,13 +126,18 @@ def split_sentences(markdown: str) -> list[tuple[str, str]]:
     Returns:
         ``(sentence, heading)`` pairs in reading order.
     """
+    return list(_cached_sentences(markdown))
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _cached_sentences(markdown: str) -> tuple[tuple[str, str], ...]:
     result = []
     for paragraph, heading in _paragraphs(markdown.splitlines()):
         for sentence in _split_paragraph(paragraph):
             words = len(sentence.split())
             if MIN_WORDS <= words <= MAX_WORDS and any(ch.isalpha() for ch in sentence):
                 result.append((sentence, heading))
-    return result
+    return tuple(result)
 
 
 def _paragraphs(lines: Sequence[str]) -> Iterator[tuple[str, str]]:
@@ -235,7 +246,7 @@ def extract_sentences(sources: Iterable[tuple[int, str]]) -> list[Sentence]:
     return [
         Sentence(source=number, position=position, text=text, heading=heading)
         for number, body in sources
-        for position, (text, heading) in enumerate(split_sentences(body))
+        for position, (text, heading) in enumerate(_cached_sentences(body))
     ]
 
 
@@ -257,7 +268,7 @@ def score_sentences(question: str, sentences: Sequence[Sentence]) -> list[Scored
     query = set(content_terms(question))
     if not query or not sentences:
         return []
-    documents = [content_terms(s.text) for s in sentences]
+    documents = [_cached_terms(s.text) for s in sentences]
     average_length = sum(map(len, documents)) / len(documents) or 1.0
     frequency = Counter(t for doc in documents for t in set(doc) if t in query)
     count = len(documents)
