@@ -1,11 +1,31 @@
-"""Closing for retrievers that may own their sparse index (those built by ``from_documents``)."""
+"""What the package's retrievers share: settings checked after pydantic, closing owned indexes."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from langchain_rag_async._closing import Closing
 from langchain_rag_async.sparse_index import FTS5Index
 
-__all__ = ("ClosesOwnedIndex",)
+__all__ = ("ChecksSettings", "ClosesOwnedIndex")
+
+
+class ChecksSettings:
+    """Runs :meth:`_check_settings` once the pydantic fields are set.
+
+    Checked after pydantic, not in a validator: pydantic would wrap a
+    ``ConfigurationError`` (a ``ValueError``) in a ``ValidationError``, and callers catch
+    library errors.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._check_settings()
+
+    def _check_settings(self) -> None:
+        raise NotImplementedError
 
 
 class ClosesOwnedIndex(Closing):

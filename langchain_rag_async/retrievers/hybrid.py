@@ -53,7 +53,7 @@ from langchain_rag_async.errors import ConfigurationError, RAGError, RetrievalEr
 from langchain_rag_async.ids import with_ids
 from langchain_rag_async.metrics import QUERY_LATENCY
 from langchain_rag_async.observability import get_logger, span
-from langchain_rag_async.retrievers._owned import ClosesOwnedIndex
+from langchain_rag_async.retrievers._owned import ChecksSettings, ClosesOwnedIndex
 from langchain_rag_async.retrievers.fusion import (
     FusedHit,
     RankedIds,
@@ -230,7 +230,7 @@ def _scored(
 # --------------------------------------------------------------------------- the retriever
 
 
-class HybridRetriever(ClosesOwnedIndex, BaseRetriever):
+class HybridRetriever(ChecksSettings, ClosesOwnedIndex, BaseRetriever):
     """Dense and sparse (BM25) search, run concurrently and fused into one ranking.
 
     The dense side is any :class:`~langchain_core.vectorstores.VectorStore` with relevance
@@ -303,12 +303,6 @@ class HybridRetriever(ClosesOwnedIndex, BaseRetriever):
 
     _owns_stores: bool = PrivateAttr(default=False)
     _closed: bool = PrivateAttr(default=False)
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        # Checked after pydantic, not in a validator: pydantic would wrap a
-        # ConfigurationError (a ValueError) in a ValidationError.
-        self._check_settings()
 
     def _check_settings(self) -> None:
         self.to_config()  # the same checks as RetrievalConfig

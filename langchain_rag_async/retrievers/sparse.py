@@ -28,7 +28,7 @@ from langchain_rag_async._checks import (
 from langchain_rag_async.config import RetrievalConfig
 from langchain_rag_async.errors import RetrievalError
 from langchain_rag_async.ids import with_ids
-from langchain_rag_async.retrievers._owned import ClosesOwnedIndex
+from langchain_rag_async.retrievers._owned import ChecksSettings, ClosesOwnedIndex
 from langchain_rag_async.sparse_index import FTS5Index
 
 __all__ = ("FTS5Retriever",)
@@ -45,7 +45,7 @@ def _with_score(doc: Document, score: float) -> Document:
 _DEFAULTS = RetrievalConfig()  # the one source of retrieval defaults
 
 
-class FTS5Retriever(ClosesOwnedIndex, BaseRetriever):
+class FTS5Retriever(ChecksSettings, ClosesOwnedIndex, BaseRetriever):
     """Chunks ranked by BM25 over an :class:`FTS5Index` (SQLite FTS5, porter stemming).
 
     ``k`` and ``filter`` may also be given per call (``retriever.invoke(q, k=3)``). The
@@ -73,12 +73,6 @@ class FTS5Retriever(ClosesOwnedIndex, BaseRetriever):
 
     _owns_index: bool = PrivateAttr(default=False)
     _closed: bool = PrivateAttr(default=False)
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        # Checked after pydantic, not in a validator: pydantic would wrap a
-        # ConfigurationError (a ValueError) in a ValidationError.
-        self._check_settings()
 
     def _check_settings(self) -> None:
         check_count("k", self.k)
