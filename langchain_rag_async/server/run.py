@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import uvicorn
 
 from langchain_rag_async.config import RAGConfig
@@ -31,7 +33,7 @@ async def aserve(config: RAGConfig) -> None:
             create_app(config=config),
             host=settings.host,
             port=settings.port,
-            timeout_graceful_shutdown=int(settings.grace) if settings.grace else None,
+            timeout_graceful_shutdown=math.ceil(settings.grace),  # 0: cancel at once
             log_level="info",
             lifespan="on",
             ws="websockets-sansio",
