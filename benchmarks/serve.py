@@ -106,13 +106,14 @@ def build_index(files: int, index_dir: Path) -> None:
 class Target:
     """One server process (``benchmarks.serve_target``)."""
 
-    def __init__(self, kind: str, index_dir: Path) -> None:
-        self.kind = kind
+    def __init__(self, kind: str, index_dir: Path, remote_llm: str | None = None) -> None:
+        self.kind = kind if remote_llm is None else f"{kind} (remote LLM)"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        remote = [] if remote_llm is None else ["--remote-llm", remote_llm]
         self.process = subprocess.Popen(
             [sys.executable, "-m", "benchmarks.serve_target", "--kind", kind,
-             "--index-dir", str(index_dir), "--port", str(self.port)],
+             "--index-dir", str(index_dir), "--port", str(self.port), *remote],
             cwd=PROJECT_ROOT, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
         )  # fmt: skip
 
@@ -190,22 +191,69 @@ async def load(target: Target, concurrency: int) -> LoadResult:
     return result
 
 
-def run(*, files: int = 30, levels: tuple[int, ...] = (100, 200)) -> list[LoadResult]:
-    """Build an index, then load each server at each concurrency level; print the report."""
+REMOTE_REPLY = "Cargo is the Rust build system and package manager [1]. " * 4
+REMOTE_TOKEN_DELAY = 0.02  # seconds between a remote model's streamed tokens (~0.7 s a reply)
+
+
+class RemoteModel:
+    """A fake OpenAI-compatible chat service in its own process (a remote, I/O-bound LLM)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        code = (
+            "import sys, time\n"
+            "from langchain_rag_async.testing.openai_server import FakeOpenAIServer\n"
+            "with FakeOpenAIServer.run_in_thread(\n"
+            f"    chat_reply={REMOTE_REPLY!r}, chat_token_delay={REMOTE_TOKEN_DELAY}\n"
+            ") as running:\n"
+            "    print(running.base_url, flush=True)\n"
+            "    sys.stdin.read()\n"
+        )
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        if self.process.stdout is None:
+            raise RuntimeError("no stdout from the fake model process")
+        self.base_url = self.process.stdout.readline().strip()
+
+    def stop(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def run(
+    *, files: int = 30, levels: tuple[int, ...] = (100, 200), remote: bool = False
+) -> list[LoadResult]:
+    """Build an index, then load each server at each concurrency level; print the report.
+
+    With ``remote``, both servers also answer through a remote, latency-bound chat model
+    (the fake OpenAI server in its own process), the case the async design is for.
+    """
     print(machine()["summary"])
     results: list[LoadResult] = []
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         index_dir = Path(tmp) / "index"
         build_index(files, index_dir)
-        for kind in ("ours", "langchain"):
-            target = Target(kind, index_dir)
-            try:
-                target.wait_ready()
-                for level in levels:
-                    progress(f"{kind}: {level} concurrent streaming chats")
-                    results.append(asyncio.run(load(target, level)))
-            finally:
-                target.stop()
+        model = RemoteModel() if remote else None
+        try:
+            remote_url = None if model is None else model.base_url
+            for llm in (None, remote_url) if remote_url else (None,):
+                for kind in ("ours", "langchain"):
+                    target = Target(kind, index_dir, llm)
+                    try:
+                        target.wait_ready()
+                        for level in levels:
+                            progress(f"{target.kind}: {level} concurrent streaming chats")
+                            results.append(asyncio.run(load(target, level)))
+                    finally:
+                        target.stop()
+        finally:
+            if model is not None:
+                model.stop()
     print(markdown_table(HEADER, [r.row() for r in results]))
     print(checks_table(verdicts(results)))
     return results
@@ -225,10 +273,11 @@ def verdicts(results: list[LoadResult]) -> list[dict[str, Any]]:
     if ours100 and ours100.ttft:
         p99 = sorted(ours100.ttft)[min(len(ours100.ttft) - 1, int(0.99 * len(ours100.ttft)))]
         checks.append(check("ours, 100 clients: TTFT p99 (s)", round(p99, 3), "<= 1.0", p99 <= 1.0))
-    for level in sorted({r.concurrency for r in results}):
-        mine, theirs = by.get(("ours", level)), by.get(("langchain", level))
-        if mine and theirs and mine.wall and theirs.wall and theirs.ok:
-            ratio = (mine.ok / mine.wall) / (theirs.ok / theirs.wall)
-            checks.append(check(f"{level} clients: requests/s ours / LangChain way",
-                                round(ratio, 2), ">= 3", ratio >= 3))  # fmt: skip
+    for suffix in ("", " (remote LLM)"):
+        for level in sorted({r.concurrency for r in results}):
+            mine, theirs = by.get(("ours" + suffix, level)), by.get(("langchain" + suffix, level))
+            if mine and theirs and mine.wall and theirs.wall and theirs.ok:
+                ratio = (mine.ok / mine.wall) / (theirs.ok / theirs.wall)
+                checks.append(check(f"{level} clients{suffix}: requests/s ours / LangChain way",
+                                    round(ratio, 2), ">= 3", ratio >= 3))  # fmt: skip
     return checks

@@ -49,16 +49,25 @@ def add_stats(app: FastAPI) -> None:
         return {"max_stall_ms": stall, "rss_mb": round(rss_mb(), 1)}
 
 
-def ours(index_dir: Path) -> FastAPI:
+def ours(index_dir: Path, remote_llm: str | None) -> FastAPI:
+    """``rag-async serve``'s app; with ``remote_llm``, answers come from that OpenAI URL."""
+    from dataclasses import replace
+
     from langchain_rag_async import RAGConfig
-    from langchain_rag_async.config import ServerConfig
+    from langchain_rag_async.config import LLMConfig, ServerConfig
     from langchain_rag_async.server import create_app
 
     settings = ServerConfig(max_concurrent_generations=512, queue_timeout=120.0)
-    return create_app(config=RAGConfig(index_dir=index_dir, server=settings))
+    config = RAGConfig(index_dir=index_dir, server=settings)
+    if remote_llm is not None:  # a remote service: its limiter must not be the bottleneck
+        llm = LLMConfig(
+            provider="openai", openai_base_url=remote_llm, openai_api_key="bench", concurrency=512
+        )
+        config = replace(config, llm=llm)
+    return create_app(config=config)
 
 
-def langchain_way(index_dir: Path) -> FastAPI:
+def langchain_way(index_dir: Path, remote_llm: str | None) -> FastAPI:
     """A FastAPI route calling LangChain's sync FAISS retriever + chain in the thread pool."""
     from langchain_community.vectorstores import FAISS
     from langchain_core.output_parsers import StrOutputParser
@@ -78,7 +87,13 @@ def langchain_way(index_dir: Path) -> FastAPI:
         metadatas=[d.metadata for d in docs],
     )
     retriever = store.as_retriever(search_kwargs={"k": 6})
-    chain = ANSWER_PROMPT | ExtractiveChatModel() | StrOutputParser()
+    model: Any = ExtractiveChatModel()
+    if remote_llm is not None:
+        from langchain_openai import ChatOpenAI
+        from pydantic import SecretStr
+
+        model = ChatOpenAI(base_url=remote_llm, api_key=SecretStr("bench"), model="gpt-4o-mini")
+    chain = ANSWER_PROMPT | model | StrOutputParser()
     app = FastAPI()
 
     @app.post("/v1/chat/completions")
@@ -110,9 +125,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--kind", choices=["ours", "langchain"], required=True)
     parser.add_argument("--index-dir", type=Path, required=True)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--remote-llm", default=None, help="OpenAI-compatible base URL")
     args = parser.parse_args(argv)
     os.environ.setdefault("RAG_FREEZE_GC", "1")
-    app = ours(args.index_dir) if args.kind == "ours" else langchain_way(args.index_dir)
+    build = ours if args.kind == "ours" else langchain_way
+    app = build(args.index_dir, args.remote_llm)
     add_stats(app)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", backlog=2048)
 
