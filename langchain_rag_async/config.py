@@ -53,6 +53,9 @@ class LoaderConfig:
         max_open_files: At most this many files are read at once.
         respect_gitignore: Skip paths ignored by ``.gitignore`` files under the root.
         include_hidden: Also read dot-files and dot-directories.
+        confine_to: When set, a file whose real path (symbolic links followed) lies
+            outside all of these directories is reported and not read (the server sets
+            its ``--root`` directories here).
     """
 
     include: tuple[str, ...] = ()
@@ -61,6 +64,7 @@ class LoaderConfig:
     max_open_files: int = 16
     respect_gitignore: bool = True
     include_hidden: bool = False
+    confine_to: tuple[Path, ...] = ()
 
     def __post_init__(self) -> None:
         _require_positive("max_file_size", self.max_file_size)

@@ -106,11 +106,20 @@ class AsyncRAGEngine(AsyncClosing):
         *,
         on_progress: ProgressHandler | None = None,
         timeout: float | None = None,
+        confine_to: Sequence[Path] = (),
     ) -> IndexingSummary:
-        """Index ``path`` incrementally into this engine's index directory."""
+        """Index ``path`` incrementally into this engine's index directory.
+
+        ``confine_to``: when given, files whose real path (links followed) lies outside
+        these directories are reported and not read (``LoaderConfig.confine_to``).
+        """
+        config = self.config
+        if confine_to:
+            loader = replace(config.loader, confine_to=tuple(confine_to))
+            config = replace(config, loader=loader)
         summary = await aindex_directory(
             path,
-            config=self.config,
+            config=config,
             embeddings=self._embeddings,
             limiter=self.limiter,
             on_progress=on_progress,

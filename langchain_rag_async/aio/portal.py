@@ -138,8 +138,8 @@ class BlockingPortal:
 def _copy_outcome(task: asyncio.Task[T], result: concurrent.futures.Future[T]) -> None:
     if result.done():
         return
-    if task.cancelled():
-        result.cancel()
+    if task.cancelled():  # the caller waits on a running future: cancel() would not wake it
+        result.set_exception(asyncio.CancelledError())
         return
     error = task.exception()
     if error is not None:

@@ -117,7 +117,12 @@ class _Walker:
         if stat.S_ISDIR(root_stat.st_mode):
             self._walk_tree(self.root.resolve())
             for link, link_stat in self._links:
-                self._add(link, link_stat, identity=link.resolve())
+                target = link.resolve()
+                if self._outside(target):
+                    reason = f"links to {target}, outside the directories allowed; not read"
+                    self.result.failures.append(LoadingError(link, reason))
+                    continue
+                self._add(link, link_stat, identity=target)
         elif stat.S_ISREG(root_stat.st_mode):
             resolved = self.root.resolve()  # named explicitly: no filters apply
             self._add(resolved, root_stat, identity=resolved)
@@ -178,6 +183,11 @@ class _Walker:
         if _ignored(rel, ignores) or not self._selected(rel):
             return
         self._stat_and_add(Path(entry.path), is_link=entry.is_symlink())
+
+    def _outside(self, target: Path) -> bool:
+        """Whether ``target`` lies outside every ``confine_to`` directory (if any are set)."""
+        roots = [Path(os.path.realpath(root)) for root in self.config.confine_to]
+        return bool(roots) and not any(target == r or r in target.parents for r in roots)
 
     def _selected(self, rel: str) -> bool:
         if _matches(self.exclude, rel):

@@ -83,8 +83,8 @@ async def start_answer(
     Raises:
         RequestError: 429 when the server is full; the engine's RAGErrors pass through.
     """
+    started = time.perf_counter()  # time to first token counts the wait for a slot too
     slot = await state.gate.acquire()
-    started = time.perf_counter()
     events = state.engine.astream_answer(question, history=history, k=k)
     try:
         first = await anext(events)

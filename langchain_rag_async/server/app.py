@@ -104,6 +104,10 @@ def create_app(
     app.include_router(index_api.router)
     app.router.routes.extend(mcp_app.routes)  # MCP over streamable HTTP at /mcp
     _add_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(InFlightMiddleware, endpoints=_COUNTED_ENDPOINTS)
+    app.add_middleware(AuthMiddleware, api_key=settings.api_key, open_paths=_OPEN_PATHS)
+    # Added last, so outermost: a browser's CORS preflight never meets the key check.
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -111,9 +115,6 @@ def create_app(
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type"],
         )
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(InFlightMiddleware, endpoints=_COUNTED_ENDPOINTS)
-    app.add_middleware(AuthMiddleware, api_key=settings.api_key, open_paths=_OPEN_PATHS)
     return app
 
 

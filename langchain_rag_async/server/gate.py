@@ -30,8 +30,8 @@ class GenerationGate:
     """At most ``limit`` answers generate at once; others wait up to ``queue_timeout`` seconds.
 
     A request that waits longer is refused with 429 and ``Retry-After``, so a client backs
-    off instead of piling up. Waiters are served first come, first served, and a client
-    that disconnects while queued leaves the queue.
+    off instead of piling up. Waiters are served first come, first served. (A client that
+    disconnects while queued is noticed only when its answer starts streaming.)
     """
 
     __slots__ = ("_gate", "_queue_timeout")

@@ -117,13 +117,20 @@ def _with_rate(event: dict[str, Any], elapsed: float) -> dict[str, Any]:
     return enriched
 
 
+def _finish_if_running(job: IndexJob) -> None:
+    """A job whose task ended without finishing it (cancelled before it ran) is cancelled."""
+    if job.state == "running":
+        job.finish("cancelled", error="the job was cancelled before it started")
+
+
 class IndexJobs:
     """The server's index jobs: at most one runs; finished ones stay readable for a while."""
 
-    __slots__ = ("_current", "_engine", "_jobs")
+    __slots__ = ("_current", "_engine", "_jobs", "_roots")
 
-    def __init__(self, engine: AsyncRAGEngine) -> None:
+    def __init__(self, engine: AsyncRAGEngine, roots: tuple[Path, ...] = ()) -> None:
         self._engine = engine
+        self._roots = roots  # no file reached through a link may lie outside them
         self._jobs: dict[str, IndexJob] = {}
         self._current: IndexJob | None = None
 
@@ -148,6 +155,7 @@ class IndexJobs:
             )
         job = IndexJob(id=uuid.uuid4().hex, path=str(path))
         job.task = asyncio.get_running_loop().create_task(self._run(job, path))
+        job.task.add_done_callback(lambda _: _finish_if_running(job))
         self._current = job
         self._jobs[job.id] = job
         self._forget_old()
@@ -173,7 +181,9 @@ class IndexJobs:
 
     async def _run(self, job: IndexJob, path: Path) -> None:
         try:
-            summary = await self._engine.aindex_directory(path, on_progress=job.record)
+            summary = await self._engine.aindex_directory(
+                path, on_progress=job.record, confine_to=self._roots
+            )
         except asyncio.CancelledError:
             job.finish("cancelled", error="the job was cancelled (server shutting down)")
             raise

@@ -54,7 +54,11 @@ class BodyLimitMiddleware:
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Pass the request on with a receive that counts the body's bytes."""
+        """Read the body first (at most ``max_bytes``), then hand it on; 413 above the limit.
+
+        Reading it here, before any route runs, gives a streamed (chunked) body over the
+        limit the same clear 413 as a declared one; request bodies here are small JSON.
+        """
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -62,30 +66,30 @@ class BodyLimitMiddleware:
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._too_large(scope, receive, send)
             return
-        received = 0
-        started = False
-
-        async def counting_receive() -> Message:
-            nonlocal received
+        chunks: list[bytes] = []
+        size = 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise self._error()
-            return message
+            if message["type"] != "http.request":
+                return  # the client went away before its body ended
+            body = message.get("body", b"")
+            size += len(body)
+            if size > self.max_bytes:
+                await self._too_large(scope, receive, send)
+                return
+            chunks.append(body)
+            if not message.get("more_body", False):
+                break
+        replayed = False
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()  # after the body: disconnect notices
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
 
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except RequestError as exc:  # raised by counting_receive outside a route's handler
-            if started or exc.status != 413:
-                raise
-            await self._too_large(scope, receive, send)
+        await self.app(scope, replay, send)
 
     def _error(self) -> RequestError:
         return RequestError(

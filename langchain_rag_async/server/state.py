@@ -35,7 +35,7 @@ class ServerState:
             engine=engine,
             settings=settings,
             gate=GenerationGate(settings.max_concurrent_generations, settings.queue_timeout),
-            jobs=IndexJobs(engine),
+            jobs=IndexJobs(engine, settings.roots),
             owns_engine=owns_engine,
         )
 

@@ -264,3 +264,16 @@ async def test_first_error_of_a_failed_task_group() -> None:
             group.create_task(fail("boom"))
     error = first_error(info.value)
     assert isinstance(error, KeyError) and error.args == ("boom",)
+
+
+def test_a_coroutine_cancelled_on_the_portal_raises_instead_of_hanging() -> None:
+    from langchain_rag_async.aio import run_sync
+
+    async def cancels_itself() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        await asyncio.sleep(1)
+
+    with pytest.raises(asyncio.CancelledError):
+        run_sync(cancels_itself())

@@ -247,3 +247,33 @@ def test_binding_beyond_loopback_needs_a_key_or_insecure() -> None:
         check_bind(ServerConfig(host="0.0.0.0"))
     check_bind(ServerConfig(host="0.0.0.0", api_key=KEY))
     check_bind(ServerConfig(host="0.0.0.0", insecure=True))
+
+
+def test_cors_preflight_passes_before_the_key_check(index_dir: Path) -> None:
+    origin = "https://chat.example"
+    with client_for(index_dir, api_key=KEY, cors_origins=(origin,)) as client:
+        preflight = client.options(
+            "/v1/chat/completions",
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type",
+            },
+        )
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == origin
+        refused = client.get("/v1/models", headers={"Origin": origin})
+        assert refused.status_code == 401  # the key is still required, with CORS headers
+        assert refused.headers["access-control-allow-origin"] == origin
+
+
+def test_a_streamed_body_over_the_limit_gets_413(index_dir: Path) -> None:
+    def chunks() -> Any:
+        for _ in range(10):
+            yield b"x" * 500  # no Content-Length: a chunked body of 5000 bytes
+
+    with client_for(index_dir, max_body_bytes=2000) as client:
+        response = client.post(
+            "/v1/chat/completions", content=chunks(), headers={"content-type": "application/json"}
+        )
+        assert_openai_error(response, 413, "request_too_large")

@@ -69,6 +69,8 @@ def test_sigterm_cancels_a_running_index_job_and_leaves_the_index_usable(
                 pass
             assert server.poll() is None and time.monotonic() < deadline, "server did not start"
             time.sleep(0.2)
+        rebound = httpx.get(f"{url}/v1/models", headers={"Host": "evil.example"}, timeout=10)
+        assert rebound.status_code == 400  # DNS rebinding: only loopback names are served
         chat = {"model": "rag-async", "messages": [{"role": "user", "content": "What is Cargo?"}]}
         answer = httpx.post(f"{url}/v1/chat/completions", json=chat, timeout=60).json()
         assert "Cargo" in answer["choices"][0]["message"]["content"]

@@ -167,3 +167,31 @@ def test_shutdown_cancels_a_running_job_and_leaves_the_index_usable(
         summary = engine.index_directory(root / "docs")
         assert summary.files_indexed == 3
         assert len(engine.query("cargo", k=3)) == 3
+
+
+def test_a_link_inside_a_root_to_a_file_outside_is_not_read(
+    client: TestClient, root: Path, tmp_path: Path
+) -> None:
+    os.symlink(tmp_path / "outside" / "secret.md", root / "docs" / "notes.md")
+    job = client.post("/index", json={"path": str(root / "docs")}).json()
+    done = wait_for(client, job["job_id"])
+    assert done["state"] == "succeeded"
+    failed = {Path(f["path"]).name: f["reason"] for f in done["summary"]["files_failed"]}
+    assert "outside the directories allowed" in failed["notes.md"]
+    assert done["summary"]["files_indexed"] == 3
+    hits = client.post("/query", json={"question": "secret indexing", "k": 5}).json()["hits"]
+    assert all("not for indexing" not in hit["text"] for hit in hits)
+
+
+async def test_a_job_cancelled_before_it_starts_ends_cancelled(
+    tmp_path: Path, root: Path, embedding: GatedEmbedding
+) -> None:
+    from langchain_rag_async.server.jobs import IndexJobs
+
+    engine = AsyncRAGEngine(config=config_for(tmp_path / "idx"), embeddings=embedding)
+    jobs = IndexJobs(engine, (root,))
+    job = jobs.start(root / "docs")
+    await jobs.aclose()  # before the job's task ever ran
+    assert job.state == "cancelled" and jobs.running is None
+    assert [event async for event in job.events()][-1]["type"] == "cancelled"
+    await engine.aclose()
