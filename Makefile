@@ -16,8 +16,8 @@ $(STAMP): pyproject.toml
 ## demo: offline, index the project's docs and README (twice: the second run skips
 ## everything), show the best chunks for a question, then stream a cited answer
 demo: $(STAMP)
-	$(BIN)/rag-async index . --index-dir $(DEMO_INDEX) --include 'README.md' --include 'docs/**'
-	$(BIN)/rag-async index . --index-dir $(DEMO_INDEX) --include 'README.md' --include 'docs/**'
+	$(BIN)/rag-async index . --index-dir $(DEMO_INDEX) --include 'README.md' --include 'docs/**/*.md'
+	$(BIN)/rag-async index . --index-dir $(DEMO_INDEX) --include 'README.md' --include 'docs/**/*.md'
 	$(BIN)/rag-async query "how does incremental indexing skip unchanged files?" --index-dir $(DEMO_INDEX) -k 3
 	$(BIN)/rag-async ask "How does incremental indexing skip unchanged files?" --index-dir $(DEMO_INDEX)
 
