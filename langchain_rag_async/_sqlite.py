@@ -102,7 +102,8 @@ class SQLiteDatabase:
     Args:
         db_path: A file path, ``":memory:"``/``None``, or a ``file:`` URI.
         schema: SQL statements creating the tables (without ``BEGIN``/``COMMIT``).
-        schema_version: The version ``schema`` creates (0: unversioned, run every time).
+        schema_version: The version ``schema`` creates (0: unversioned, run every time;
+            ``None``: another owner's file, inspected as it is: no version set or checked).
         synchronous: SQLite ``synchronous`` pragma (``FULL`` or ``NORMAL``).
         busy_timeout: Seconds to wait for another writer before failing.
         label: What the database is, for messages (``"sparse index"``).
@@ -133,7 +134,7 @@ class SQLiteDatabase:
         db_path: str | Path | None,
         *,
         schema: str,
-        schema_version: int = 0,
+        schema_version: int | None = 0,
         synchronous: str = "FULL",
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
         label: str = "SQLite database",
@@ -142,7 +143,7 @@ class SQLiteDatabase:
             raise ConfigurationError(
                 f"unknown SQLite synchronous level {synchronous!r}; use one of {SYNCHRONOUS_LEVELS}"
             )
-        if busy_timeout < 0 or schema_version < 0:
+        if busy_timeout < 0 or (schema_version is not None and schema_version < 0):
             raise ConfigurationError(
                 f"busy_timeout ({busy_timeout}) and schema_version ({schema_version}) "
                 "must not be negative"
@@ -374,7 +375,7 @@ class SQLiteDatabase:
             conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-        if version > self._schema_version:
+        if self._schema_version is not None and version > self._schema_version:
             raise VectorStoreError(
                 f"{self} has schema version {version}, newer than this version of "
                 f"langchain-rag-async understands ({self._schema_version}); upgrade the "

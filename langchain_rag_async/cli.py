@@ -74,6 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--timeout", type=float, default=None, help="seconds for the whole answer")
     ask.add_argument("--json", action="store_true", help="print the final answer as JSON")
     _add_serve(sub)
+    doctor = sub.add_parser("doctor", help="check an index directory (and --repair it)")
+    doctor.add_argument(
+        "--index-dir", type=Path, default=None, help="index directory (default ./.rag-index)"
+    )
+    doctor.add_argument(
+        "--repair", action="store_true", help="rebuild the sparse index, drop stale files"
+    )
+    doctor.add_argument("--json", action="store_true", help="print the report as JSON")
+    doctor.add_argument("-v", "--verbose", action="store_true", help="log details")
     return parser
 
 
@@ -305,6 +314,24 @@ async def _run_ask(args: argparse.Namespace, out: Console, err: Console) -> int:
     return 0
 
 
+async def _run_doctor(args: argparse.Namespace, out: Console) -> int:
+    from langchain_rag_async.indexing.doctor import adiagnose
+
+    index_dir = args.index_dir or RAGConfig.from_env().index_dir
+    report = await adiagnose(index_dir, repair=args.repair)
+    if args.json:
+        out.print_json(json.dumps(report.to_dict()))
+    else:
+        marks = {"ok": "[green]ok[/green]", "warning": "[yellow]warn[/yellow]"}
+        for f in report.findings:
+            mark = "[green]fixed[/green]" if f.repaired else marks.get(f.level, "[red]ERROR[/red]")
+            where = f" {escape(f.file)}:" if f.file else ""
+            out.print(f"{mark:>5} {f.check}:{where} {escape(f.message)}")
+        verdict = "healthy" if report.healthy else "problems found (see above)"
+        out.print(f"{escape(str(index_dir))}: {verdict}")
+    return 0 if report.healthy else 1
+
+
 def _server_config(args: argparse.Namespace) -> RAGConfig:
     config = _config_from_args(args)
     if args.llm:
@@ -349,6 +376,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_run_index(args, out, err))
         if args.command == "query":
             return asyncio.run(_run_query(args, out))
+        if args.command == "doctor":
+            return asyncio.run(_run_doctor(args, out))
         if args.command in ("serve", "mcp"):
             return asyncio.run(_run_server(args))
         return asyncio.run(_run_ask(args, out, err))

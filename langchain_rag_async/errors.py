@@ -146,8 +146,8 @@ class IndexCorruptedError(VectorStoreError):
         self.path = str(path)
         self.reason = reason
         super().__init__(
-            f"index file {self.path} is unusable: {reason}. "
-            "Restore it from a backup or rebuild the index with `rag-async index`."
+            f"index file {self.path} is unusable: {reason}. Run `rag-async doctor --repair` "
+            "on its directory, restore it from a backup, or rebuild with `rag-async index`."
         )
 
 

@@ -54,6 +54,8 @@ __all__ = (
     "has_manifest",
     "read_index",
     "read_manifest",
+    "remove_stale_generations",
+    "stale_generation_files",
     "write_index",
 )
 
@@ -391,6 +393,36 @@ def _remove_other_generations(folder: Path, names: _Names, *, keep: int) -> None
                 os.unlink(entry.path)
             except OSError as exc:  # a stale file wastes space but harms nothing
                 _log.warning("could not remove old index file", path=entry.path, error=str(exc))
+
+
+def stale_generation_files(folder: str | Path, index_name: str = "index") -> list[Path]:
+    """Files of generations the manifest does not name, and leftover temporary manifests.
+
+    A crash between a commit and its clean-up leaves them; nothing without a manifest.
+    """
+    path, names = Path(folder), _Names(index_name)
+    manifest = read_manifest(path, index_name)
+    if manifest is None:
+        return []
+    keep = int(manifest["generation"])
+    manifest_tmp = re.compile(rf"\.{re.escape(names.manifest)}\.\w+\.tmp")
+    return sorted(
+        Path(entry.path)
+        for entry in os.scandir(path)
+        if (names.generation_of(entry.name) not in (None, keep))
+        or manifest_tmp.fullmatch(entry.name)
+    )
+
+
+def remove_stale_generations(
+    folder: str | Path, index_name: str = "index", lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+) -> None:
+    """Delete :func:`stale_generation_files`, holding the folder's lock as a save does."""
+    path, names = Path(folder), _Names(index_name)
+    with _folder_lock(path, lock_timeout):
+        manifest = read_manifest(path, index_name)
+        if manifest is not None:
+            _remove_other_generations(path, names, keep=int(manifest["generation"]))
 
 
 # -- reading ---------------------------------------------------------------------------
