@@ -29,7 +29,12 @@ from langchain_rag_async.errors import ConfigurationError, RAGError, UsageError
 from langchain_rag_async.indexing.events import IndexingSummary
 from langchain_rag_async.observability import configure_logging
 
-__all__ = ("build_parser", "main")
+__all__ = ("EXIT_FILES_FAILED", "build_parser", "main")
+
+EXIT_FILES_FAILED = 3
+"""``rag-async index`` finished, but some files failed (listed); the next run retries them.
+(1: ``ask``'s answer ended in an error, or ``doctor`` found problems; 2: a clear error
+stopped the command; 130: interrupted.)"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -210,6 +215,8 @@ def _print_summary(console: Console, summary: IndexingSummary) -> None:
     )
     for failed in summary.files_failed:
         console.print(f"  [red]failed[/red] {escape(failed.path)}: {escape(failed.reason)}")
+    if summary.files_failed:
+        console.print("Failed files are not recorded: the next run retries them (exit code 3).")
 
 
 async def _run_index(args: argparse.Namespace, out: Console, err: Console) -> int:
@@ -226,7 +233,7 @@ async def _run_index(args: argparse.Namespace, out: Console, err: Console) -> in
         out.print_json(json.dumps(summary.to_dict()))
     else:
         _print_summary(out, summary)
-    return 0
+    return EXIT_FILES_FAILED if summary.files_failed else 0
 
 
 def _location(source: object, cwd: Path) -> str:

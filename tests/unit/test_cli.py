@@ -193,3 +193,19 @@ def test_progress_view_outside_its_block_is_a_usage_error() -> None:
 
     with pytest.raises(UsageError, match="inside its `with` block"):
         _ProgressView(Console(quiet=True))({"type": "plan"})
+
+
+def test_index_with_failed_files_exits_3_and_the_rerun_retries_them(tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path / "docs")
+    (corpus / "broken.md").write_bytes(b"# Title\x00\x00binary\x00" * 20)
+    index_dir = tmp_path / "idx"
+    first = run_cli("index", str(corpus), "--index-dir", str(index_dir), "--json", cwd=tmp_path)
+    assert first.returncode == 3, first.stderr
+    summary = json.loads(first.stdout)
+    assert [Path(f["path"]).name for f in summary["files_failed"]] == ["broken.md"]
+    assert summary["files_indexed"] == 2
+    (corpus / "broken.md").write_text("# Fixed\n\nNow it is text about lifetimes.\n", "utf-8")
+    rerun = run_cli("index", str(corpus), "--index-dir", str(index_dir), "--json", cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    again = json.loads(rerun.stdout)
+    assert again["files_indexed"] == 1 and again["files_skipped"] == 2
