@@ -133,19 +133,46 @@ async def _check_counts(
     path: Path, store_ids: list[str], report: DoctorReport, *, repair: bool
 ) -> None:
     ids = set(store_ids)
-    async with SQLiteRecordManager(RECORDS_NAMESPACE, db_path=path / RECORDS_FILE) as records:
-        keys = set(await records.alist_keys())
-    if keys == ids:
-        report.add("ok", "counts", f"{len(ids)} vectors, documents and record keys agree")
-    else:
+    await _check_records(path, ids, report)
+    await _check_sparse(path, ids, report, repair=repair)
+
+
+async def _check_records(path: Path, ids: set[str], report: DoctorReport) -> None:
+    file = path / RECORDS_FILE
+    if not await run_in_executor(None, file.exists):  # opening it would create it
         report.add(
             "error",
             "counts",
-            f"the records hold {len(keys)} keys for {len(ids)} stored "
-            f"chunks ({len(keys - ids)} unknown, {len(ids - keys)} missing); the next "
-            "`rag-async index` run reconciles them",
-            path / RECORDS_FILE,
+            "the record manager's database is missing; the next "
+            "`rag-async index` run reads every file again",
+            file,
         )
+        return
+    async with SQLiteRecordManager(RECORDS_NAMESPACE, db_path=file) as records:
+        keys = set(await records.alist_keys())
+    if keys == ids:
+        report.add("ok", "counts", f"{len(ids)} vectors, documents and record keys agree")
+        return
+    report.add(
+        "error",
+        "counts",
+        f"the records hold {len(keys)} keys for {len(ids)} stored "
+        f"chunks ({len(keys - ids)} unknown, {len(ids - keys)} missing); the next "
+        "`rag-async index` run reconciles them",
+        file,
+    )
+
+
+async def _check_sparse(path: Path, ids: set[str], report: DoctorReport, *, repair: bool) -> None:
+    file = path / SPARSE_INDEX_FILENAME
+    if not repair and not await run_in_executor(None, file.exists):  # a check never creates it
+        report.add(
+            "error",
+            "counts",
+            "the sparse index is missing; `rag-async doctor --repair` rebuilds it from the store",
+            file,
+        )
+        return
     async with FTS5Index.in_index_dir(path) as sparse:
         sparse_ids = await sparse.aids()
         if sparse_ids == ids:
@@ -157,23 +184,13 @@ async def _check_counts(
         )
         if not repair:
             report.add(
-                "error",
-                "counts",
-                message + "; `rag-async doctor --repair` rebuilds it",
-                path / SPARSE_INDEX_FILENAME,
+                "error", "counts", message + "; `rag-async doctor --repair` rebuilds it", file
             )
             return
         store = await AsyncFAISS.aload_local(str(path), _LOADER_EMBEDDINGS)
         await reconcile_sparse(store, sparse)
-        report.findings.append(
-            Finding(
-                "error",
-                "counts",
-                message + "; rebuilt from the store",
-                str(path / SPARSE_INDEX_FILENAME),
-                repaired=True,
-            )
-        )
+        finding = Finding("error", "counts", message + "; rebuilt from the store", str(file), True)
+        report.findings.append(finding)
 
 
 # Loading a store for repairs embeds nothing; any model object will do.

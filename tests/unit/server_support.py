@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -30,6 +31,12 @@ TOPICS = {
     "cargo.md": "# Cargo\n\nCargo is the Rust build system and package manager. Cargo builds "
     "your code, downloads the libraries your code depends on, and builds those libraries.\n",
 }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def embedding() -> DeterministicFakeEmbedding:

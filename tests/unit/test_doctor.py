@@ -106,3 +106,18 @@ def test_the_cli_prints_json_and_exits_1_on_problems(tmp_path: Path) -> None:
     assert done.returncode == 1, done.stderr
     report = json.loads(done.stdout)
     assert report["healthy"] is False and report["findings"][0]["check"] == "manifest"
+
+
+def remove_sparse_files(index_dir: Path) -> Path:
+    for file in index_dir.glob("sparse.sqlite*"):
+        file.unlink()
+    return index_dir / "sparse.sqlite"
+
+
+async def test_a_missing_sparse_index_is_reported_without_creating_it(index_dir: Path) -> None:
+    sparse = remove_sparse_files(index_dir)
+    report = await adiagnose(index_dir)
+    assert ("counts", str(sparse)) in errors(report)
+    assert not sparse.exists()  # the check wrote nothing
+    assert (await adiagnose(index_dir, repair=True)).healthy
+    assert (await adiagnose(index_dir)).healthy

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,17 +17,11 @@ from langchain_rag_async import RAGConfig, RAGEngine
 from langchain_rag_async.config import SplitterConfig
 from langchain_rag_async.testing.openai_server import FakeOpenAIServer
 
-from .server_support import write_topics
+from .server_support import free_port, write_topics
 
 GRACE = "20"
 RAG_ASYNC = str(Path(sys.executable).parent / "rag-async")
 pytestmark = pytest.mark.allow_blocking
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_serving_beyond_loopback_without_a_key_is_refused(tmp_path: Path) -> None:
@@ -60,15 +53,7 @@ def test_sigterm_cancels_a_running_index_job_and_leaves_the_index_usable(
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline, "server did not start"
-            time.sleep(0.2)
+        wait_healthy(server, url)
         rebound = httpx.get(f"{url}/v1/models", headers={"Host": "evil.example"}, timeout=10)
         assert rebound.status_code == 400  # DNS rebinding: only loopback names are served
         chat = {"model": "rag-async", "messages": [{"role": "user", "content": "What is Cargo?"}]}
