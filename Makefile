@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_INDEX ?= .rag-index-demo
 
-.PHONY: demo test test-fast lint type bench eval clean
+.PHONY: demo test test-fast chaos lint type bench eval clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,9 +21,13 @@ demo: $(STAMP)
 	$(BIN)/rag-async query "how does incremental indexing skip unchanged files?" --index-dir $(DEMO_INDEX) -k 3
 	$(BIN)/rag-async ask "How does incremental indexing skip unchanged files?" --index-dir $(DEMO_INDEX)
 
-## test: the whole suite (unit + end to end), offline, no keys
+## test: the whole suite (unit + end to end + the chaos suite's fast subset), offline, no keys
 test: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -m "not chaos"
+
+## chaos: the whole chaos suite (tests/reliability, many trials; tens of minutes)
+chaos: $(STAMP)
+	$(BIN)/pytest -q tests/reliability
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not e2e and not slow"
