@@ -7,7 +7,7 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,8 +24,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from langchain_rag_async.aio.signals import cancel_on_signal
 from langchain_rag_async.config import LoaderConfig, RAGConfig
-from langchain_rag_async.errors import ConfigurationError, RAGError, UsageError
+from langchain_rag_async.errors import ConfigurationError, Interrupted, RAGError, UsageError
 from langchain_rag_async.indexing.events import IndexingSummary
 from langchain_rag_async.observability import configure_logging
 
@@ -34,7 +35,7 @@ __all__ = ("EXIT_FILES_FAILED", "build_parser", "main")
 EXIT_FILES_FAILED = 3
 """``rag-async index`` finished, but some files failed (listed); the next run retries them.
 (1: ``ask``'s answer ended in an error, or ``doctor`` found problems; 2: a clear error
-stopped the command; 130: interrupted.)"""
+stopped the command; 130 and 143: interrupted by SIGINT or SIGTERM.)"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -380,14 +381,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     err = Console(stderr=True)
     try:
         if args.command == "index":
-            return asyncio.run(_run_index(args, out, err))
+            return asyncio.run(_until_signal(_run_index(args, out, err)))
         if args.command == "query":
-            return asyncio.run(_run_query(args, out))
+            return asyncio.run(_until_signal(_run_query(args, out)))
         if args.command == "doctor":
-            return asyncio.run(_run_doctor(args, out))
+            return asyncio.run(_until_signal(_run_doctor(args, out)))
         if args.command in ("serve", "mcp"):
-            return asyncio.run(_run_server(args))
-        return asyncio.run(_run_ask(args, out, err))
+            return asyncio.run(_run_server(args))  # uvicorn handles the signals itself
+        return asyncio.run(_until_signal(_run_ask(args, out, err)))
+    except Interrupted as exc:
+        _say_interrupted(args.command, err)
+        return 128 + exc.signum
     except RAGError as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         return 2
@@ -395,11 +399,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         return 2
     except KeyboardInterrupt:
-        if args.command == "index":
-            err.print("interrupted: the saved index is as of its last checkpoint")
-        else:
-            err.print("interrupted")
+        _say_interrupted(args.command, err)
         return 130
+
+
+async def _until_signal(command: Coroutine[Any, Any, int]) -> int:
+    """Run a command; SIGINT/SIGTERM cancel it in order (a second one exits at once)."""
+    async with cancel_on_signal():
+        return await command
+
+
+def _say_interrupted(command: str, err: Console) -> None:
+    if command == "index":
+        err.print("interrupted: the saved index is as of its last checkpoint")
+    else:
+        err.print("interrupted")
 
 
 if __name__ == "__main__":

@@ -370,7 +370,9 @@ class RAGConfig:
         Recognised: ``RAG_INDEX_DIR``, ``RAG_EMBEDDINGS`` (``local``/``openai``),
         ``RAG_EMBEDDING_MODEL``, ``RAG_EMBEDDING_BATCH_SIZE``, ``RAG_EMBEDDING_CONCURRENCY``,
         ``RAG_EMBEDDING_RPM``, ``RAG_EMBEDDING_TPM``, ``RAG_CHUNK_SIZE``, ``RAG_CHUNK_OVERLAP``,
-        ``RAG_MAX_FILE_SIZE``, ``RAG_LLM`` (``extractive``/``openai``/``local``),
+        ``RAG_MAX_FILE_SIZE``, ``RAG_CHECKPOINT_EVERY`` (save the index after this many stored
+        chunks; 0, the default: only at the end of a run),
+        ``RAG_LLM`` (``extractive``/``openai``/``local``),
         ``RAG_CHAT_MODEL``, ``RAG_CHAT_CONCURRENCY`` (chat requests in flight at most,
         default 4), ``RAG_CHAT_RPM`` and ``RAG_CHAT_TPM`` (requests and estimated prompt
         tokens per minute of the chat service; unset: unlimited), ``OPENAI_API_KEY``,
@@ -426,6 +428,9 @@ class RAGConfig:
         )
         index_dir = Path(env.get("RAG_INDEX_DIR") or DEFAULT_INDEX_DIR)
         server = _server_from_env(env)
+        pipeline = PipelineConfig(
+            checkpoint_every=_int(env, "RAG_CHECKPOINT_EVERY", PipelineConfig().checkpoint_every)
+        )
         return cls(
             index_dir=index_dir,
             loader=loader,
@@ -433,6 +438,7 @@ class RAGConfig:
             embeddings=embeddings,
             llm=llm,
             server=server,
+            pipeline=pipeline,
             freeze_gc=_bool(env, "RAG_FREEZE_GC", default=True),
         )
 

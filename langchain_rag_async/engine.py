@@ -39,6 +39,7 @@ from langchain_rag_async.errors import IndexNotFoundError, RetrievalError, Usage
 from langchain_rag_async.gc_tuning import freeze_long_lived
 from langchain_rag_async.indexing.api import aindex_directory
 from langchain_rag_async.indexing.events import IndexingSummary
+from langchain_rag_async.indexing.lock import run_lock_if_free
 from langchain_rag_async.indexing.resources import (
     check_model,
     reconcile_sparse,
@@ -298,7 +299,10 @@ class AsyncRAGEngine(AsyncClosing):
             if await sparse.acount() != len(store.index_to_docstore_id):
                 # A missing or lagging sparse index (a crash, a copied index without
                 # sparse.sqlite): rebuild it from the store rather than search half blind.
-                await reconcile_sparse(store, sparse)
+                # Not while a run is indexing (another process, maybe): it is mid-checkpoint.
+                async with run_lock_if_free(index_dir) as free:
+                    if free:
+                        await reconcile_sparse(store, sparse)
         except BaseException:
             await sparse.aclose()
             raise

@@ -24,6 +24,7 @@ Every error the library raises on purpose is a :class:`RAGError`::
     │   └── ClockSkewError            a record would be stamped before ``time_at_least``
     ├── RetrievalError                a search could not be served
     ├── GenerationError               the answer model failed or timed out
+    ├── Interrupted                   SIGINT/SIGTERM cancelled the work (signal number)
     └── RequestError                  the server refuses an HTTP request (status, code)
 
 Errors carry context as attributes, chain their cause with ``raise ... from exc``
@@ -54,6 +55,7 @@ __all__ = (
     "IndexLockedError",
     "IndexNotFoundError",
     "IndexingError",
+    "Interrupted",
     "LoadingError",
     "RAGError",
     "RequestError",
@@ -238,6 +240,18 @@ class RetrievalError(RAGError):
 
 class GenerationError(RAGError):
     """The answer model failed or timed out."""
+
+
+class Interrupted(RAGError):
+    """A signal (SIGINT, SIGTERM) cancelled the work; it stopped in order.
+
+    Attributes:
+        signum: The signal's number; a command exits with ``128 + signum``.
+    """
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(f"interrupted by signal {signum}")
 
 
 class RequestError(RAGError):

@@ -27,6 +27,7 @@ from typing import Any
 __all__ = (
     "PROJECT_ROOT",
     "ScenarioResult",
+    "cached_texts",
     "chunk_ids",
     "cli_command",
     "cli_env",
@@ -149,3 +150,16 @@ def chunk_ids(index_dir: Path) -> set[str]:
     finally:
         connection.close()
     return {str(row[0]) for row in rows}
+
+
+def cached_texts(index_dir: Path) -> int:
+    """How many vectors the embedding cache of ``index_dir`` holds (read-only; 0 if none)."""
+    path = index_dir / "embedding_cache.sqlite"
+    if not path.exists():
+        return 0
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        row = connection.execute("SELECT COUNT(*) FROM embedding_cache").fetchone()
+    finally:
+        connection.close()
+    return int(row[0])

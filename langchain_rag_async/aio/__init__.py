@@ -5,6 +5,7 @@
 - :func:`first_error`: the one error to re-raise from a failed task group.
 - :class:`LoopBound`: a value per event loop (asyncio primitives, connections), created
   lazily on first use in that loop, with the values of closed loops handed back for cleanup.
+- :func:`cancel_on_signal`: SIGINT/SIGTERM cancel the running work, which stops in order.
 """
 
 from __future__ import annotations
@@ -12,5 +13,13 @@ from __future__ import annotations
 from langchain_rag_async.aio.groups import first_error
 from langchain_rag_async.aio.loop_bound import LoopBound
 from langchain_rag_async.aio.portal import BlockingPortal, default_portal, run_sync
+from langchain_rag_async.aio.signals import cancel_on_signal
 
-__all__ = ("BlockingPortal", "LoopBound", "default_portal", "first_error", "run_sync")
+__all__ = (
+    "BlockingPortal",
+    "LoopBound",
+    "cancel_on_signal",
+    "default_portal",
+    "first_error",
+    "run_sync",
+)

@@ -13,7 +13,7 @@ from langchain_core.runnables.config import run_in_executor
 
 from langchain_rag_async.errors import IndexLockedError
 
-__all__ = ("RUN_LOCK_FILE", "run_lock")
+__all__ = ("RUN_LOCK_FILE", "run_lock", "run_lock_if_free")
 
 RUN_LOCK_FILE = ".run.lock"
 DEFAULT_RUN_LOCK_TIMEOUT = 600.0
@@ -46,6 +46,25 @@ async def run_lock(
         raise
     try:
         yield
+    finally:
+        await run_in_executor(None, lock.release)
+
+
+@asynccontextmanager
+async def run_lock_if_free(index_dir: Path) -> AsyncIterator[bool]:
+    """Hold the run lock for the block if no run holds it; yields whether it was taken.
+
+    For readers that may repair what a crashed run left (the sparse index): while a run is
+    indexing, what they see is that run's work in progress, not damage, so they leave it.
+    """
+    lock = FileLock(str(index_dir / RUN_LOCK_FILE), timeout=0, thread_local=False)
+    try:
+        await run_in_executor(None, lock.acquire)
+    except Timeout:
+        yield False
+        return
+    try:
+        yield True
     finally:
         await run_in_executor(None, lock.release)
 

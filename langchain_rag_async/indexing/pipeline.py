@@ -3,8 +3,9 @@
 Each stage is a task under one :class:`asyncio.TaskGroup`; the queues between them are
 bounded, so a slow stage pushes back on the ones before it and memory stays bounded
 whatever the corpus size. The index is saved at checkpoints: first the vector store
-(atomically), then the record manager, so a crash or cancellation at any point leaves a
-saved index that agrees with its records (at worst the next run re-stores a few chunks).
+(atomically), then the sparse index (one transaction), then the record manager, so a crash
+or cancellation at any point leaves a saved index that agrees with its records (at worst
+the next run re-stores a few chunks), and readers see the sparse rows of the saved store.
 """
 
 from __future__ import annotations
@@ -108,6 +109,8 @@ class IndexingPipeline:
         self._pending_deletes: list[str] = []
         self._deleted_files: list[str] = []
         self._stored_since_checkpoint = 0
+        self._sparse_upserts: list[Document] = []
+        self._sparse_deletes: list[str] = []
 
     # -- public -----------------------------------------------------------------------
 
@@ -307,8 +310,10 @@ class IndexingPipeline:
                 )
             if deletes:
                 await self._store.adelete(deletes)
-            if self._sparse is not None and (adds or deletes):
-                await self._sparse.aapply(upserts=adds, deletes=deletes)
+        # The sparse index changes with the saved store, at the checkpoint: until then,
+        # readers (other processes too) see the sparse rows of the saved generation.
+        self._sparse_upserts.extend(adds)
+        self._sparse_deletes.extend(deletes)
         for work in good:
             if work.unchanged_content:
                 self.summary.files_skipped += 1
@@ -332,8 +337,7 @@ class IndexingPipeline:
         with span("store", chunks_deleted=len(keys), files_deleted=len(deleted)):
             if keys:
                 await self._store.adelete(keys)
-                if self._sparse is not None:
-                    await self._sparse.aapply(deletes=keys)
+                self._sparse_deletes.extend(keys)
         self._pending_deletes.extend(keys)
         self._deleted_files = list(deleted)
         self.summary.files_deleted = len(deleted)
@@ -357,9 +361,14 @@ class IndexingPipeline:
         works, self._pending = self._pending, []
         deletes, self._pending_deletes = self._pending_deletes, []
         deleted_files, self._deleted_files = self._deleted_files, []
+        upserts, self._sparse_upserts = self._sparse_upserts, []
+        sparse_deletes, self._sparse_deletes = self._sparse_deletes, []
         self._stored_since_checkpoint = 0
         with span("checkpoint", files=len(works)):
             await self._store.asave_local(str(self._index_dir))
+            if self._sparse is not None and (upserts or sparse_deletes):
+                # One transaction; a crash before it is repaired from the saved store.
+                await self._sparse.aapply(upserts=upserts, deletes=sparse_deletes)
             keys = [str(c.id) for w in works for c in w.chunks]
             groups: list[str | None] = [w.record.path for w in works for _ in w.chunks]
             stale = [i for w in works for i in w.stale_ids] + deletes

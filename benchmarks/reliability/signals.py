@@ -1,0 +1,119 @@
+"""SIGINT and SIGTERM at random moments of ``rag-async index``: a quick, orderly stop.
+
+Per trial: the run gets the signal after a random delay and must exit within 2 s with
+``128 + signum`` (or 0 if it had already finished), leave an index ``rag-async doctor`` finds
+healthy, and a rerun must finish with exactly the chunk ids of a clean run.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from langchain_rag_async.testing import FakeOpenAIServer
+
+from . import ScenarioResult, chunk_ids, cli_env, doctor, run_cli, spawn_cli
+
+__all__ = ("EXIT_DEADLINE", "run")
+
+EXIT_DEADLINE = 2.0
+"""Seconds a run may take to exit after the signal."""
+
+
+def _index_args(corpus: Path, index_dir: Path) -> list[str]:
+    return ["index", str(corpus), "--index-dir", str(index_dir), "--no-progress"]
+
+
+def run(
+    trials: int,
+    workdir: Path,
+    *,
+    corpus: Path,
+    latency: float = 0.05,
+    checkpoint_every: int = 400,
+    seed: int = 0,
+) -> list[ScenarioResult]:
+    """Send SIGINT (even trials) and SIGTERM (odd ones) at random moments of a run.
+
+    Args:
+        trials: Signals sent, split between SIGINT and SIGTERM.
+        workdir: Scratch directory.
+        corpus: The directory to index.
+        latency: Seconds the fake server takes per embedding request.
+        checkpoint_every: ``RAG_CHECKPOINT_EVERY`` of the runs.
+        seed: Seed of the random moments.
+
+    Returns:
+        One result per signal.
+    """
+    rng = random.Random(seed)
+    results = {
+        signal.SIGINT: ScenarioResult("SIGINT during index"),
+        signal.SIGTERM: ScenarioResult("SIGTERM during index"),
+    }
+    slowest: dict[signal.Signals, float] = dict.fromkeys(results, 0.0)
+    with FakeOpenAIServer.run_in_thread(latency=latency) as server:
+        env = cli_env(server.base_url, RAG_CHECKPOINT_EVERY=str(checkpoint_every))
+        started = time.monotonic()
+        clean = run_cli(_index_args(corpus, workdir / "reference"), env=env)
+        duration = time.monotonic() - started
+        if clean.returncode != 0:
+            for result in results.values():
+                result.record(False, f"the clean run failed: {clean.stderr[-500:]}")
+            return list(results.values())
+        reference = chunk_ids(workdir / "reference")
+        for number in range(trials):
+            signum = signal.SIGINT if number % 2 == 0 else signal.SIGTERM
+            delay = rng.uniform(0.3, duration)
+            ok, failure, took = _trial(env, corpus, workdir / f"trial-{number}", signum, delay)
+            if ok:
+                ok, failure = _rerun_matches(env, corpus, workdir / f"trial-{number}", reference)
+            slowest[signum] = max(slowest[signum], took)
+            results[signum].record(ok, f"trial {number} ({delay:.2f} s): {failure}")
+    for signum, result in results.items():
+        result.figures["slowest exit (s)"] = round(slowest[signum], 2)
+    return list(results.values())
+
+
+def _trial(
+    env: dict[str, str], corpus: Path, index_dir: Path, signum: signal.Signals, delay: float
+) -> tuple[bool, str, float]:
+    process = spawn_cli(_index_args(corpus, index_dir), env=env)
+    time.sleep(delay)
+    sent = time.monotonic()
+    process.send_signal(signum)
+    try:
+        _, stderr = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        return False, "still running 30 s after the signal", 30.0
+    took = time.monotonic() - sent
+    code = process.returncode
+    if code not in (0, 128 + signum):
+        return False, f"exit code {code} (expected {128 + signum}): {stderr[-500:]}", took
+    if took > EXIT_DEADLINE:
+        return False, f"exited {took:.2f} s after the signal (> {EXIT_DEADLINE} s)", took
+    if (index_dir / "manifest.json").exists():
+        report = doctor(index_dir)
+        if not report.get("healthy"):
+            return False, f"unhealthy after the signal: {report}", took
+    return True, "", took
+
+
+def _rerun_matches(
+    env: dict[str, str], corpus: Path, index_dir: Path, reference: set[str]
+) -> tuple[bool, str]:
+    rerun = run_cli(_index_args(corpus, index_dir), env=env)
+    if rerun.returncode != 0:
+        return False, f"the rerun failed ({rerun.returncode}): {rerun.stderr[-500:]}"
+    ids = chunk_ids(index_dir)
+    if ids != reference:
+        return (
+            False,
+            f"chunk ids differ: {len(reference - ids)} missing, {len(ids - reference)} extra",
+        )
+    return True, ""
