@@ -196,6 +196,9 @@ class RetrievalConfig:
         dense_weight: Weight of the dense side in the fusion.
         sparse_weight: Weight of the sparse side in the fusion.
         rrf_c: The constant of reciprocal rank fusion.
+        refresh_interval: Seconds between checks (one ``stat``) for a newer saved index,
+            written by an indexing run of another process; the engine then loads it for
+            the next query. 0: check before every query.
     """
 
     k: int = 6
@@ -204,6 +207,7 @@ class RetrievalConfig:
     dense_weight: float = 1.0
     sparse_weight: float = 1.0
     rrf_c: int = 60
+    refresh_interval: float = 1.0
 
     def __post_init__(self) -> None:
         _require_positive("k", self.k)
@@ -217,6 +221,10 @@ class RetrievalConfig:
             raise ConfigurationError("at least one fusion weight must be positive")
         if self.rrf_c < 0:
             raise ConfigurationError(f"rrf_c must not be negative; got {self.rrf_c}")
+        if not math.isfinite(self.refresh_interval) or self.refresh_interval < 0:
+            raise ConfigurationError(
+                f"refresh_interval must be finite and >= 0; got {self.refresh_interval}"
+            )
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

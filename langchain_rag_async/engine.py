@@ -10,6 +10,7 @@ embedding service's (shared by indexing and query embedding) and the chat servic
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, replace
@@ -46,6 +47,7 @@ from langchain_rag_async.indexing.resources import (
     resolve_model_id,
 )
 from langchain_rag_async.limits import ServiceLimiter
+from langchain_rag_async.observability import get_logger
 from langchain_rag_async.retrievers.hybrid import HybridRetriever
 from langchain_rag_async.sparse_index import FTS5Index
 from langchain_rag_async.vectorstores import AsyncFAISS
@@ -54,6 +56,7 @@ __all__ = ("AsyncRAGEngine", "RAGEngine")
 
 ProgressHandler = Callable[[dict[str, Any]], None]
 T = TypeVar("T")
+_log = get_logger(__name__)
 
 
 class AsyncRAGEngine(AsyncClosing):
@@ -157,6 +160,11 @@ class AsyncRAGEngine(AsyncClosing):
                 await self._close_retired(stores)
 
     async def _current_stores(self) -> _Stores:
+        stores = self._stores
+        if stores is not None and await self._saved_index_changed(stores):
+            if self._stores is stores:  # concurrent queries retire it once
+                _log.info("newer saved index found; loading it", index_dir=str(stores.index_dir))
+                await self._retire_stores()
         if self._stores is None:
             async with self._load_locks.get():  # concurrent first queries load it once
                 if self._stores is None:
@@ -270,8 +278,19 @@ class AsyncRAGEngine(AsyncClosing):
         for stores in retired:
             await stores.aclose()
 
+    async def _saved_index_changed(self, stores: _Stores) -> bool:
+        """Whether another process saved a newer index (checked every ``refresh_interval``)."""
+        now = time.monotonic()
+        if now - stores.checked_at < self.config.retrieval.refresh_interval:
+            return False
+        stores.checked_at = now
+        key = await run_in_executor(None, _manifest_key, stores.index_dir)
+        return key is not None and key != stores.manifest_key
+
     async def _load_stores(self) -> _Stores:
         index_dir = await aresolve(self.config.index_dir)
+        # Read before the load: a save landing meanwhile is then seen as a change, once more.
+        saved = await run_in_executor(None, _manifest_key, index_dir)
         model_id = resolve_model_id(self.config, self._embeddings)
         if not await run_in_executor(None, index_dir.is_dir):
             raise IndexNotFoundError(index_dir)
@@ -306,7 +325,14 @@ class AsyncRAGEngine(AsyncClosing):
         except BaseException:
             await sparse.aclose()
             raise
-        return _Stores(store=store, sparse=sparse, own_base=own_base)
+        return _Stores(
+            store=store,
+            sparse=sparse,
+            own_base=own_base,
+            index_dir=index_dir,
+            manifest_key=saved,
+            checked_at=time.monotonic(),
+        )
 
     async def _retire_stores(self) -> None:
         """Stop handing out the current stores; close them once no query uses them."""
@@ -325,6 +351,15 @@ class AsyncRAGEngine(AsyncClosing):
         await stores.aclose()
 
 
+def _manifest_key(index_dir: Path) -> tuple[int, int, int] | None:
+    """What changes when a save replaces the manifest (inode, mtime, size); None: none."""
+    try:
+        stat = (index_dir / "manifest.json").stat()
+    except OSError:
+        return None
+    return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+
 @dataclass(slots=True, eq=False)
 class _Stores:
     """One loaded generation of the index: store, sparse index, query model, users."""
@@ -332,6 +367,9 @@ class _Stores:
     store: AsyncFAISS
     sparse: FTS5Index
     own_base: Embeddings | None
+    index_dir: Path
+    manifest_key: tuple[int, int, int] | None
+    checked_at: float
     users: int = 0
     retired: bool = False
 

@@ -15,10 +15,8 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import (
-    Awaitable,
     Callable,
     Coroutine,
-    Generator,
     Iterable,
     Iterator,
     Sequence,
@@ -179,48 +177,19 @@ def _ranks_ids(store: VectorStore) -> TypeGuard[AsyncFAISS]:
     return isinstance(store, AsyncFAISS) and store.docstore_in_memory
 
 
-Choosing = Generator[list[str], list[Document], list[Document]]
-"""A sans-I/O choice of documents: yields ids to read from FTS5, is sent the documents."""
-
-
-async def _adrive(
-    choosing: Choosing, read: Callable[[list[str]], Awaitable[list[Document]]]
-) -> list[Document]:
-    """Run a :data:`Choosing` to its end, reading what it asks for with ``await read``."""
-    try:
-        wanted = next(choosing)
-        while True:
-            wanted = choosing.send(await read(wanted))
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-
-
-def _drive(choosing: Choosing, read: Callable[[list[str]], list[Document]]) -> list[Document]:
-    """Sync twin of :func:`_adrive`."""
-    try:
-        wanted = next(choosing)
-        while True:
-            wanted = choosing.send(read(wanted))
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-
-
 def _scored(
     batch: Sequence[FusedHit],
     found: Sequence[Document | None],
-    extra: Iterable[Document],
     keep: Callable[[dict[str, Any]], bool] | None,
 ) -> list[Document]:
-    """Each hit's document (from the store, else from ``extra``) with its scores attached.
+    """Each hit's document from the store with its scores attached.
 
-    Hits whose document exists nowhere, or fails ``keep`` (the filter, checked again: a
-    write may have landed since the search), are left out. The documents are fresh
-    copies, so the scores are set on them in place.
+    Hits the store lacks (another generation's chunks: see :meth:`HybridRetriever._choose`)
+    or that fail ``keep`` (the filter, checked again: a write may have landed since the
+    search) are left out. The documents are fresh copies, so the scores are set in place.
     """
-    fallback = {doc.id: doc for doc in extra}
     chosen = []
-    for hit, doc in zip(batch, found, strict=True):
-        document = doc if doc is not None else fallback.get(hit.id)
+    for hit, document in zip(batch, found, strict=True):
         if document is not None and (keep is None or keep(document.metadata)):
             document.metadata["scores"] = dict(hit.scores)
             chosen.append(document)
@@ -454,8 +423,7 @@ class HybridRetriever(ChecksSettings, ClosesOwnedIndex, BaseRetriever):
                     self._adense_ids(store, plan), self._asparse_ids(plan)
                 )
                 with QUERY_LATENCY.labels(stage="fuse").time():
-                    choosing = self._choosing(store, dense_ids, sparse_ids, plan)
-                    documents = await _adrive(choosing, self.sparse.aget_by_ids)
+                    documents = self._choose(store, dense_ids, sparse_ids, plan)
             else:
                 dense, sparse = await _both(self._adense(plan), self._asparse(plan))
                 with QUERY_LATENCY.labels(stage="fuse").time():
@@ -476,8 +444,7 @@ class HybridRetriever(ChecksSettings, ClosesOwnedIndex, BaseRetriever):
             store = self.vectorstore
             if _ranks_ids(store):
                 dense_ids, sparse_ids = self._dense_ids(store, plan), self._sparse_ids(plan)
-                choosing = self._choosing(store, dense_ids, sparse_ids, plan)
-                documents = _drive(choosing, self.sparse.get_by_ids)
+                documents = self._choose(store, dense_ids, sparse_ids, plan)
             else:
                 documents = self._fuse(self._dense(plan), self._sparse(plan), plan.k)
             current.set_attribute("rag.results", len(documents))
@@ -545,25 +512,27 @@ class HybridRetriever(ChecksSettings, ClosesOwnedIndex, BaseRetriever):
             hits = self.sparse.search(plan.query, plan.per_side, filter=plan.filter)
             return _counted(current, hits)
 
-    def _choosing(
+    def _choose(
         self, store: AsyncFAISS, dense: RankedIds, sparse: RankedIds, plan: _Plan
-    ) -> Choosing:
-        """The documents of the best ``k`` fused ids that still exist, scores attached.
+    ) -> list[Document]:
+        """The documents of the best ``k`` fused ids the store holds, scores attached.
 
-        Sans I/O, shared by both twins (:func:`_adrive`, :func:`_drive`): documents come
-        from the store's in-memory docstore; it yields the ids the store lacks and is
-        sent their documents read from the FTS5 index. An id found nowhere (removed since
-        the search) or no longer matching the filter is skipped for the next one.
+        Shared by both twins (no I/O: the store's docstore is in memory). The store is the
+        reference: a sparse hit it lacks is a chunk of another generation (a run in
+        progress elsewhere saves the sparse rows with its next store; a crash left them),
+        so it is skipped like an id removed since the search or no longer matching the
+        filter, for the next one. A query thus sees one generation, never a mix.
         """
         keep = None if plan.filter is None else metadata_filter(plan.filter)
         chosen: list[Document] = []
         for batch in self._fused_batches(dense, sparse, plan.k):
             found = store.lookup([hit.id for hit in batch])
-            missing = [hit.id for hit, doc in zip(batch, found, strict=True) if doc is None]
-            extra = (yield missing) if missing else []
-            if missing:
-                _log.debug("hybrid_chunks_missing_from_store", ids=missing, from_sparse=len(extra))
-            chosen.extend(_scored(batch, found, extra, keep))
+            if any(doc is None for doc in found):
+                _log.debug(
+                    "hybrid_hits_not_in_store",
+                    ids=[h.id for h, d in zip(batch, found, strict=True) if d is None],
+                )
+            chosen.extend(_scored(batch, found, keep))
             if len(chosen) >= plan.k:
                 break
         return chosen[: plan.k]

@@ -14,10 +14,12 @@ import pytest
 from langchain_rag_async.aio import (
     BlockingPortal,
     LoopBound,
+    cancel_on_signal,
     default_portal,
     first_error,
     run_sync,
 )
+from langchain_rag_async.errors import Interrupted as SignalInterrupted
 from langchain_rag_async.errors import UsageError
 
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="none")
@@ -277,3 +279,43 @@ def test_a_coroutine_cancelled_on_the_portal_raises_instead_of_hanging() -> None
 
     with pytest.raises(asyncio.CancelledError):
         run_sync(cancels_itself())
+
+
+# -- cancel_on_signal ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+async def test_a_signal_cancels_the_block_which_unwinds_then_raises_interrupted(
+    signum: signal.Signals,
+) -> None:
+    unwound = asyncio.Event()
+
+    async def work() -> None:
+        try:
+            await asyncio.sleep(30)
+        finally:
+            unwound.set()
+
+    with pytest.raises(SignalInterrupted) as caught:
+        async with cancel_on_signal():
+            asyncio.get_running_loop().call_later(0.05, signal.raise_signal, signum)
+            await work()
+    assert caught.value.signum == signum
+    assert unwound.is_set()
+    # the handlers are gone: the loop no longer owns the signal
+    assert not asyncio.get_running_loop().remove_signal_handler(signal.SIGTERM)
+
+
+async def test_a_block_that_finishes_is_left_alone_and_other_cancellations_pass() -> None:
+    async with cancel_on_signal():
+        await asyncio.sleep(0)
+
+    async def cancelled_from_outside() -> None:
+        async with cancel_on_signal():
+            await asyncio.sleep(30)
+
+    task = asyncio.create_task(cancelled_from_outside())
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task

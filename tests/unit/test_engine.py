@@ -286,3 +286,50 @@ async def test_engine_injects_one_chat_limiter_into_every_answer(
         events = [e async for e in engine.astream_answer("What is Cargo?")]
     assert events[-1].type == "done"
     assert limiter.peak_in_flight == 1 and limiter.in_flight == 0
+
+
+async def test_query_sees_an_index_saved_by_another_engine(
+    tmp_path: Path, embedding: DeterministicFakeEmbedding
+) -> None:
+    # Two engines on one directory stand for two processes: the reader notices the newer
+    # manifest (one stat per refresh_interval) and loads it for its next query.
+    corpus = write_topics(tmp_path / "docs")
+    reader_config = dataclasses.replace(
+        config_for(tmp_path / "idx"), retrieval=RetrievalConfig(refresh_interval=0.0)
+    )
+    async with (
+        AsyncRAGEngine(config=config_for(tmp_path / "idx"), embeddings=embedding) as writer,
+        AsyncRAGEngine(config=reader_config, embeddings=embedding) as reader,
+    ):
+        await writer.aindex_directory(corpus)
+        before = await reader.aquery("lifetimes annotate borrows", k=3)
+        assert "lifetimes.md" not in {Path(str(d.metadata["source"])).name for d in before}
+        (corpus / "lifetimes.md").write_text("# Lifetimes\n\nLifetimes annotate borrows.\n")
+        await writer.aindex_directory(corpus)
+        docs = await reader.aquery("lifetimes annotate borrows", k=3)
+    assert "lifetimes.md" in {Path(str(d.metadata["source"])).name for d in docs}
+
+
+async def test_a_reader_checks_for_a_newer_index_at_most_every_refresh_interval(
+    tmp_path: Path, embedding: DeterministicFakeEmbedding
+) -> None:
+    corpus = write_topics(tmp_path / "docs")
+    reader_config = dataclasses.replace(
+        config_for(tmp_path / "idx"), retrieval=RetrievalConfig(refresh_interval=3600.0)
+    )
+    async with (
+        AsyncRAGEngine(config=config_for(tmp_path / "idx"), embeddings=embedding) as writer,
+        AsyncRAGEngine(config=reader_config, embeddings=embedding) as reader,
+    ):
+        await writer.aindex_directory(corpus)
+        await reader.aquery("ownership", k=3)
+        (corpus / "lifetimes.md").write_text("# Lifetimes\n\nLifetimes annotate borrows.\n")
+        await writer.aindex_directory(corpus)
+        docs = await reader.aquery("lifetimes annotate borrows", k=3)
+    # within the interval the reader keeps the generation it has
+    assert "lifetimes.md" not in {Path(str(d.metadata["source"])).name for d in docs}
+
+
+def test_refresh_interval_must_be_finite_and_not_negative() -> None:
+    with pytest.raises(ValueError, match="refresh_interval"):
+        RetrievalConfig(refresh_interval=-1.0)

@@ -306,6 +306,54 @@ async def test_cancellation_leaves_a_consistent_index(
     assert final.files_failed == []
 
 
+class HoldingEmbedding(CountingEmbedding):
+    """Embeds texts without ``marker`` at once and holds those with it until released."""
+
+    marker: str = "HOLD"
+    release: Any = None
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        if self.release is not None and any(self.marker in t for t in texts):
+            await self.release.wait()
+        return self.embed_documents(texts)
+
+
+async def test_the_sparse_index_changes_with_the_saved_store_not_before(
+    tmp_path: Path,
+) -> None:
+    # A reader (another process) must not see sparse rows of chunks the saved store does not
+    # hold yet: the run applies them right after saving the store, at its checkpoint.
+    corpus = make_corpus(tmp_path / "docs", files=2)
+    index_dir = tmp_path / "index"
+    config = config_for(index_dir, store_batch_size=1)
+    emb = HoldingEmbedding(size=32)
+    await aindex_directory(corpus, config=config, embeddings=emb)
+    async with FTS5Index.in_index_dir(index_dir) as sparse:
+        before = await sparse.aids()
+    (corpus / "a-new.md").write_text(f"# New\n\n{PARAGRAPH} fresh words", "utf-8")
+    (corpus / "z-held.md").write_text(f"# Held\n\n{PARAGRAPH} HOLD", "utf-8")
+    emb.release = asyncio.Event()
+    stored: list[int] = []
+
+    def on_progress(event: dict[str, Any]) -> None:
+        if event.get("type") == "progress":
+            stored.append(event["chunks_stored"])
+
+    task = asyncio.create_task(
+        aindex_directory(corpus, config=config, embeddings=emb, on_progress=on_progress)
+    )
+    async with asyncio.timeout(30):
+        while not stored or stored[-1] == 0:  # a-new.md is in the store (in memory)
+            await asyncio.sleep(0.005)
+    async with FTS5Index.in_index_dir(index_dir) as sparse:
+        assert await sparse.aids() == before
+    emb.release.set()
+    summary = await task
+    assert summary.files_indexed == 2
+    dense_ids, _ = await store_and_record_ids(index_dir)  # sparse == store again
+    assert len(dense_ids) > len(before)
+
+
 @pytest.mark.allow_blocking
 def test_sync_twin_runs_inside_a_running_loop(tmp_path: Path) -> None:
     corpus = make_corpus(tmp_path / "docs", files=2)
