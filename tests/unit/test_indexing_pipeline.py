@@ -333,18 +333,17 @@ async def test_the_sparse_index_changes_with_the_saved_store_not_before(
     (corpus / "a-new.md").write_text(f"# New\n\n{PARAGRAPH} fresh words", "utf-8")
     (corpus / "z-held.md").write_text(f"# Held\n\n{PARAGRAPH} HOLD", "utf-8")
     emb.release = asyncio.Event()
-    stored: list[int] = []
+    first_stored = asyncio.Event()
 
     def on_progress(event: dict[str, Any]) -> None:
-        if event.get("type") == "progress":
-            stored.append(event["chunks_stored"])
+        if event.get("type") == "progress" and event["chunks_stored"] > 0:
+            first_stored.set()  # a-new.md is in the store (in memory)
 
     task = asyncio.create_task(
         aindex_directory(corpus, config=config, embeddings=emb, on_progress=on_progress)
     )
     async with asyncio.timeout(30):
-        while not stored or stored[-1] == 0:  # a-new.md is in the store (in memory)
-            await asyncio.sleep(0.005)
+        await first_stored.wait()
     async with FTS5Index.in_index_dir(index_dir) as sparse:
         assert await sparse.aids() == before
     emb.release.set()
