@@ -32,7 +32,14 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.reliability import ScenarioResult, chunk_ids, cli_env, doctor, run_cli
+from benchmarks.reliability import (
+    PROJECT_ROOT,
+    ScenarioResult,
+    chunk_ids,
+    cli_env,
+    doctor,
+    run_cli,
+)
 from langchain_rag_async.testing import FakeOpenAIServer, FaultMix, PersistentFault
 from langchain_rag_async.testing.openai_server import fake_embedding
 
@@ -48,7 +55,7 @@ __all__ = (
     "stored_vector_mismatches",
 )
 
-RUST_BOOK = Path(__file__).resolve().parents[3] / "shared" / "data" / "rust-book"
+RUST_BOOK = PROJECT_ROOT.parent / "shared" / "data" / "rust-book"
 ISSUE_MIX = FaultMix(rate_limited=0.20, server_error=0.05, hang=0.02)
 EVERY_KIND_MIX = FaultMix.every_kind(0.02)
 DIMENSION = 64

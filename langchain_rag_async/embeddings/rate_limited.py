@@ -1,14 +1,16 @@
 """Concurrent, rate-limited, retrying embeddings: wraps any LangChain ``Embeddings``.
 
 Texts are cut into sub-batches that are sent concurrently through the shared
-:class:`~langchain_rag_async.limits.ServiceLimiter` of the service, retried with
-exponential backoff and jitter (honouring ``Retry-After``), and put back in input order.
+:class:`~langchain_rag_async.limits.ServiceLimiter` of the service, each attempt under an
+adaptive deadline, every response validated, retried with exponential backoff and jitter
+(honouring ``Retry-After``) within a run-wide retry budget, and put back in input order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import math
 import random
 import sys
@@ -21,20 +23,18 @@ from functools import partial
 from typing import Any, TypeVar
 
 from langchain_core.embeddings import Embeddings
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_after_delay,
-)
+from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception
 
 from langchain_rag_async._text import estimate_tokens
 from langchain_rag_async.aio import LoopBound, first_error
 from langchain_rag_async.config import RetryConfig
 from langchain_rag_async.embeddings._coalesce import QueryCoalescer
-from langchain_rag_async.errors import ConfigurationError, EmbeddingError
+from langchain_rag_async.embeddings._resilience import (
+    AdaptiveDeadline,
+    RetryBudget,
+    checked_vectors,
+)
+from langchain_rag_async.errors import ConfigurationError, EmbeddingError, EmbeddingResponseError
 from langchain_rag_async.limits import ServiceLimiter, min_request_interval
 from langchain_rag_async.metrics import EMBEDDING_REQUESTS, QUERY_LATENCY, provider_of
 from langchain_rag_async.observability import get_logger, span
@@ -52,6 +52,7 @@ __all__ = (
 
 T = TypeVar("T")
 Vectors = list[list[float]]
+VectorsCall = Callable[[], Awaitable[Vectors]]
 
 WORKER_TASK_PREFIX = "rag-embed-worker-"
 """Name prefix of the tasks that send sub-batches (handy to find leftovers in tests)."""
@@ -89,6 +90,9 @@ def loaded_error_types(*names: str) -> tuple[type[BaseException], ...]:
 _STATUS_ERRORS = ("httpx.HTTPStatusError", "httpx2.HTTPStatusError")
 _TRANSPORT_ERRORS = ("httpx.TransportError", "httpx2.TransportError")
 _CONNECTION_ERRORS = ("openai.APIConnectionError", "aiohttp.ClientError", *_TRANSPORT_ERRORS)
+# An answer that arrived but cannot be read: a body cut short or not JSON (the ``openai``
+# client lets ``json.JSONDecodeError`` through), or one its strict validation refused.
+_BAD_RESPONSE_ERRORS = ("openai.APIResponseValidationError",)
 
 
 def status_code_of(exc: BaseException) -> int | None:
@@ -110,15 +114,32 @@ def is_rate_limited(exc: BaseException) -> bool:
     )
 
 
-def is_retryable(exc: BaseException) -> bool:
-    """Whether another attempt may succeed: 408/409/429, 5xx, timeouts and transport errors.
+def is_bad_response(exc: BaseException) -> bool:
+    """Whether ``exc`` says the service answered with something unusable.
 
-    Other 4xx statuses (bad request, authentication, not found...) fail fast.
+    Vectors that failed validation (:class:`EmbeddingResponseError`), a body that is not
+    JSON (``json.JSONDecodeError``, which the ``openai`` client lets through), or one its
+    strict response validation refused.
+    """
+    return isinstance(
+        exc,
+        (EmbeddingResponseError, json.JSONDecodeError, *loaded_error_types(*_BAD_RESPONSE_ERRORS)),
+    )
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether another attempt may succeed.
+
+    408/409/429, 5xx, timeouts, transport errors (resets, bodies cut short) and bad
+    responses (see :func:`is_bad_response`). Other 4xx statuses (bad request,
+    authentication, not found...) fail fast.
     """
     status = status_code_of(exc)
     if status is not None:
         return status >= 500 or status in _RETRYABLE_STATUSES
-    return isinstance(exc, (TimeoutError, *loaded_error_types(*_CONNECTION_ERRORS)))
+    return is_bad_response(exc) or isinstance(
+        exc, (TimeoutError, *loaded_error_types(*_CONNECTION_ERRORS))
+    )
 
 
 def _header(headers: Any, name: str) -> str | None:
@@ -231,26 +252,31 @@ def _checked_sources(texts: Sequence[str], sources: Sequence[str] | None) -> Seq
     return sources
 
 
-def _checked_vectors(vectors: Vectors, expected: int) -> Vectors:
-    if len(vectors) != expected:
-        raise EmbeddingError(
-            f"the embedding model returned {len(vectors)} vectors for {expected} texts; "
-            "check that the model and endpoint are an embeddings API"
-        )
-    return vectors
-
-
 @dataclass(slots=True)
 class _Stats:
     requests: int = 0
     retries: int = 0
     rate_limited: int = 0
     failures: int = 0
+    timeouts: int = 0
+    bad_responses: int = 0
 
 
 @dataclass(slots=True)
 class _Attempts:
+    """One request's attempts: how many, how many timed out, and why it gave up."""
+
     count: int = 0
+    timeouts: int = 0
+    gave_up: str | None = None
+
+
+@dataclass(slots=True)
+class _Failure:
+    """A sub-batch that failed for good."""
+
+    error: Exception
+    attempts: _Attempts
 
 
 # -- the wrapper ---------------------------------------------------------------------------
@@ -263,13 +289,38 @@ class RateLimitedEmbeddings(Embeddings):
     that this wrapper is the only retry layer, and with a chunk size of at least
     ``batch_size`` so that one sub-batch is one request.
 
+    What it does against a faulty service (the rules are those of :class:`RetryConfig`):
+
+    - **Validation.** Every response is checked before use: one vector per text, all of
+      one dimension, the same as every earlier response of this wrapper, every number
+      finite. A bad response (or a body that is not JSON) is a retryable
+      :class:`~langchain_rag_async.errors.EmbeddingResponseError`; nothing from it is
+      returned.
+    - **Adaptive deadline (async).** An attempt is abandoned (and retried) after
+      ``attempt_timeout_multiplier`` times the ``attempt_timeout_quantile`` of the latencies
+      of the last 128 successful attempts, at least ``min_attempt_timeout`` and at most
+      ``request_timeout``; doubled for each earlier timeout of the same sub-batch. Before
+      5 successes it is ``request_timeout``, and attempts in flight get the learnt deadline
+      as soon as there is one. So a hung request costs a few typical latencies, not a
+      fixed 60 s. Abandoned attempts are cancelled (their connection is closed), never
+      left running.
+    - **Retry budget per run.** Retries come from one budget shared by every request of
+      this wrapper (``retry_budget_min + retry_budget_ratio * first attempts``); a
+      sub-batch also stops after ``max_attempts`` attempts, ``max_total_seconds``, or once
+      its failure streak is implausible for a transient fault at the failure rate observed
+      (``persistent_probability``): a transient mix keeps being retried, a persistent
+      fault fails after a few attempts, and a dead service is not retried forever.
+    - **Failures are precise.** A sub-batch that fails for good does not cancel the
+      others; the error names the texts and sources of the failed sub-batches only.
+
     Args:
         inner: The embeddings model that makes the actual requests.
         limiter: The service's shared limiter (concurrency, requests and tokens per minute).
         batch_size: Texts per request.
         retry: Retry policy; ``RetryConfig()`` by default.
-        request_timeout: Seconds before one attempt is abandoned and retried (async only;
-            sync calls rely on the inner client's timeout). ``None``: no limit.
+        request_timeout: Longest an attempt may take, in seconds (the cap of the adaptive
+            deadline; async only: sync calls rely on the inner client's timeout).
+            ``None``: no cap.
     """
 
     def __init__(
@@ -291,6 +342,11 @@ class RateLimitedEmbeddings(Embeddings):
         self.retry = retry or RetryConfig()
         self.request_timeout = request_timeout
         self._stats = _Stats()
+        self._budget = RetryBudget(
+            ratio=self.retry.retry_budget_ratio, minimum=self.retry.retry_budget_min
+        )
+        self._deadline = AdaptiveDeadline(self.retry, request_timeout)
+        self._dimension: int | None = None
         # Models whose queries embed as documents get concurrent queries coalesced.
         self._coalescers: LoopBound[QueryCoalescer] | None = None
         if getattr(type(inner), "queries_embed_as_documents", False):
@@ -302,8 +358,17 @@ class RateLimitedEmbeddings(Embeddings):
 
     @property
     def stats(self) -> dict[str, int]:
-        """Counters since creation: ``requests``, ``retries``, ``rate_limited``, ``failures``."""
+        """Counters since creation.
+
+        ``requests``, ``retries``, ``rate_limited``, ``failures`` (sub-batches that failed
+        for good), ``timeouts`` (attempts past their deadline) and ``bad_responses``.
+        """
         return asdict(self._stats)
+
+    @property
+    def attempt_deadline(self) -> float | None:
+        """Seconds a new attempt may take now (the adaptive deadline; ``None``: no limit)."""
+        return self._deadline.current()
 
     # -- async (the real implementation) -------------------------------------------------
 
@@ -325,7 +390,7 @@ class RateLimitedEmbeddings(Embeddings):
             One vector per text, in the order of ``texts``.
 
         Raises:
-            EmbeddingError: A sub-batch failed for good (the other ones are cancelled) or
+            EmbeddingError: Sub-batches failed for good (the others still finish) or
                 ``timeout`` expired; it tells how many texts failed and from which sources.
             ConfigurationError: ``sources`` does not have one entry per text.
         """
@@ -333,17 +398,23 @@ class RateLimitedEmbeddings(Embeddings):
         known_sources = _checked_sources(texts, sources)
         plan = plan_batches(len(texts), self.batch_size)
         results: list[Vectors | None] = [None] * len(plan)
+        failures: dict[int, _Failure] = {}
         pending = iter(range(len(plan)))
 
         async def worker() -> None:
             for index in pending:
                 start, stop = plan[index]
                 batch = texts[start:stop]
-                call = partial(self.inner.aembed_documents, batch)
-                vectors = await self._with_retry(
-                    call, size=len(batch), tokens=estimate_tokens(batch)
-                )
-                results[index] = _checked_vectors(vectors, len(batch))
+                attempts = _Attempts()
+                try:
+                    results[index] = await self._with_retry(
+                        partial(self.inner.aembed_documents, batch),
+                        size=len(batch),
+                        tokens=estimate_tokens(batch),
+                        attempts=attempts,
+                    )
+                except Exception as exc:  # this sub-batch alone fails; the others go on
+                    failures[index] = _Failure(exc, attempts)
 
         try:
             async with asyncio.timeout(timeout), asyncio.TaskGroup() as group:
@@ -359,6 +430,16 @@ class RateLimitedEmbeddings(Embeddings):
                 sources=_distinct(known_sources[i] for i in failed) if known_sources else (),
                 timeout=timeout,
             ) from (cause or exc)
+        if failures:
+            first = failures[min(failures)]
+            failed = _unfinished(plan, results)
+            raise self._error(
+                first.error,
+                failed=len(failed),
+                total=len(texts),
+                sources=_distinct(known_sources[i] for i in failed) if known_sources else (),
+                attempts=first.attempts,
+            ) from first.error
         return [vector for part in results if part is not None for vector in part]
 
     async def aembed_query(self, text: str) -> list[float]:
@@ -370,31 +451,41 @@ class RateLimitedEmbeddings(Embeddings):
         with QUERY_LATENCY.labels(stage="embed").time():
             if self._coalescers is not None:  # with the queries of other callers, if any
                 return await self._coalescers.get().embed(text)
+            attempts = _Attempts()
+
+            async def one() -> Vectors:
+                return [await self.inner.aembed_query(text)]
+
             try:
-                return await self._with_retry(
-                    partial(self.inner.aembed_query, text), size=1, tokens=estimate_tokens([text])
+                vectors = await self._with_retry(
+                    one, size=1, tokens=estimate_tokens([text]), attempts=attempts
                 )
             except Exception as exc:
-                raise self._error(exc, failed=1, total=1, sources=()) from exc
+                raise self._error(exc, failed=1, total=1, sources=(), attempts=attempts) from exc
+            return vectors[0]
 
     async def _aembed_query_batch(self, texts: list[str]) -> list[list[float]]:
         """Queries embedded as one request (they embed as documents: see ``__init__``)."""
+        attempts = _Attempts()
         try:
-            vectors = await self._with_retry(
+            return await self._with_retry(
                 partial(self.inner.aembed_documents, texts),
                 size=len(texts),
                 tokens=estimate_tokens(texts),
+                attempts=attempts,
             )
-            return _checked_vectors(vectors, len(texts))
         except Exception as exc:
-            raise self._error(exc, failed=len(texts), total=len(texts), sources=()) from exc
+            raise self._error(
+                exc, failed=len(texts), total=len(texts), sources=(), attempts=attempts
+            ) from exc
 
-    async def _with_retry(self, call: Callable[[], Awaitable[T]], *, size: int, tokens: int) -> T:
-        attempts = _Attempts()
+    async def _with_retry(
+        self, call: VectorsCall, *, size: int, tokens: int, attempts: _Attempts
+    ) -> Vectors:
         with span("embed_batch", batch_size=size, tokens=tokens) as batch_span:
             try:
                 attempt = partial(self._attempt, call, size, tokens, attempts)
-                return await AsyncRetrying(**self._policy())(attempt)
+                return await AsyncRetrying(**self._policy(attempts))(attempt)
             except Exception:
                 self._stats.failures += 1
                 raise
@@ -402,20 +493,39 @@ class RateLimitedEmbeddings(Embeddings):
                 batch_span.set_attribute("attempts", attempts.count)
 
     async def _attempt(
-        self, call: Callable[[], Awaitable[T]], size: int, tokens: int, attempts: _Attempts
-    ) -> T:
+        self, call: VectorsCall, size: int, tokens: int, attempts: _Attempts
+    ) -> Vectors:
         attempts.count += 1
         with span("embed", batch_size=size, attempt=attempts.count):
             async with self.limiter.slot(tokens):
                 self._stats.requests += 1
+                self._budget.record_attempt(first=attempts.count == 1)
+                loop = asyncio.get_running_loop()
+                started = loop.time()
+                scope = asyncio.timeout(None)
                 try:
-                    async with asyncio.timeout(self.request_timeout):
-                        result = await call()
+                    async with scope:
+                        with self._deadline.watch(scope, started, 2.0**attempts.timeouts):
+                            raw = await call()
+                    vectors = self._validated(raw, size)
+                except TimeoutError as exc:
+                    if not scope.expired():
+                        self._record_failure(exc)
+                        raise
+                    attempts.timeouts += 1
+                    waited = loop.time() - started
+                    timed_out = TimeoutError(
+                        f"no answer after {waited:.2f} s (the adaptive deadline, learnt from "
+                        "recent latencies)"
+                    )
+                    self._record_failure(timed_out)
+                    raise timed_out from None
                 except Exception as exc:
                     self._record_failure(exc)
                     raise
+                self._deadline.record(loop.time() - started)
             self._record_success()
-            return result
+            return vectors
 
     # -- sync twin -----------------------------------------------------------------------
 
@@ -438,15 +548,20 @@ class RateLimitedEmbeddings(Embeddings):
         for start, stop in plan_batches(len(texts), self.batch_size):
             batch = texts[start:stop]
             call = partial(self.inner.embed_documents, batch)
+            attempts = _Attempts()
             try:
-                part = self._with_retry_sync(call, size=len(batch), tokens=estimate_tokens(batch))
-                vectors.extend(_checked_vectors(part, len(batch)))
+                vectors.extend(
+                    self._with_retry_sync(
+                        call, size=len(batch), tokens=estimate_tokens(batch), attempts=attempts
+                    )
+                )
             except Exception as exc:
                 raise self._error(
                     exc,
                     failed=len(texts) - start,
                     total=len(texts),
                     sources=_distinct(known_sources[start:]),
+                    attempts=attempts,
                 ) from exc
         return vectors
 
@@ -456,19 +571,24 @@ class RateLimitedEmbeddings(Embeddings):
         Raises:
             EmbeddingError: The query could not be embedded, even after retries.
         """
+        attempts = _Attempts()
         try:
             return self._with_retry_sync(
-                partial(self.inner.embed_query, text), size=1, tokens=estimate_tokens([text])
-            )
+                lambda: [self.inner.embed_query(text)],
+                size=1,
+                tokens=estimate_tokens([text]),
+                attempts=attempts,
+            )[0]
         except Exception as exc:
-            raise self._error(exc, failed=1, total=1, sources=()) from exc
+            raise self._error(exc, failed=1, total=1, sources=(), attempts=attempts) from exc
 
-    def _with_retry_sync(self, call: Callable[[], T], *, size: int, tokens: int) -> T:
-        attempts = _Attempts()
+    def _with_retry_sync(
+        self, call: Callable[[], Vectors], *, size: int, tokens: int, attempts: _Attempts
+    ) -> Vectors:
         with span("embed_batch", batch_size=size, tokens=tokens) as batch_span:
             try:
                 attempt = partial(self._attempt_sync, call, size, tokens, attempts)
-                return Retrying(**self._policy())(attempt)
+                return Retrying(**self._policy(attempts))(attempt)
             except Exception:
                 self._stats.failures += 1
                 raise
@@ -476,19 +596,22 @@ class RateLimitedEmbeddings(Embeddings):
                 batch_span.set_attribute("attempts", attempts.count)
 
     def _attempt_sync(
-        self, call: Callable[[], T], size: int, tokens: int, attempts: _Attempts
-    ) -> T:
+        self, call: Callable[[], Vectors], size: int, tokens: int, attempts: _Attempts
+    ) -> Vectors:
         attempts.count += 1
         self._pace(tokens)
         with span("embed", batch_size=size, attempt=attempts.count):
             self._stats.requests += 1
+            self._budget.record_attempt(first=attempts.count == 1)
+            started = time.monotonic()
             try:
-                result = call()
+                vectors = self._validated(call(), size)
             except Exception as exc:
                 self._record_failure(exc)
                 raise
+            self._deadline.record(time.monotonic() - started)
             self._record_success()
-            return result
+            return vectors
 
     def _pace(self, tokens: int) -> None:
         """Sleep until this thread's request fits the request and token rates."""
@@ -502,15 +625,48 @@ class RateLimitedEmbeddings(Embeddings):
 
     # -- shared ----------------------------------------------------------------------------
 
-    def _policy(self) -> dict[str, Any]:
+    def _validated(self, raw: object, expected: int) -> Vectors:
+        """Check a response (see :func:`checked_vectors`); learn the dimension from it."""
+        vectors, dimension = checked_vectors(raw, expected, self._dimension)
+        if self._dimension is None:
+            self._dimension = dimension
+        return vectors
+
+    def _policy(self, attempts: _Attempts) -> dict[str, Any]:
         return {
-            "stop": stop_after_attempt(self.retry.max_attempts)
-            | stop_after_delay(self.retry.max_total_seconds),
+            "stop": partial(self._stop, attempts),
             "wait": self._wait,
             "retry": retry_if_exception(is_retryable),
             "before_sleep": self._before_sleep,
             "reraise": True,
         }
+
+    def _stop(self, attempts: _Attempts, state: RetryCallState) -> bool:
+        """Whether a request whose attempt failed with a retryable error gives up.
+
+        Checked in order: ``max_attempts``, ``max_total_seconds``, an implausible failure
+        streak (``persistent_probability``), then one retry is taken from the run's budget
+        (none left: give up). The reason is kept for the error message.
+        """
+        count = state.attempt_number
+        elapsed = state.seconds_since_start or 0.0
+        retry = self.retry
+        if count >= retry.max_attempts:
+            attempts.gave_up = f"after {count} attempt(s), the most allowed"
+        elif elapsed >= retry.max_total_seconds:
+            attempts.gave_up = f"after {elapsed:.0f} s, the most allowed"
+        elif not self._budget.plausible_streak(count, retry.persistent_probability):
+            attempts.gave_up = (
+                f"after {count} failed attempt(s) in a row while "
+                f"{self._budget.failure_rate:.0%} of this run's attempts failed: "
+                "the fault looks persistent"
+            )
+        elif not self._budget.try_spend():
+            attempts.gave_up = (
+                f"after {count} attempt(s): the run's retry budget is spent "
+                f"({self._budget.retries} retries for {self._budget.first_attempts} requests)"
+            )
+        return attempts.gave_up is not None
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome is not None else None
@@ -539,10 +695,17 @@ class RateLimitedEmbeddings(Embeddings):
         self._count("ok")
 
     def _record_failure(self, exc: BaseException) -> None:
+        self._budget.record_failure()
         if is_rate_limited(exc):
             self._stats.rate_limited += 1
             self.limiter.record_rate_limited()
             self._count("429")
+        elif isinstance(exc, TimeoutError):
+            self._stats.timeouts += 1
+            self._count("timeout")
+        elif is_bad_response(exc):
+            self._stats.bad_responses += 1
+            self._count("bad_response")
         else:
             self._count("error")
 
@@ -558,21 +721,27 @@ class RateLimitedEmbeddings(Embeddings):
         total: int,
         sources: Sequence[str],
         timeout: float | None = None,
+        attempts: _Attempts | None = None,
     ) -> EmbeddingError:
         service = self.limiter.name
+        error_type: type[EmbeddingError] = EmbeddingError
         if cause is None:
             message = (
                 f"embedding {total} text(s) with {service} did not finish within {timeout} s; "
                 "pass a larger timeout, or raise the service's rate limit or concurrency "
                 "(RAG_EMBEDDING_RPM, RAG_EMBEDDING_CONCURRENCY) if it allows more"
             )
-        elif isinstance(cause, EmbeddingError):
+        elif isinstance(cause, EmbeddingError) and not is_bad_response(cause):
             message = str(cause)
         elif is_retryable(cause):
+            if is_bad_response(cause):
+                error_type = EmbeddingResponseError
+            gave_up = attempts.gave_up if attempts is not None else None
             message = (
-                f"{service} kept failing after up to {self.retry.max_attempts} attempt(s) "
-                f"({type(cause).__name__}: {cause}). Check the service's status and quota, "
-                "lower RAG_EMBEDDING_CONCURRENCY or RAG_EMBEDDING_RPM, and run again"
+                f"{service} kept failing ({type(cause).__name__}: {cause}); gave up "
+                f"{gave_up or f'after up to {self.retry.max_attempts} attempt(s)'}. Check the "
+                "service's status and quota, lower RAG_EMBEDDING_CONCURRENCY or "
+                "RAG_EMBEDDING_RPM, and run again"
             )
         else:
             message = (
@@ -580,4 +749,4 @@ class RateLimitedEmbeddings(Embeddings):
                 "model name, API key and base URL (RAG_EMBEDDING_MODEL, OPENAI_API_KEY, "
                 "OPENAI_BASE_URL); retrying will not help"
             )
-        return EmbeddingError(message, failed_count=failed, sources=sources)
+        return error_type(message, failed_count=failed, sources=sources)
