@@ -128,10 +128,11 @@ class RetryConfig:
       ``retry_budget_min + retry_budget_ratio * first attempts so far`` (as gRPC and
       Finagle retry budgets: a transient fault mix never runs out, a dead service stops
       being retried after a bounded number of requests);
-    - a streak of failures this long is still plausible for a transient fault: with ``f``
-      the share of attempts that failed in the run so far, ``f ** attempts`` is at least
-      ``persistent_probability`` (so a request that always fails while others pass gives
-      up after a few attempts, and one caught in a 25 % fault mix keeps trying).
+    - the request's latest streak of failures of one kind (say ``k`` times 500) is still
+      plausible for random faults: with ``r`` the share of the other requests' attempts
+      that failed that way in this run, ``r ** k`` is at least ``persistent_probability``.
+      A request that always fails while others pass gives up after a few attempts (5 at
+      most for a kind that hits 5 % of attempts); one caught in a random mix keeps trying.
 
     Each attempt also gets an adaptive deadline, learnt from the latencies observed:
     ``attempt_timeout_multiplier`` times the ``attempt_timeout_quantile`` of recent
@@ -145,8 +146,8 @@ class RetryConfig:
         max_total_seconds: Give up on a request after this many seconds in all.
         retry_budget_ratio: Retries the run earns per first attempt.
         retry_budget_min: Retries the run may always make (its floor).
-        persistent_probability: Give up on a request once its failure streak is less
-            likely than this for transient faults at the run's failure rate.
+        persistent_probability: Give up on a request once its streak of same-kind failures
+            is less likely than this at the rate the rest of the run meets that kind.
         attempt_timeout_multiplier: Adaptive deadline: multiple of the latency quantile.
         attempt_timeout_quantile: Adaptive deadline: quantile of recent latencies (0-1).
         min_attempt_timeout: Adaptive deadline: floor in seconds.
@@ -158,7 +159,7 @@ class RetryConfig:
     max_total_seconds: float = 120.0
     retry_budget_ratio: float = 1.0
     retry_budget_min: int = 20
-    persistent_probability: float = 1e-5
+    persistent_probability: float = 1e-6
     attempt_timeout_multiplier: float = 4.0
     attempt_timeout_quantile: float = 0.95
     min_attempt_timeout: float = 1.0

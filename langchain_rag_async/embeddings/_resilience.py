@@ -8,9 +8,10 @@ these.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -82,12 +83,21 @@ class RetryBudget:
 
     A retry may be made while ``retries < minimum + ratio * first_attempts``: a transient
     fault mix, whose retries stay below the ratio, never runs out, while a dead service
-    stops being retried after a bounded number of requests. It also tracks the run's
-    share of failed attempts, from which :meth:`plausible_streak` judges a request that
-    keeps failing. Thread-safe (the sync twin may run in several threads).
+    stops being retried after a bounded number of requests. It also counts the run's
+    failed attempts per kind of failure (``"429"``, ``"500"``, ``"timeout"``...), from which
+    :meth:`streak_likelihood` judges a request that keeps failing. Thread-safe (the sync twin may
+    run in several threads).
     """
 
-    __slots__ = ("_lock", "attempts", "failures", "first_attempts", "minimum", "ratio", "retries")
+    __slots__ = (
+        "_lock",
+        "attempts",
+        "failures",
+        "first_attempts",
+        "minimum",
+        "ratio",
+        "retries",
+    )
 
     def __init__(self, *, ratio: float, minimum: int) -> None:
         self.ratio = ratio
@@ -95,7 +105,7 @@ class RetryBudget:
         self.first_attempts = 0
         self.retries = 0
         self.attempts = 0
-        self.failures = 0
+        self.failures: Counter[str] = Counter()
         self._lock = threading.Lock()
 
     def record_attempt(self, *, first: bool) -> None:
@@ -105,19 +115,30 @@ class RetryBudget:
             if first:
                 self.first_attempts += 1
 
-    def record_failure(self) -> None:
-        """Count a failed attempt."""
+    def record_failure(self, kind: str) -> None:
+        """Count a failed attempt of ``kind`` (e.g. ``"429"``, ``"timeout"``)."""
         with self._lock:
-            self.failures += 1
+            self.failures[kind] += 1
 
-    @property
-    def failure_rate(self) -> float:
-        """Share of attempts that failed so far, smoothed (``(failures + 1) / (attempts + 2)``)."""
-        return (self.failures + 1) / (self.attempts + 2)
+    def streak_likelihood(self, kinds: Sequence[str]) -> float:
+        """Chance that a request's latest run of same-kind failures happens by chance.
 
-    def plausible_streak(self, streak: int, threshold: float) -> bool:
-        """Whether ``streak`` failures in a row are at least ``threshold`` likely by chance."""
-        return self.failure_rate**streak >= threshold
+        ``kinds`` are the request's failures in order; its last ``k`` are of one kind
+        whose share of the *other* requests' attempts is ``r`` (smoothed:
+        ``(n + 1) / (attempts + 2)``); the chance is ``r ** k``. A request failing with 500
+        five times while 5 % of the others' attempts do is ``0.05 ** 5``: a persistent fault.
+        One meeting 429, 500 and a hang in turn is never implausible by this rule.
+        """
+        if not kinds:
+            return 1.0
+        kind = kinds[-1]
+        streak = sum(1 for _ in itertools.takewhile(lambda k: k == kind, reversed(kinds)))
+        own = kinds.count(kind)
+        with self._lock:
+            others = max(0, self.failures[kind] - own)
+            attempts = max(0, self.attempts - len(kinds))
+        rate = (others + 1) / (attempts + 2)
+        return float(rate**streak)
 
     def try_spend(self) -> bool:
         """Take one retry from the budget; ``False`` when none is left."""

@@ -16,8 +16,9 @@ import random
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC
 from functools import partial
 from typing import Any, TypeVar
@@ -43,6 +44,7 @@ __all__ = (
     "WORKER_TASK_PREFIX",
     "RateLimitedEmbeddings",
     "backoff_delay",
+    "failure_kind",
     "is_rate_limited",
     "is_retryable",
     "plan_batches",
@@ -140,6 +142,23 @@ def is_retryable(exc: BaseException) -> bool:
     return is_bad_response(exc) or isinstance(
         exc, (TimeoutError, *loaded_error_types(*_CONNECTION_ERRORS))
     )
+
+
+def failure_kind(exc: BaseException) -> str:
+    """A short name of the kind of failure, for the retry budget's statistics.
+
+    The HTTP status, ``timeout``, ``bad_response``, ``connection``, or the exception's type.
+    """
+    status = status_code_of(exc)
+    if status is not None:
+        return str(status)
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if is_bad_response(exc):
+        return "bad_response"
+    if isinstance(exc, loaded_error_types(*_CONNECTION_ERRORS)):
+        return "connection"
+    return type(exc).__name__
 
 
 def _header(headers: Any, name: str) -> str | None:
@@ -268,6 +287,7 @@ class _Attempts:
 
     count: int = 0
     timeouts: int = 0
+    failures: list[str] = field(default_factory=list)
     gave_up: str | None = None
 
 
@@ -510,7 +530,7 @@ class RateLimitedEmbeddings(Embeddings):
                     vectors = self._validated(raw, size)
                 except TimeoutError as exc:
                     if not scope.expired():
-                        self._record_failure(exc)
+                        self._record_failure(exc, attempts)
                         raise
                     attempts.timeouts += 1
                     waited = loop.time() - started
@@ -518,10 +538,10 @@ class RateLimitedEmbeddings(Embeddings):
                         f"no answer after {waited:.2f} s (the adaptive deadline, learnt from "
                         "recent latencies)"
                     )
-                    self._record_failure(timed_out)
+                    self._record_failure(timed_out, attempts)
                     raise timed_out from None
                 except Exception as exc:
-                    self._record_failure(exc)
+                    self._record_failure(exc, attempts)
                     raise
                 self._deadline.record(loop.time() - started)
             self._record_success()
@@ -607,7 +627,7 @@ class RateLimitedEmbeddings(Embeddings):
             try:
                 vectors = self._validated(call(), size)
             except Exception as exc:
-                self._record_failure(exc)
+                self._record_failure(exc, attempts)
                 raise
             self._deadline.record(time.monotonic() - started)
             self._record_success()
@@ -655,11 +675,12 @@ class RateLimitedEmbeddings(Embeddings):
             attempts.gave_up = f"after {count} attempt(s), the most allowed"
         elif elapsed >= retry.max_total_seconds:
             attempts.gave_up = f"after {elapsed:.0f} s, the most allowed"
-        elif not self._budget.plausible_streak(count, retry.persistent_probability):
+        elif self._budget.streak_likelihood(attempts.failures) < retry.persistent_probability:
+            kinds = ", ".join(f"{k} x{n}" for k, n in Counter(attempts.failures).items())
             attempts.gave_up = (
-                f"after {count} failed attempt(s) in a row while "
-                f"{self._budget.failure_rate:.0%} of this run's attempts failed: "
-                "the fault looks persistent"
+                f"after {count} failed attempt(s) ({kinds}): a streak this long is "
+                "implausible for faults as rare as in the rest of this run, so it looks "
+                "persistent"
             )
         elif not self._budget.try_spend():
             attempts.gave_up = (
@@ -694,8 +715,10 @@ class RateLimitedEmbeddings(Embeddings):
         self.limiter.record_success()
         self._count("ok")
 
-    def _record_failure(self, exc: BaseException) -> None:
-        self._budget.record_failure()
+    def _record_failure(self, exc: BaseException, attempts: _Attempts) -> None:
+        kind = failure_kind(exc)
+        attempts.failures.append(kind)
+        self._budget.record_failure(kind)
         if is_rate_limited(exc):
             self._stats.rate_limited += 1
             self.limiter.record_rate_limited()

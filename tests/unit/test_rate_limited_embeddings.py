@@ -195,7 +195,14 @@ async def test_sub_batches_run_concurrently_within_the_bound_in_order(
     openai_server.latency = 0.0
     alone = [await embeddings.inner.aembed_query(text) for text in texts]
     assert vectors == alone == expected(texts)
-    assert embeddings.stats == {"requests": 10, "retries": 0, "rate_limited": 0, "failures": 0, "timeouts": 0, "bad_responses": 0}
+    assert embeddings.stats == {
+        "requests": 10,
+        "retries": 0,
+        "rate_limited": 0,
+        "failures": 0,
+        "timeouts": 0,
+        "bad_responses": 0,
+    }
 
 
 async def test_empty_input_sends_nothing(openai_server: FakeOpenAIServer) -> None:
@@ -233,7 +240,14 @@ async def test_429_with_retry_after_is_honoured_then_recovers(
     # the backoff alone would wait ~0.01-0.02 s; Retry-After asks for 0.3 s
     assert times[1] - times[0] >= 0.29
     assert times[2] - times[1] >= 0.29
-    assert embeddings.stats == {"requests": 3, "retries": 2, "rate_limited": 2, "failures": 0, "timeouts": 0, "bad_responses": 0}
+    assert embeddings.stats == {
+        "requests": 3,
+        "retries": 2,
+        "rate_limited": 2,
+        "failures": 0,
+        "timeouts": 0,
+        "bad_responses": 0,
+    }
     assert embeddings.limiter.concurrency_limit == 2  # 8 -> 4 -> 2, one success is not a window
 
 
