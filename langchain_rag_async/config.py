@@ -117,23 +117,66 @@ class RateLimitConfig:
 class RetryConfig:
     """Retry policy for calls to an external service.
 
+    A failed attempt is retried while all of these hold (see
+    :class:`~langchain_rag_async.embeddings.rate_limited.RateLimitedEmbeddings`):
+
+    - the error is transient (429, 408, 409, 5xx, a timeout, a transport error, a broken
+      or invalid response);
+    - the request has made fewer than ``max_attempts`` attempts and spent less than
+      ``max_total_seconds``;
+    - the retry budget of the run has a retry left: retries so far are fewer than
+      ``retry_budget_min + retry_budget_ratio * first attempts so far`` (as gRPC and
+      Finagle retry budgets: a transient fault mix never runs out, a dead service stops
+      being retried after a bounded number of requests);
+    - the request's latest streak of failures of one kind (say ``k`` times 500) is still
+      plausible for random faults: with ``r`` the share of the other requests' attempts
+      that failed that way in this run, ``r ** k`` is at least ``persistent_probability``.
+      A request that always fails while others pass gives up after a few attempts (5 at
+      most for a kind that hits 5 % of attempts); one caught in a random mix keeps trying.
+
+    Each attempt also gets an adaptive deadline, learnt from the latencies observed:
+    ``attempt_timeout_multiplier`` times the ``attempt_timeout_quantile`` of recent
+    successful attempts, at least ``min_attempt_timeout``, at most the request timeout,
+    doubled for each earlier timed-out attempt of the same request.
+
     Attributes:
-        max_attempts: Attempts per request, the first included.
+        max_attempts: Attempts per request at most, the first included.
         initial_backoff: Seconds before the first retry (grows exponentially, with jitter).
         max_backoff: Longest single wait in seconds.
         max_total_seconds: Give up on a request after this many seconds in all.
+        retry_budget_ratio: Retries the run earns per first attempt.
+        retry_budget_min: Retries the run may always make (its floor).
+        persistent_probability: Give up on a request once its streak of same-kind failures
+            is less likely than this at the rate the rest of the run meets that kind.
+        attempt_timeout_multiplier: Adaptive deadline: multiple of the latency quantile.
+        attempt_timeout_quantile: Adaptive deadline: quantile of recent latencies (0-1).
+        min_attempt_timeout: Adaptive deadline: floor in seconds.
     """
 
-    max_attempts: int = 6
+    max_attempts: int = 12
     initial_backoff: float = 0.5
     max_backoff: float = 20.0
     max_total_seconds: float = 120.0
+    retry_budget_ratio: float = 1.0
+    retry_budget_min: int = 20
+    persistent_probability: float = 1e-6
+    attempt_timeout_multiplier: float = 4.0
+    attempt_timeout_quantile: float = 0.95
+    min_attempt_timeout: float = 1.0
 
     def __post_init__(self) -> None:
         _require_positive("max_attempts", self.max_attempts)
         _require_positive("max_total_seconds", self.max_total_seconds)
+        _require_positive("attempt_timeout_multiplier", self.attempt_timeout_multiplier)
+        _require_positive("min_attempt_timeout", self.min_attempt_timeout)
         if self.initial_backoff < 0 or self.max_backoff < 0:
             raise ConfigurationError("backoff times must not be negative")
+        if self.retry_budget_ratio < 0 or self.retry_budget_min < 0:
+            raise ConfigurationError("the retry budget (ratio and minimum) must not be negative")
+        for name in ("persistent_probability", "attempt_timeout_quantile"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise ConfigurationError(f"{name} must be within [0, 1]; got {value}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

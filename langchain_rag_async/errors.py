@@ -12,6 +12,7 @@ Every error the library raises on purpose is a :class:`RAGError`::
     │   ├── FileTooLargeError         the file exceeds the configured maximum size
     │   └── DecodingError             no text encoding fits the bytes
     ├── EmbeddingError                texts could not be embedded after retries (count, sources)
+    │   └── EmbeddingResponseError    the service answered with unusable vectors or JSON
     ├── VectorStoreError              the vector index cannot be used
     │   ├── IndexCorruptedError       a saved index file is truncated, missing or malformed
     │   ├── IndexNotFoundError        no index was ever built in the directory
@@ -49,6 +50,7 @@ __all__ = (
     "DuplicateIdError",
     "EmbeddingError",
     "EmbeddingModelMismatchError",
+    "EmbeddingResponseError",
     "FileTooLargeError",
     "GenerationError",
     "IndexCorruptedError",
@@ -131,6 +133,15 @@ class EmbeddingError(RAGError):
             detail += f", from {shown}{more}"
         detail += ")"
         super().__init__(message + (detail if failed_count else ""))
+
+
+class EmbeddingResponseError(EmbeddingError):
+    """The embedding service answered, but the answer cannot be used.
+
+    Broken or malformed JSON, fewer or more vectors than texts, vectors of mixed or
+    unexpected dimension, non-finite numbers. Nothing from such an answer is used; the
+    request is retried like a transient failure.
+    """
 
 
 class VectorStoreError(RAGError):

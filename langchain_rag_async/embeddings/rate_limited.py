@@ -1,40 +1,44 @@
 """Concurrent, rate-limited, retrying embeddings: wraps any LangChain ``Embeddings``.
 
 Texts are cut into sub-batches that are sent concurrently through the shared
-:class:`~langchain_rag_async.limits.ServiceLimiter` of the service, retried with
-exponential backoff and jitter (honouring ``Retry-After``), and put back in input order.
+:class:`~langchain_rag_async.limits.ServiceLimiter` of the service, each attempt under an
+adaptive deadline, every response validated, retried with exponential backoff and jitter
+(honouring ``Retry-After``) within a run-wide retry budget, and put back in input order.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import math
-import random
-import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
-from datetime import UTC
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
 from langchain_core.embeddings import Embeddings
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_after_delay,
-)
+from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception
 
 from langchain_rag_async._text import estimate_tokens
 from langchain_rag_async.aio import LoopBound, first_error
 from langchain_rag_async.config import RetryConfig
 from langchain_rag_async.embeddings._coalesce import QueryCoalescer
-from langchain_rag_async.errors import ConfigurationError, EmbeddingError
+from langchain_rag_async.embeddings._failures import (
+    backoff_delay,
+    failure_kind,
+    is_bad_response,
+    is_rate_limited,
+    is_retryable,
+    retry_after_seconds,
+    status_code_of,
+)
+from langchain_rag_async.embeddings._resilience import (
+    AdaptiveDeadline,
+    RetryBudget,
+    checked_vectors,
+)
+from langchain_rag_async.errors import ConfigurationError, EmbeddingError, EmbeddingResponseError
 from langchain_rag_async.limits import ServiceLimiter, min_request_interval
 from langchain_rag_async.metrics import EMBEDDING_REQUESTS, QUERY_LATENCY, provider_of
 from langchain_rag_async.observability import get_logger, span
@@ -43,6 +47,7 @@ __all__ = (
     "WORKER_TASK_PREFIX",
     "RateLimitedEmbeddings",
     "backoff_delay",
+    "failure_kind",
     "is_rate_limited",
     "is_retryable",
     "plan_batches",
@@ -52,12 +57,10 @@ __all__ = (
 
 T = TypeVar("T")
 Vectors = list[list[float]]
+VectorsCall = Callable[[], Awaitable[Vectors]]
 
 WORKER_TASK_PREFIX = "rag-embed-worker-"
 """Name prefix of the tasks that send sub-batches (handy to find leftovers in tests)."""
-
-_RETRYABLE_STATUSES = frozenset({408, 409, 429})
-_MAX_EXPONENT = 32
 
 
 # -- pure helpers shared by the async and sync paths -----------------------------------------
@@ -66,145 +69,6 @@ _MAX_EXPONENT = 32
 def plan_batches(count: int, batch_size: int) -> list[tuple[int, int]]:
     """Cut ``count`` texts into ``(start, stop)`` ranges of at most ``batch_size`` texts."""
     return [(start, min(start + batch_size, count)) for start in range(0, count, batch_size)]
-
-
-def loaded_error_types(*names: str) -> tuple[type[BaseException], ...]:
-    """The exception classes named ``"module.Class"`` whose module is already imported.
-
-    An exception can only come from a library that was imported, so a library missing from
-    ``sys.modules`` cannot have raised it. Looking the classes up this way keeps ``openai``,
-    ``httpx`` and ``aiohttp`` (about 60k objects the garbage collector must walk on every
-    full collection) out of processes that only use the local model.
-    """
-    found: list[type[BaseException]] = []
-    for name in names:
-        module_name, _, attribute = name.rpartition(".")
-        cls = getattr(sys.modules.get(module_name), attribute, None)
-        if isinstance(cls, type) and issubclass(cls, BaseException):
-            found.append(cls)
-    return tuple(found)
-
-
-# Recent ``openai`` releases are built on ``httpx2``; other clients still use ``httpx``.
-_STATUS_ERRORS = ("httpx.HTTPStatusError", "httpx2.HTTPStatusError")
-_TRANSPORT_ERRORS = ("httpx.TransportError", "httpx2.TransportError")
-_CONNECTION_ERRORS = ("openai.APIConnectionError", "aiohttp.ClientError", *_TRANSPORT_ERRORS)
-
-
-def status_code_of(exc: BaseException) -> int | None:
-    """The HTTP status carried by an ``openai``, ``httpx`` or ``aiohttp`` error, if any."""
-    status: object = None
-    if isinstance(exc, loaded_error_types("openai.APIStatusError")):
-        status = getattr(exc, "status_code", None)
-    elif isinstance(exc, loaded_error_types(*_STATUS_ERRORS)):
-        status = getattr(getattr(exc, "response", None), "status_code", None)
-    elif isinstance(exc, loaded_error_types("aiohttp.ClientResponseError")):
-        status = getattr(exc, "status", None)
-    return status if isinstance(status, int) else None
-
-
-def is_rate_limited(exc: BaseException) -> bool:
-    """Whether ``exc`` is the service saying "too many requests" (HTTP 429)."""
-    return (
-        isinstance(exc, loaded_error_types("openai.RateLimitError")) or status_code_of(exc) == 429
-    )
-
-
-def is_retryable(exc: BaseException) -> bool:
-    """Whether another attempt may succeed: 408/409/429, 5xx, timeouts and transport errors.
-
-    Other 4xx statuses (bad request, authentication, not found...) fail fast.
-    """
-    status = status_code_of(exc)
-    if status is not None:
-        return status >= 500 or status in _RETRYABLE_STATUSES
-    return isinstance(exc, (TimeoutError, *loaded_error_types(*_CONNECTION_ERRORS)))
-
-
-def _header(headers: Any, name: str) -> str | None:
-    getter = getattr(headers, "get", None)
-    if getter is None:
-        return None
-    value = getter(name)
-    if value is None and isinstance(headers, Mapping):  # a plain, case-sensitive mapping
-        value = next((v for k, v in headers.items() if str(k).lower() == name), None)
-    return None if value is None else str(value)
-
-
-def retry_after_seconds(exc: BaseException, *, now: float | None = None) -> float | None:
-    """Seconds the service asked to wait, from ``retry-after-ms`` or ``retry-after`` headers.
-
-    The headers are read from ``exc.response.headers`` (``openai``, ``httpx``) or
-    ``exc.headers`` (``aiohttp``). ``retry-after`` may be seconds or an HTTP date.
-
-    Args:
-        exc: The failed attempt's exception.
-        now: Current Unix time, for HTTP dates (``time.time()`` by default).
-
-    Returns:
-        A non-negative number of seconds, or ``None`` when no usable header is present.
-    """
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None) or getattr(exc, "headers", None)
-    if headers is None:
-        return None
-    milliseconds = _header(headers, "retry-after-ms")
-    if milliseconds is not None:
-        with_ms = _finite(milliseconds)
-        if with_ms is not None:
-            return max(0.0, with_ms / 1000.0)
-    value = _header(headers, "retry-after")
-    if value is None:
-        return None
-    seconds = _finite(value)
-    if seconds is not None:
-        return max(0.0, seconds)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
-def _finite(text: str) -> float | None:
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
-
-
-def backoff_delay(
-    attempt: int,
-    retry: RetryConfig,
-    *,
-    retry_after: float | None = None,
-    elapsed: float = 0.0,
-    jitter: float | None = None,
-) -> float:
-    """Seconds to wait after failed attempt number ``attempt`` (1-based).
-
-    Exponential backoff ``initial_backoff * 2**(attempt-1)`` with "equal jitter" (between half
-    and all of it), at least ``retry_after``, capped by ``max_backoff`` and by the time left
-    of ``max_total_seconds``.
-
-    Args:
-        attempt: The attempt that just failed, starting at 1.
-        retry: The retry policy.
-        retry_after: Seconds the service asked to wait, if it did.
-        elapsed: Seconds spent on this request so far.
-        jitter: A number in ``[0, 1)``; random when ``None``.
-    """
-    exponent = min(max(attempt - 1, 0), _MAX_EXPONENT)
-    base = min(retry.max_backoff, retry.initial_backoff * 2.0**exponent)
-    spread = random.random() if jitter is None else jitter
-    delay = base * (0.5 + 0.5 * spread)
-    if retry_after is not None:
-        delay = max(delay, retry_after)
-    time_left = max(0.0, retry.max_total_seconds - elapsed)
-    return min(delay, retry.max_backoff, time_left)
 
 
 def _distinct(values: Iterable[str]) -> tuple[str, ...]:
@@ -231,26 +95,32 @@ def _checked_sources(texts: Sequence[str], sources: Sequence[str] | None) -> Seq
     return sources
 
 
-def _checked_vectors(vectors: Vectors, expected: int) -> Vectors:
-    if len(vectors) != expected:
-        raise EmbeddingError(
-            f"the embedding model returned {len(vectors)} vectors for {expected} texts; "
-            "check that the model and endpoint are an embeddings API"
-        )
-    return vectors
-
-
 @dataclass(slots=True)
 class _Stats:
     requests: int = 0
     retries: int = 0
     rate_limited: int = 0
     failures: int = 0
+    timeouts: int = 0
+    bad_responses: int = 0
 
 
 @dataclass(slots=True)
 class _Attempts:
+    """One request's attempts: how many, how many timed out, and why it gave up."""
+
     count: int = 0
+    timeouts: int = 0
+    failures: list[str] = field(default_factory=list)
+    gave_up: str | None = None
+
+
+@dataclass(slots=True)
+class _Failure:
+    """A sub-batch that failed for good."""
+
+    error: Exception
+    attempts: _Attempts
 
 
 # -- the wrapper ---------------------------------------------------------------------------
@@ -263,13 +133,38 @@ class RateLimitedEmbeddings(Embeddings):
     that this wrapper is the only retry layer, and with a chunk size of at least
     ``batch_size`` so that one sub-batch is one request.
 
+    What it does against a faulty service (the rules are those of :class:`RetryConfig`):
+
+    - **Validation.** Every response is checked before use: one vector per text, all of
+      one dimension, the same as every earlier response of this wrapper, every number
+      finite. A bad response (or a body that is not JSON) is a retryable
+      :class:`~langchain_rag_async.errors.EmbeddingResponseError`; nothing from it is
+      returned.
+    - **Adaptive deadline (async).** An attempt is abandoned (and retried) after
+      ``attempt_timeout_multiplier`` times the ``attempt_timeout_quantile`` of the latencies
+      of the last 128 successful attempts, at least ``min_attempt_timeout`` and at most
+      ``request_timeout``; doubled for each earlier timeout of the same sub-batch. Before
+      5 successes it is ``request_timeout``, and attempts in flight get the learnt deadline
+      as soon as there is one. So a hung request costs a few typical latencies, not a
+      fixed 60 s. Abandoned attempts are cancelled (their connection is closed), never
+      left running.
+    - **Retry budget per run.** Retries come from one budget shared by every request of
+      this wrapper (``retry_budget_min + retry_budget_ratio * first attempts``); a
+      sub-batch also stops after ``max_attempts`` attempts, ``max_total_seconds``, or once
+      its failure streak is implausible for a transient fault at the failure rate observed
+      (``persistent_probability``): a transient mix keeps being retried, a persistent
+      fault fails after a few attempts, and a dead service is not retried forever.
+    - **Failures are precise.** A sub-batch that fails for good does not cancel the
+      others; the error names the texts and sources of the failed sub-batches only.
+
     Args:
         inner: The embeddings model that makes the actual requests.
         limiter: The service's shared limiter (concurrency, requests and tokens per minute).
         batch_size: Texts per request.
         retry: Retry policy; ``RetryConfig()`` by default.
-        request_timeout: Seconds before one attempt is abandoned and retried (async only;
-            sync calls rely on the inner client's timeout). ``None``: no limit.
+        request_timeout: Longest an attempt may take, in seconds (the cap of the adaptive
+            deadline; async only: sync calls rely on the inner client's timeout).
+            ``None``: no cap.
     """
 
     def __init__(
@@ -291,6 +186,11 @@ class RateLimitedEmbeddings(Embeddings):
         self.retry = retry or RetryConfig()
         self.request_timeout = request_timeout
         self._stats = _Stats()
+        self._budget = RetryBudget(
+            ratio=self.retry.retry_budget_ratio, minimum=self.retry.retry_budget_min
+        )
+        self._deadline = AdaptiveDeadline(self.retry, request_timeout)
+        self._dimension: int | None = None
         # Models whose queries embed as documents get concurrent queries coalesced.
         self._coalescers: LoopBound[QueryCoalescer] | None = None
         if getattr(type(inner), "queries_embed_as_documents", False):
@@ -302,8 +202,17 @@ class RateLimitedEmbeddings(Embeddings):
 
     @property
     def stats(self) -> dict[str, int]:
-        """Counters since creation: ``requests``, ``retries``, ``rate_limited``, ``failures``."""
+        """Counters since creation.
+
+        ``requests``, ``retries``, ``rate_limited``, ``failures`` (sub-batches that failed
+        for good), ``timeouts`` (attempts past their deadline) and ``bad_responses``.
+        """
         return asdict(self._stats)
+
+    @property
+    def attempt_deadline(self) -> float | None:
+        """Seconds a new attempt may take now (the adaptive deadline; ``None``: no limit)."""
+        return self._deadline.current()
 
     # -- async (the real implementation) -------------------------------------------------
 
@@ -325,7 +234,7 @@ class RateLimitedEmbeddings(Embeddings):
             One vector per text, in the order of ``texts``.
 
         Raises:
-            EmbeddingError: A sub-batch failed for good (the other ones are cancelled) or
+            EmbeddingError: Sub-batches failed for good (the others still finish) or
                 ``timeout`` expired; it tells how many texts failed and from which sources.
             ConfigurationError: ``sources`` does not have one entry per text.
         """
@@ -333,17 +242,23 @@ class RateLimitedEmbeddings(Embeddings):
         known_sources = _checked_sources(texts, sources)
         plan = plan_batches(len(texts), self.batch_size)
         results: list[Vectors | None] = [None] * len(plan)
+        failures: dict[int, _Failure] = {}
         pending = iter(range(len(plan)))
 
         async def worker() -> None:
             for index in pending:
                 start, stop = plan[index]
                 batch = texts[start:stop]
-                call = partial(self.inner.aembed_documents, batch)
-                vectors = await self._with_retry(
-                    call, size=len(batch), tokens=estimate_tokens(batch)
-                )
-                results[index] = _checked_vectors(vectors, len(batch))
+                attempts = _Attempts()
+                try:
+                    results[index] = await self._with_retry(
+                        partial(self.inner.aembed_documents, batch),
+                        size=len(batch),
+                        tokens=estimate_tokens(batch),
+                        attempts=attempts,
+                    )
+                except Exception as exc:  # this sub-batch alone fails; the others go on
+                    failures[index] = _Failure(exc, attempts)
 
         try:
             async with asyncio.timeout(timeout), asyncio.TaskGroup() as group:
@@ -359,6 +274,16 @@ class RateLimitedEmbeddings(Embeddings):
                 sources=_distinct(known_sources[i] for i in failed) if known_sources else (),
                 timeout=timeout,
             ) from (cause or exc)
+        if failures:
+            first = failures[min(failures)]
+            failed = _unfinished(plan, results)
+            raise self._error(
+                first.error,
+                failed=len(failed),
+                total=len(texts),
+                sources=_distinct(known_sources[i] for i in failed) if known_sources else (),
+                attempts=first.attempts,
+            ) from first.error
         return [vector for part in results if part is not None for vector in part]
 
     async def aembed_query(self, text: str) -> list[float]:
@@ -370,31 +295,41 @@ class RateLimitedEmbeddings(Embeddings):
         with QUERY_LATENCY.labels(stage="embed").time():
             if self._coalescers is not None:  # with the queries of other callers, if any
                 return await self._coalescers.get().embed(text)
+            attempts = _Attempts()
+
+            async def one() -> Vectors:
+                return [await self.inner.aembed_query(text)]
+
             try:
-                return await self._with_retry(
-                    partial(self.inner.aembed_query, text), size=1, tokens=estimate_tokens([text])
+                vectors = await self._with_retry(
+                    one, size=1, tokens=estimate_tokens([text]), attempts=attempts
                 )
             except Exception as exc:
-                raise self._error(exc, failed=1, total=1, sources=()) from exc
+                raise self._error(exc, failed=1, total=1, sources=(), attempts=attempts) from exc
+            return vectors[0]
 
     async def _aembed_query_batch(self, texts: list[str]) -> list[list[float]]:
         """Queries embedded as one request (they embed as documents: see ``__init__``)."""
+        attempts = _Attempts()
         try:
-            vectors = await self._with_retry(
+            return await self._with_retry(
                 partial(self.inner.aembed_documents, texts),
                 size=len(texts),
                 tokens=estimate_tokens(texts),
+                attempts=attempts,
             )
-            return _checked_vectors(vectors, len(texts))
         except Exception as exc:
-            raise self._error(exc, failed=len(texts), total=len(texts), sources=()) from exc
+            raise self._error(
+                exc, failed=len(texts), total=len(texts), sources=(), attempts=attempts
+            ) from exc
 
-    async def _with_retry(self, call: Callable[[], Awaitable[T]], *, size: int, tokens: int) -> T:
-        attempts = _Attempts()
+    async def _with_retry(
+        self, call: VectorsCall, *, size: int, tokens: int, attempts: _Attempts
+    ) -> Vectors:
         with span("embed_batch", batch_size=size, tokens=tokens) as batch_span:
             try:
                 attempt = partial(self._attempt, call, size, tokens, attempts)
-                return await AsyncRetrying(**self._policy())(attempt)
+                return await AsyncRetrying(**self._policy(attempts))(attempt)
             except Exception:
                 self._stats.failures += 1
                 raise
@@ -402,20 +337,39 @@ class RateLimitedEmbeddings(Embeddings):
                 batch_span.set_attribute("attempts", attempts.count)
 
     async def _attempt(
-        self, call: Callable[[], Awaitable[T]], size: int, tokens: int, attempts: _Attempts
-    ) -> T:
+        self, call: VectorsCall, size: int, tokens: int, attempts: _Attempts
+    ) -> Vectors:
         attempts.count += 1
         with span("embed", batch_size=size, attempt=attempts.count):
             async with self.limiter.slot(tokens):
                 self._stats.requests += 1
+                self._budget.record_attempt(first=attempts.count == 1)
+                loop = asyncio.get_running_loop()
+                started = loop.time()
+                scope = asyncio.timeout(None)
                 try:
-                    async with asyncio.timeout(self.request_timeout):
-                        result = await call()
+                    async with scope:
+                        with self._deadline.watch(scope, started, 2.0**attempts.timeouts):
+                            raw = await call()
+                    vectors = self._validated(raw, size)
+                except TimeoutError as exc:
+                    if not scope.expired():
+                        self._record_failure(exc, attempts)
+                        raise
+                    attempts.timeouts += 1
+                    waited = loop.time() - started
+                    timed_out = TimeoutError(
+                        f"no answer after {waited:.2f} s (the adaptive deadline, learnt from "
+                        "recent latencies)"
+                    )
+                    self._record_failure(timed_out, attempts)
+                    raise timed_out from None
                 except Exception as exc:
-                    self._record_failure(exc)
+                    self._record_failure(exc, attempts)
                     raise
+                self._deadline.record(loop.time() - started)
             self._record_success()
-            return result
+            return vectors
 
     # -- sync twin -----------------------------------------------------------------------
 
@@ -438,15 +392,20 @@ class RateLimitedEmbeddings(Embeddings):
         for start, stop in plan_batches(len(texts), self.batch_size):
             batch = texts[start:stop]
             call = partial(self.inner.embed_documents, batch)
+            attempts = _Attempts()
             try:
-                part = self._with_retry_sync(call, size=len(batch), tokens=estimate_tokens(batch))
-                vectors.extend(_checked_vectors(part, len(batch)))
+                vectors.extend(
+                    self._with_retry_sync(
+                        call, size=len(batch), tokens=estimate_tokens(batch), attempts=attempts
+                    )
+                )
             except Exception as exc:
                 raise self._error(
                     exc,
                     failed=len(texts) - start,
                     total=len(texts),
                     sources=_distinct(known_sources[start:]),
+                    attempts=attempts,
                 ) from exc
         return vectors
 
@@ -456,19 +415,24 @@ class RateLimitedEmbeddings(Embeddings):
         Raises:
             EmbeddingError: The query could not be embedded, even after retries.
         """
+        attempts = _Attempts()
         try:
             return self._with_retry_sync(
-                partial(self.inner.embed_query, text), size=1, tokens=estimate_tokens([text])
-            )
+                lambda: [self.inner.embed_query(text)],
+                size=1,
+                tokens=estimate_tokens([text]),
+                attempts=attempts,
+            )[0]
         except Exception as exc:
-            raise self._error(exc, failed=1, total=1, sources=()) from exc
+            raise self._error(exc, failed=1, total=1, sources=(), attempts=attempts) from exc
 
-    def _with_retry_sync(self, call: Callable[[], T], *, size: int, tokens: int) -> T:
-        attempts = _Attempts()
+    def _with_retry_sync(
+        self, call: Callable[[], Vectors], *, size: int, tokens: int, attempts: _Attempts
+    ) -> Vectors:
         with span("embed_batch", batch_size=size, tokens=tokens) as batch_span:
             try:
                 attempt = partial(self._attempt_sync, call, size, tokens, attempts)
-                return Retrying(**self._policy())(attempt)
+                return Retrying(**self._policy(attempts))(attempt)
             except Exception:
                 self._stats.failures += 1
                 raise
@@ -476,19 +440,22 @@ class RateLimitedEmbeddings(Embeddings):
                 batch_span.set_attribute("attempts", attempts.count)
 
     def _attempt_sync(
-        self, call: Callable[[], T], size: int, tokens: int, attempts: _Attempts
-    ) -> T:
+        self, call: Callable[[], Vectors], size: int, tokens: int, attempts: _Attempts
+    ) -> Vectors:
         attempts.count += 1
         self._pace(tokens)
         with span("embed", batch_size=size, attempt=attempts.count):
             self._stats.requests += 1
+            self._budget.record_attempt(first=attempts.count == 1)
+            started = time.monotonic()
             try:
-                result = call()
+                vectors = self._validated(call(), size)
             except Exception as exc:
-                self._record_failure(exc)
+                self._record_failure(exc, attempts)
                 raise
+            self._deadline.record(time.monotonic() - started)
             self._record_success()
-            return result
+            return vectors
 
     def _pace(self, tokens: int) -> None:
         """Sleep until this thread's request fits the request and token rates."""
@@ -502,15 +469,49 @@ class RateLimitedEmbeddings(Embeddings):
 
     # -- shared ----------------------------------------------------------------------------
 
-    def _policy(self) -> dict[str, Any]:
+    def _validated(self, raw: object, expected: int) -> Vectors:
+        """Check a response (see :func:`checked_vectors`); learn the dimension from it."""
+        vectors, dimension = checked_vectors(raw, expected, self._dimension)
+        if self._dimension is None:
+            self._dimension = dimension
+        return vectors
+
+    def _policy(self, attempts: _Attempts) -> dict[str, Any]:
         return {
-            "stop": stop_after_attempt(self.retry.max_attempts)
-            | stop_after_delay(self.retry.max_total_seconds),
+            "stop": partial(self._stop, attempts),
             "wait": self._wait,
             "retry": retry_if_exception(is_retryable),
             "before_sleep": self._before_sleep,
             "reraise": True,
         }
+
+    def _stop(self, attempts: _Attempts, state: RetryCallState) -> bool:
+        """Whether a request whose attempt failed with a retryable error gives up.
+
+        Checked in order: ``max_attempts``, ``max_total_seconds``, an implausible failure
+        streak (``persistent_probability``), then one retry is taken from the run's budget
+        (none left: give up). The reason is kept for the error message.
+        """
+        count = state.attempt_number
+        elapsed = state.seconds_since_start or 0.0
+        retry = self.retry
+        if count >= retry.max_attempts:
+            attempts.gave_up = f"after {count} attempt(s), the most allowed"
+        elif elapsed >= retry.max_total_seconds:
+            attempts.gave_up = f"after {elapsed:.0f} s, the most allowed"
+        elif self._budget.streak_likelihood(attempts.failures) < retry.persistent_probability:
+            kinds = ", ".join(f"{k} x{n}" for k, n in Counter(attempts.failures).items())
+            attempts.gave_up = (
+                f"after {count} failed attempt(s) ({kinds}): a streak this long is "
+                "implausible for faults as rare as in the rest of this run, so it looks "
+                "persistent"
+            )
+        elif not self._budget.try_spend():
+            attempts.gave_up = (
+                f"after {count} attempt(s): the run's retry budget is spent "
+                f"({self._budget.retries} retries for {self._budget.first_attempts} requests)"
+            )
+        return attempts.gave_up is not None
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome is not None else None
@@ -538,11 +539,20 @@ class RateLimitedEmbeddings(Embeddings):
         self.limiter.record_success()
         self._count("ok")
 
-    def _record_failure(self, exc: BaseException) -> None:
+    def _record_failure(self, exc: BaseException, attempts: _Attempts) -> None:
+        kind = failure_kind(exc)
+        attempts.failures.append(kind)
+        self._budget.record_failure(kind)
         if is_rate_limited(exc):
             self._stats.rate_limited += 1
             self.limiter.record_rate_limited()
             self._count("429")
+        elif isinstance(exc, TimeoutError):
+            self._stats.timeouts += 1
+            self._count("timeout")
+        elif is_bad_response(exc):
+            self._stats.bad_responses += 1
+            self._count("bad_response")
         else:
             self._count("error")
 
@@ -558,21 +568,27 @@ class RateLimitedEmbeddings(Embeddings):
         total: int,
         sources: Sequence[str],
         timeout: float | None = None,
+        attempts: _Attempts | None = None,
     ) -> EmbeddingError:
         service = self.limiter.name
+        error_type: type[EmbeddingError] = EmbeddingError
         if cause is None:
             message = (
                 f"embedding {total} text(s) with {service} did not finish within {timeout} s; "
                 "pass a larger timeout, or raise the service's rate limit or concurrency "
                 "(RAG_EMBEDDING_RPM, RAG_EMBEDDING_CONCURRENCY) if it allows more"
             )
-        elif isinstance(cause, EmbeddingError):
+        elif isinstance(cause, EmbeddingError) and not is_bad_response(cause):
             message = str(cause)
         elif is_retryable(cause):
+            if is_bad_response(cause):
+                error_type = EmbeddingResponseError
+            gave_up = attempts.gave_up if attempts is not None else None
             message = (
-                f"{service} kept failing after up to {self.retry.max_attempts} attempt(s) "
-                f"({type(cause).__name__}: {cause}). Check the service's status and quota, "
-                "lower RAG_EMBEDDING_CONCURRENCY or RAG_EMBEDDING_RPM, and run again"
+                f"{service} kept failing ({type(cause).__name__}: {cause}); gave up "
+                f"{gave_up or f'after up to {self.retry.max_attempts} attempt(s)'}. Check the "
+                "service's status and quota, lower RAG_EMBEDDING_CONCURRENCY or "
+                "RAG_EMBEDDING_RPM, and run again"
             )
         else:
             message = (
@@ -580,4 +596,4 @@ class RateLimitedEmbeddings(Embeddings):
                 "model name, API key and base URL (RAG_EMBEDDING_MODEL, OPENAI_API_KEY, "
                 "OPENAI_BASE_URL); retrying will not help"
             )
-        return EmbeddingError(message, failed_count=failed, sources=sources)
+        return error_type(message, failed_count=failed, sources=sources)

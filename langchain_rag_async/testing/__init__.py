@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from langchain_rag_async.testing.faults import FaultMix, PersistentFault
 from langchain_rag_async.testing.openai_server import FakeOpenAIServer, fake_embedding
 
-__all__ = ("FakeOpenAIServer", "fake_embedding")
+__all__ = ("FakeOpenAIServer", "FaultMix", "PersistentFault", "fake_embedding")

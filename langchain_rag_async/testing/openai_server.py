@@ -2,8 +2,10 @@
 
 Serves ``POST /v1/embeddings`` (deterministic vectors), ``POST /v1/chat/completions``
 (plain and streamed) and ``GET /v1/models``, and can inject latency, rate limits (429 with
-``Retry-After``), error statuses and hanging requests, so that the real ``openai`` client and
-``langchain-openai`` classes can be exercised without a network.
+``Retry-After``), error statuses and hanging requests (queued, or drawn at random from a
+seeded :class:`~langchain_rag_async.testing.faults.FaultMix`: resets, broken JSON, bad
+vectors too), so that the real ``openai`` client and ``langchain-openai`` classes can be
+exercised without a network.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import random
 import re
 import threading
 import time
@@ -28,6 +31,13 @@ from langchain_core.runnables.config import run_in_executor
 from langchain_rag_async._text import estimate_tokens
 from langchain_rag_async.aio import BlockingPortal
 from langchain_rag_async.errors import ConfigurationError, UsageError
+from langchain_rag_async.testing.faults import (
+    VECTOR_FAULTS,
+    FaultKind,
+    FaultMix,
+    corrupt_vectors,
+    draw_fault,
+)
 
 try:
     from aiohttp import web
@@ -62,11 +72,14 @@ def fake_embedding(text: str | Sequence[int], dimension: int = 64) -> list[float
 
 
 def _embedding_data(
-    inputs: Sequence[str | list[int]], dimension: int, as_base64: bool
+    inputs: Sequence[str | list[int]],
+    dimension: int,
+    as_base64: bool,
+    fault: FaultKind | None = None,
 ) -> list[dict[str, Any]]:
+    vectors = corrupt_vectors(fault, [fake_embedding(item, dimension) for item in inputs])
     data: list[dict[str, Any]] = []
-    for index, item in enumerate(inputs):
-        vector = fake_embedding(item, dimension)
+    for index, vector in enumerate(vectors):
         payload: list[float] | str = (
             base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
             if as_base64
@@ -92,6 +105,7 @@ class ServerStats:
         embedded_texts: Inputs answered with a vector.
         status_counts: Answers per HTTP status.
         request_times: ``time.monotonic()`` of each POST request's arrival.
+        faults_injected: Faults drawn from the :class:`FaultMix`, per kind.
     """
 
     requests: int = 0
@@ -100,6 +114,7 @@ class ServerStats:
     embedded_texts: int = 0
     status_counts: Counter[int] = field(default_factory=Counter)
     request_times: list[float] = field(default_factory=list)
+    faults_injected: Counter[str] = field(default_factory=Counter)
 
     def copy(self) -> ServerStats:
         """Return an independent snapshot."""
@@ -110,6 +125,7 @@ class ServerStats:
             embedded_texts=self.embedded_texts,
             status_counts=Counter(self.status_counts),
             request_times=list(self.request_times),
+            faults_injected=Counter(self.faults_injected),
         )
 
 
@@ -194,6 +210,8 @@ class FakeOpenAIServer:
             ``Retry-After``. ``None``: unlimited.
         chat_reply: Fixed chat reply; ``None`` echoes the last user message.
         chat_token_delay: Seconds between streamed chat chunks.
+        fault_mix: Random and persistent faults of embeddings requests (see
+            :meth:`set_fault_mix`); ``None``: none.
 
     Raises:
         ConfigurationError: A setting is out of range.
@@ -207,6 +225,7 @@ class FakeOpenAIServer:
         requests_per_second: float | None = None,
         chat_reply: str | None = None,
         chat_token_delay: float = 0.0,
+        fault_mix: FaultMix | None = None,
     ) -> None:
         if dimension < 1 or latency < 0 or chat_token_delay < 0:
             raise ConfigurationError("dimension must be positive and delays must not be negative")
@@ -219,6 +238,8 @@ class FakeOpenAIServer:
         self.chat_token_delay = chat_token_delay
         self._lock = threading.Lock()  # guards faults and stats (run_in_thread mode)
         self._faults: deque[_Fault] = deque()
+        self._fault_mix = fault_mix
+        self._fault_rng = random.Random(fault_mix.seed if fault_mix else 0)
         self._stats = ServerStats()
         self._bucket_level = 0.0
         self._bucket_checked = 0.0
@@ -282,6 +303,7 @@ class FakeOpenAIServer:
         requests_per_second: float | None = None,
         chat_reply: str | None = None,
         chat_token_delay: float = 0.0,
+        fault_mix: FaultMix | None = None,
     ) -> Iterator[FakeOpenAIServer]:
         """Run a server on its own event loop in a daemon thread, for sync callers.
 
@@ -300,6 +322,7 @@ class FakeOpenAIServer:
             requests_per_second=requests_per_second,
             chat_reply=chat_reply,
             chat_token_delay=chat_token_delay,
+            fault_mix=fault_mix,
         )
         portal = BlockingPortal(name="fake-openai-server")
         try:
@@ -343,6 +366,22 @@ class FakeOpenAIServer:
             after: Let this many POST requests through normally first.
         """
         self._queue_faults(_Fault(_HANG), count, after)
+
+    @property
+    def fault_mix(self) -> FaultMix | None:
+        """The random and persistent faults of embeddings requests now in force."""
+        return self._fault_mix
+
+    def set_fault_mix(self, mix: FaultMix | None) -> None:
+        """Draw faults of embeddings requests from ``mix`` from now on (``None``: stop).
+
+        The generator restarts from ``mix.seed``. Queued faults (:meth:`fail_next`,
+        :meth:`hang_next`) come first: a request that takes one draws nothing.
+        Safe to call from any thread while the server runs.
+        """
+        with self._lock:
+            self._fault_mix = mix
+            self._fault_rng = random.Random(mix.seed if mix else 0)
 
     def clear_faults(self) -> None:
         """Forget the injected faults not used yet."""
@@ -414,9 +453,7 @@ class FakeOpenAIServer:
         if fault is not None and fault.status == _PASS:
             fault = None
         if fault is not None and fault.status == _HANG:
-            if self._release_hangs is not None:
-                await self._release_hangs.wait()
-            return _error_response(503, "the server is shutting down", kind="server_error")
+            return await self._hang()
         if fault is not None:
             headers = None if fault.retry_after is None else _retry_after_headers(fault.retry_after)
             message = f"injected failure with status {fault.status}"
@@ -439,6 +476,54 @@ class FakeOpenAIServer:
         except _BadRequest as exc:
             return _error_response(400, str(exc), kind="invalid_request_error")
 
+    async def _hang(self) -> web.Response:
+        """Wait until the client gives up (the handler is cancelled) or the server stops."""
+        if self._release_hangs is not None:
+            await self._release_hangs.wait()
+        return _error_response(503, "the server is shutting down", kind="server_error")
+
+    def _draw_fault(self, inputs: Sequence[object]) -> tuple[FaultKind | None, int | None]:
+        with self._lock:
+            mix = self._fault_mix
+            if mix is None:
+                return None, None
+            kind, status = draw_fault(mix, self._fault_rng, inputs)
+            if kind is not None:
+                self._stats.faults_injected[kind] += 1
+            return kind, status
+
+    async def _broken_answer(
+        self, request: web.Request, kind: FaultKind, status: int | None
+    ) -> web.StreamResponse:
+        """The answer of a drawn fault that is not about the vectors."""
+        if kind == "hang":
+            return await self._hang()
+        if status is not None:
+            mix = self._fault_mix
+            headers = None
+            if kind == "429" and mix is not None:
+                headers = _retry_after_headers(mix.retry_after)
+            message = f"injected {kind} fault"
+            return _error_response(status, message, kind=_error_kind(status), headers=headers)
+        if kind == "malformed":
+            return web.Response(
+                body=b'{"object": "list", "data": [<html>bad gateway</html>',
+                content_type="application/json",
+            )
+        if kind == "truncated":
+            body = json.dumps({"object": "list", "data": [{"embedding": [0.5] * 64}]}).encode()
+            response = web.StreamResponse(headers={"Content-Type": "application/json"})
+            response.content_length = len(body)
+            await response.prepare(request)
+            await response.write(body[: len(body) // 2])
+        transport = request.transport
+        if transport is not None:  # "reset" aborts; "truncated" closes after the half body
+            if kind == "truncated":
+                transport.close()
+            else:
+                transport.abort()
+        return await self._hang()  # the handler is cancelled when the connection goes
+
     def _take_rate_token(self) -> float:
         """Spend one request from the server's bucket; return seconds to wait if empty."""
         rate = self.requests_per_second
@@ -456,17 +541,21 @@ class FakeOpenAIServer:
             self._bucket_level += 1.0
             return 0.0
 
-    async def _embeddings(self, request: web.Request) -> web.Response:
+    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
         body = await _json_body(request)
         inputs = _embedding_inputs(body)
         dimension = body.get("dimensions") or self.dimension
         if not isinstance(dimension, int) or dimension < 1:
             raise _BadRequest("'dimensions' must be a positive integer")
         as_base64 = body.get("encoding_format") == "base64"
-        data = await run_in_executor(None, _embedding_data, inputs, dimension, as_base64)
+        fault, status = self._draw_fault(inputs)
+        if fault is not None and fault not in VECTOR_FAULTS:
+            return await self._broken_answer(request, fault, status)
+        data = await run_in_executor(None, _embedding_data, inputs, dimension, as_base64, fault)
         tokens = sum(len(i) if isinstance(i, list) else estimate_tokens([i]) for i in inputs)
-        with self._lock:
-            self._stats.embedded_texts += len(inputs)
+        if fault is None:
+            with self._lock:
+                self._stats.embedded_texts += len(inputs)
         return web.json_response(
             {
                 "object": "list",

@@ -195,7 +195,14 @@ async def test_sub_batches_run_concurrently_within_the_bound_in_order(
     openai_server.latency = 0.0
     alone = [await embeddings.inner.aembed_query(text) for text in texts]
     assert vectors == alone == expected(texts)
-    assert embeddings.stats == {"requests": 10, "retries": 0, "rate_limited": 0, "failures": 0}
+    assert embeddings.stats == {
+        "requests": 10,
+        "retries": 0,
+        "rate_limited": 0,
+        "failures": 0,
+        "timeouts": 0,
+        "bad_responses": 0,
+    }
 
 
 async def test_empty_input_sends_nothing(openai_server: FakeOpenAIServer) -> None:
@@ -233,7 +240,14 @@ async def test_429_with_retry_after_is_honoured_then_recovers(
     # the backoff alone would wait ~0.01-0.02 s; Retry-After asks for 0.3 s
     assert times[1] - times[0] >= 0.29
     assert times[2] - times[1] >= 0.29
-    assert embeddings.stats == {"requests": 3, "retries": 2, "rate_limited": 2, "failures": 0}
+    assert embeddings.stats == {
+        "requests": 3,
+        "retries": 2,
+        "rate_limited": 2,
+        "failures": 0,
+        "timeouts": 0,
+        "bad_responses": 0,
+    }
     assert embeddings.limiter.concurrency_limit == 2  # 8 -> 4 -> 2, one success is not a window
 
 
@@ -290,10 +304,11 @@ async def test_non_retryable_400_fails_fast(openai_server: FakeOpenAIServer) -> 
         await embeddings.aembed_documents(texts, sources=sources)
     error = caught.value
     assert isinstance(error.__cause__, openai.BadRequestError)
-    assert error.failed_count == 12
-    assert error.sources == ("a.md", "b.md")
+    # Only the rejected sub-batch failed (one attempt); the other two still ran.
+    assert error.failed_count == 4
+    assert error.sources == ("a.md",)
     assert "rejected" in str(error)
-    assert openai_server.stats.requests == 1
+    assert openai_server.stats.requests == 3
     assert embeddings.stats["failures"] == 1
     assert embeddings.limiter.in_flight == 0
 
@@ -305,15 +320,16 @@ async def test_exhausted_retries_name_the_failed_texts_and_sources(
     embeddings = make_embeddings(openai_server, batch_size=4, concurrency=1, retry=retry)
     texts = texts_of(12)
     sources = ["a.md"] * 4 + ["b.md"] * 2 + ["c.md"] * 6
-    openai_server.fail_next(2, status=503, after=1)  # batch 1 fails twice; batch 2 never runs
+    openai_server.fail_next(2, status=503, after=1)  # batch 1 fails twice; batch 2 still runs
     with pytest.raises(EmbeddingError) as caught:
         await embeddings.aembed_documents(texts, sources=sources)
     error = caught.value
-    assert error.failed_count == 8
+    assert error.failed_count == 4
     assert error.sources == ("b.md", "c.md")
-    assert "8 text(s) failed" in str(error) and "b.md" in str(error)
+    assert "4 text(s) failed" in str(error) and "b.md" in str(error)
+    assert "after 2 attempt(s), the most allowed" in str(error)
     assert isinstance(error.__cause__, openai.InternalServerError)
-    assert openai_server.stats.requests == 3
+    assert openai_server.stats.requests == 4
 
 
 async def test_sources_must_match_texts(openai_server: FakeOpenAIServer) -> None:
