@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,6 +29,11 @@ __all__ = (
     "min_request_interval",
     "request_bucket",
 )
+
+_TICKET: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar(
+    "rag_limiter_ticket", default=None
+)
+"""(limiter id, number) of the request whose slot the current task holds."""
 
 
 class ServiceLimits(Protocol):
@@ -204,6 +210,8 @@ class ServiceLimiter:
         self._successes = 0
         self._in_flight = 0
         self._peak_in_flight = 0
+        self._issued = 0  # requests let through so far: each one's ticket
+        self._halved_at = 0  # the ticket count when the limit was last halved
         self._bound: LoopBound[_LoopPrimitives] = LoopBound(self._new_primitives)
 
     @classmethod
@@ -269,16 +277,30 @@ class ServiceLimiter:
                 await primitives.tokens.acquire(min(float(tokens), primitives.tokens.max_rate))
             self._in_flight += 1
             self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
+            self._issued += 1
+            ticket = _TICKET.set((id(self), self._issued))
             try:
                 yield
             finally:
                 self._in_flight -= 1
+                _TICKET.reset(ticket)
         finally:
             primitives.gate.release()
 
     def record_rate_limited(self) -> None:
-        """Halve the concurrency limit (never below 1) after the service answered 429."""
+        """Halve the concurrency limit (never below 1) after the service answered 429.
+
+        Once per congestion event, as TCP does once per round trip: a 429 to a request
+        let through before the last halving (called inside its :meth:`slot`) reports the
+        congestion already reacted to, so it does not halve again. Without that, a burst
+        of 429s to the requests in flight, or a service that refuses a share of requests
+        at random, would drive the limit to 1.
+        """
+        ticket = _TICKET.get()
+        if ticket is not None and ticket[0] == id(self) and ticket[1] <= self._halved_at:
+            return
         self._successes = 0
+        self._halved_at = self._issued
         self._set_limit(max(1, self._limit // 2))
 
     def record_success(self) -> None:

@@ -249,16 +249,8 @@ class IndexingPipeline:
         slots: asyncio.Semaphore,
         out: asyncio.Queue[Any],
     ) -> None:
-        texts = [work.new_chunks[i].page_content for work, i in items]
-        sources = [work.record.path for work, _ in items]
-        vectors: list[list[float] | None]
         try:
-            vectors = list(await self._embed_texts(texts, sources))
-        except EmbeddingError as exc:
-            _log.warning("embedding failed", error=str(exc), texts=len(texts))
-            for work, _ in items:
-                work.error = work.error or f"embedding failed: {exc}"
-            vectors = [None] * len(items)
+            vectors = await self._embed_items(items)
         finally:
             slots.release()
         finished: list[_FileWork] = []
@@ -271,6 +263,44 @@ class IndexingPipeline:
         self._emit("embed")
         for work in finished:
             await out.put(work)
+
+    async def _embed_items(self, items: list[tuple[_FileWork, int]]) -> list[list[float] | None]:
+        """Vectors of the items' chunks; ``None`` for the chunks of files that failed.
+
+        A batch mixes chunks of several files. When it fails for good, each file's chunks
+        are tried again on their own, so that only the files the service keeps refusing
+        fail (a text it rejects fails its own file, not its neighbours in the batch).
+        """
+        texts = [work.new_chunks[i].page_content for work, i in items]
+        sources = [work.record.path for work, _ in items]
+        try:
+            return list(await self._embed_texts(texts, sources))
+        except EmbeddingError as exc:
+            if len(set(sources)) == 1:
+                return self._fail_items(items, exc)
+            _log.warning("embedding failed; retrying file by file", texts=len(texts))
+        vectors: list[list[float] | None] = [None] * len(items)
+        for source in dict.fromkeys(sources):
+            positions = [p for p, s in enumerate(sources) if s == source]
+            part = [items[p] for p in positions]
+            try:
+                found: list[list[float] | None] = list(
+                    await self._embed_texts([texts[p] for p in positions], [source] * len(part))
+                )
+            except EmbeddingError as exc:
+                found = self._fail_items(part, exc)
+            for p, vector in zip(positions, found, strict=True):
+                vectors[p] = vector
+        return vectors
+
+    @staticmethod
+    def _fail_items(
+        items: list[tuple[_FileWork, int]], exc: EmbeddingError
+    ) -> list[list[float] | None]:
+        _log.warning("embedding failed", error=str(exc), texts=len(items))
+        for work, _ in items:
+            work.error = work.error or f"embedding failed: {exc}"
+        return [None] * len(items)
 
     async def _embed_texts(self, texts: list[str], sources: list[str]) -> list[list[float]]:
         if self._pass_sources:  # our wrappers name failed sources in their errors

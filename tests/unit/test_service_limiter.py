@@ -389,3 +389,24 @@ def test_growing_the_limit_from_another_thread_wakes_waiters() -> None:
         return in_flight
 
     assert asyncio.run(main()) == 2
+
+
+async def test_429s_to_requests_in_flight_halve_the_limit_once_per_congestion_event() -> None:
+    limiter = ServiceLimiter("svc", max_concurrency=8)
+    in_flight = asyncio.Barrier(9)
+
+    async def refused() -> None:
+        async with limiter.slot():
+            await in_flight.wait()  # all eight were let through before any 429
+            limiter.record_rate_limited()
+
+    async with asyncio.TaskGroup() as group:
+        for _ in range(8):
+            group.create_task(refused())
+        await in_flight.wait()
+    assert limiter.concurrency_limit == 4  # one halving for the one burst
+    async with limiter.slot():  # a request let through after the halving
+        limiter.record_rate_limited()
+    assert limiter.concurrency_limit == 2
+    limiter.record_rate_limited()  # outside any slot: always counts
+    assert limiter.concurrency_limit == 1
