@@ -108,14 +108,16 @@ class _Walker:
             root_stat = self.root.stat()
         except FileNotFoundError as exc:
             raise LoadingError(
-                self.root, "does not exist; pass an existing directory or file"
+                _printable(self.root), "does not exist; pass an existing directory or file"
             ) from exc
         except OSError as exc:
             raise LoadingError(
-                self.root, f"cannot be accessed ({exc.strerror}); check the path and permissions"
+                _printable(self.root),
+                f"cannot be accessed ({exc.strerror}); check the path and permissions",
             ) from exc
+        resolved = _utf8_path(self.root.resolve())
         if stat.S_ISDIR(root_stat.st_mode):
-            self._walk_tree(self.root.resolve())
+            self._walk_tree(resolved)
             for link, link_stat in self._links:
                 target = link.resolve()
                 if self._outside(target):
@@ -123,8 +125,7 @@ class _Walker:
                     self.result.failures.append(LoadingError(link, reason))
                     continue
                 self._add(link, link_stat, identity=target)
-        elif stat.S_ISREG(root_stat.st_mode):
-            resolved = self.root.resolve()  # named explicitly: no filters apply
+        elif stat.S_ISREG(root_stat.st_mode):  # named explicitly: no filters apply
             self._add(resolved, root_stat, identity=resolved)
         else:
             raise LoadingError(
@@ -166,9 +167,10 @@ class _Walker:
             return
         if not _is_utf8(name):
             # Such a name cannot be stored in the index (JSON, SQLite) nor given a chunk id.
-            printable = os.fsencode(entry.path).decode("utf-8", "backslashreplace")
             self.result.failures.append(
-                LoadingError(printable, "its name is not valid UTF-8; rename it to index it")
+                LoadingError(
+                    _printable(entry.path), "its name is not valid UTF-8; rename it to index it"
+                )
             )
             return
         rel = f"{rel_dir}/{name}" if rel_dir else name
@@ -277,7 +279,8 @@ def _file_info(path: Path, limit: int) -> FileInfo:
         resolved = path.resolve(strict=True)
         file_stat = resolved.stat()
     except OSError as exc:
-        raise _os_error(path, exc) from exc
+        raise _os_error(_printable(path), exc) from exc
+    _utf8_path(resolved)
     if not stat.S_ISREG(file_stat.st_mode):
         raise LoadingError(path, "is not a regular file; pass the path of a file")
     if file_stat.st_size > limit:
@@ -291,6 +294,26 @@ def _is_utf8(name: str) -> bool:
     except UnicodeEncodeError:  # undecodable bytes came in as lone surrogates
         return False
     return True
+
+
+def _printable(path: str | Path) -> str:
+    r"""``path`` with bytes that are not UTF-8 shown as ``\xNN`` escapes (for messages)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _utf8_path(path: Path) -> Path:
+    """Return ``path`` when it is valid UTF-8, which every source stored in the index is.
+
+    Raises:
+        LoadingError: The path (a folder above the file, typically) is not valid UTF-8.
+    """
+    if not _is_utf8(str(path)):
+        raise LoadingError(
+            _printable(path),
+            "its path is not valid UTF-8, so no file under it can be named in the index; "
+            "rename the folder or file to index it",
+        )
+    return path
 
 
 def _os_error(path: str | Path, exc: OSError) -> LoadingError:
