@@ -10,6 +10,7 @@ as soon as it is ready. A bad file never stops a run: it lands in
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import os
 import stat
@@ -324,6 +325,8 @@ def _os_error(path: str | Path, exc: OSError) -> LoadingError:
         reason = "permission denied; grant read access or exclude the file"
     elif isinstance(exc, IsADirectoryError):
         reason = "is a directory, not a file"
+    elif exc.errno == errno.ELOOP:
+        reason = "symbolic link loop (the link leads back to itself); fix or remove it"
     else:
         reason = f"cannot be read ({exc.strerror or exc}); check the file and run again"
     return LoadingError(path, reason)
@@ -332,8 +335,8 @@ def _os_error(path: str | Path, exc: OSError) -> LoadingError:
 def _too_large(path: str | Path, size: int, limit: int) -> FileTooLargeError:
     return FileTooLargeError(
         path,
-        f"{size} bytes exceeds max_file_size={limit}; raise LoaderConfig.max_file_size "
-        "or exclude the file",
+        f"{size} bytes exceeds max_file_size={limit}; raise it (RAG_MAX_FILE_SIZE, "
+        "LoaderConfig.max_file_size) or exclude the file",
     )
 
 
