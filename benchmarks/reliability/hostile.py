@@ -85,8 +85,10 @@ class HostileCorpus:
         empty: Files that are read and give no chunks, silently.
         failed: Files the run must report (relative path or its printable form -> a
             substring of the reason).
+        failed_under: Folders under which exactly one failure must be reported (its
+            exact path depends on where the corpus lies) -> a substring of the reason.
         ignored: Entries the walk must pass over silently (unsupported names, links to
-            directories).
+            directories, a FIFO, a link to ``/dev/zero``).
         tiny: Relative paths of the tiny files (all must be indexed).
         volatile: Relative paths of the files the :class:`Mutator` plays with.
         big: The huge file's relative path.
@@ -97,6 +99,7 @@ class HostileCorpus:
     good: dict[str, str] = field(default_factory=dict)
     empty: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    failed_under: dict[str, str] = field(default_factory=dict)
     ignored: list[str] = field(default_factory=list)
     tiny: list[str] = field(default_factory=list)
     volatile: list[str] = field(default_factory=list)
@@ -188,6 +191,26 @@ def _good_files(corpus: HostileCorpus, rng: random.Random, sizes: CorpusSizes) -
     rel = f"deep/{deep}/bottom.md"
     _put(corpus, rel, _markdown("Bottom", "deepmarkerq", rng))
     corpus.good[rel] = "deepmarkerq"
+    _path_max_tree(corpus.root / "longpath", sizes.depth)
+    corpus.failed_under["longpath/"] = "longer than the system allows"
+
+
+def _path_max_tree(top: Path, depth: int) -> None:
+    """``depth`` folders of 110-byte names (past PATH_MAX from 38 levels), a file at the end."""
+    top.mkdir()
+    fd = os.open(top, os.O_RDONLY)
+    try:
+        for level in range(max(depth, 38)):
+            name = f"level{level:02d}" + "x" * 103
+            os.mkdir(name, dir_fd=fd)
+            inner = os.open(name, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        file = os.open("bottom.md", os.O_WRONLY | os.O_CREAT, dir_fd=fd)
+        os.write(file, b"# Past PATH_MAX\n\nNo absolute path reaches this file.\n")
+        os.close(file)
+    finally:
+        os.close(fd)
 
 
 def _binary_and_empty(corpus: HostileCorpus, rng: random.Random) -> None:
@@ -260,6 +283,9 @@ def _links(corpus: HostileCorpus, rng: random.Random) -> None:
     # The CLI follows links to files wherever they point (only the server confines them).
     corpus.good["links/escape.md"] = "outsidemarkerq"
     corpus.ignored.append("links/escape-dir")
+    (loops / "zero.md").symlink_to("/dev/zero")  # a device: never read
+    os.mkfifo(loops / "pipe.md")  # a FIFO: opening it would block forever
+    corpus.ignored += ["links/zero.md", "links/pipe.md"]
 
 
 def _odd_names(corpus: HostileCorpus, rng: random.Random) -> None:
@@ -477,6 +503,12 @@ class _Trial:
                     self.problems.append(f"{rel!r} not reported as failed")
             elif expected not in reason or not reason.strip():
                 self.problems.append(f"{rel!r} failed for {reason!r}, not {expected!r}")
+        for prefix, expected in self.corpus.failed_under.items():
+            under = [p for p in reported if p.startswith(self.corpus.source(prefix))]
+            if len(under) != 1 or expected not in reported[under[0]]:
+                self.problems.append(f"under {prefix!r}: {[reported.get(p) for p in under]}")
+            for path in under:
+                del reported[path]
         volatile = {self.corpus.source(rel) for rel in self.corpus.volatile}
         for path, reason in reported.items():
             allowed = not quiet and path in volatile and any(r in reason for r in VOLATILE_REASONS)

@@ -145,9 +145,7 @@ class _Walker:
                 with os.scandir(directory) as listing:
                     entries = sorted(listing, key=lambda entry: entry.name)
             except OSError as exc:
-                error = LoadingError(
-                    directory, f"cannot list directory ({exc.strerror}); check its permissions"
-                )
+                error = LoadingError(directory, _listing_reason(exc))
                 if not rel_dir:
                     raise error from exc
                 self.result.failures.append(error)
@@ -317,6 +315,16 @@ def _utf8_path(path: Path) -> Path:
     return path
 
 
+_TOO_LONG = "its path is longer than the system allows; move it higher up or exclude it"
+
+
+def _listing_reason(exc: OSError) -> str:
+    """Why a directory could not be listed, and what to do about it."""
+    if exc.errno == errno.ENAMETOOLONG:
+        return f"cannot list directory: {_TOO_LONG}"
+    return f"cannot list directory ({exc.strerror}); check its permissions"
+
+
 def _os_error(path: str | Path, exc: OSError) -> LoadingError:
     """Translate an OS error on one file into a LoadingError whose reason says what to do."""
     if isinstance(exc, FileNotFoundError):
@@ -325,6 +333,8 @@ def _os_error(path: str | Path, exc: OSError) -> LoadingError:
         reason = "permission denied; grant read access or exclude the file"
     elif isinstance(exc, IsADirectoryError):
         reason = "is a directory, not a file"
+    elif exc.errno == errno.ENAMETOOLONG:
+        reason = _TOO_LONG
     elif exc.errno == errno.ELOOP:
         reason = "symbolic link loop (the link leads back to itself); fix or remove it"
     else:

@@ -69,6 +69,7 @@ def test_hostile_corpus_small(tmp_path: Path) -> None:
     figures = result.figures
     assert figures["failure_reasons"]["exceeds max_file_size"] == 1
     assert figures["failure_reasons"]["its name is not valid UTF-8"] == 2
+    assert figures["failure_reasons"]["symbolic link loop (the link leads back to itself)"] == 2
 
 
 @pytest.mark.chaos

@@ -848,6 +848,31 @@ async def test_link_loops_and_deep_folders_end(tmp_path: Path) -> None:
     assert all("symbolic link loop" in reason for reason in reported.values())
 
 
+async def test_folders_deeper_than_path_max_are_reported_with_a_hint(tmp_path: Path) -> None:
+    write(tmp_path, "ok.md", "fine\n")
+    deep = tmp_path / "long"
+    deep.mkdir()
+    fd = os.open(deep, os.O_RDONLY)
+    try:
+        for level in range(40):  # 40 x 110 bytes: past PATH_MAX (4096) from any root
+            name = f"level{level:02d}" + "x" * 103
+            os.mkdir(name, dir_fd=fd)
+            inner = os.open(name, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        os.close(os.open("bottom.md", os.O_WRONLY | os.O_CREAT, dir_fd=fd))
+    finally:
+        os.close(fd)
+
+    loader = AsyncDirectoryLoader(tmp_path)
+    docs = await collect(loader)
+
+    assert [Path(doc.metadata["source"]).name for doc in docs] == ["ok.md"]
+    [failure] = loader.failures
+    assert "longer than the system allows" in failure.reason
+    assert failure.path.startswith(str(deep.resolve()))
+
+
 async def test_many_tiny_files_keep_at_most_max_open_files_open(
     tmp_path: Path, tracker: OpenTracker
 ) -> None:
