@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from pathlib import PurePath
 from typing import Any
@@ -32,6 +32,17 @@ from langchain_rag_async.observability import span
 __all__ = ("RunnableTextSplitter",)
 
 _NON_SPACE = re.compile(r"\S")
+_SPACE = re.compile(r"\s")
+_WINDOW_CHUNKS = 256
+"""Texts longer than this many chunks are split one window at a time.
+
+LangChain's splitter first cuts the whole text at a separator, keeping every piece: a
+10 MB single line becomes 1.7 million words (or, with no space at all, 10 million
+characters), some 30 times the text's size in memory. Windows of ``256 * chunk_size``
+characters, cut at a paragraph, a line or a word, bound that to a few MB whatever the
+file size; texts under one window (nearly all) split exactly as before.
+"""
+_WINDOW_CUTS = ("\n\n", "\n", " ")
 _MARKDOWN_SUFFIXES = frozenset({".md", ".markdown", ".mdx"})
 
 # Only languages whose separators end with paragraphs, lines and words; the others
@@ -104,6 +115,55 @@ def _text_splitter(
     return RecursiveCharacterTextSplitter.from_language(
         language, chunk_size=chunk_size, chunk_overlap=chunk_overlap
     )
+
+
+def _windows(text: str, size: int) -> Iterator[str]:
+    """Cut ``text`` into consecutive pieces of at most ``size`` characters that join back to it.
+
+    Each cut falls after the last paragraph break in the second half of the window, else
+    the last line break, else the last space; a window with none of them is cut at
+    ``size``.
+    """
+    start = 0
+    while len(text) - start > size:
+        end = start + size
+        cut = end
+        for separator in _WINDOW_CUTS:
+            found = text.rfind(separator, start + size // 2, end)
+            if found >= 0:
+                cut = found + len(separator)
+                break
+        yield text[start:cut]
+        start = cut
+    yield text[start:]
+
+
+def _split_window(
+    splitter: RecursiveCharacterTextSplitter, text: str, chunk_size: int, chunk_overlap: int
+) -> list[str]:
+    """Split one window; text without any whitespace is cut directly.
+
+    Every separator of the languages used ends in whitespace (or is the empty string), so
+    LangChain would split such text into single characters and merge them back into
+    ``chunk_size`` pieces ``chunk_size - chunk_overlap`` apart: the same pieces, computed
+    here without a list of millions of one-character strings.
+    """
+    if _SPACE.search(text) is not None:
+        return splitter.split_text(text)
+    stride = chunk_size - chunk_overlap
+    return [text[i : i + chunk_size] for i in range(0, max(1, len(text) - chunk_overlap), stride)]
+
+
+def _split_text(
+    splitter: RecursiveCharacterTextSplitter, text: str, chunk_size: int, chunk_overlap: int
+) -> list[str]:
+    """The chunk texts of ``text``, window by window when it is long (bounded memory)."""
+    window = _WINDOW_CHUNKS * chunk_size
+    return [
+        chunk
+        for piece in _windows(text, window)
+        for chunk in _split_window(splitter, piece, chunk_size, chunk_overlap)
+    ]
 
 
 def _start_indexes(text: str, chunks: Sequence[str], chunk_overlap: int) -> list[int]:
@@ -202,7 +262,7 @@ class RunnableTextSplitter(RunnableSerializable[Sequence[Document], list[Documen
         source = _document_source(doc)
         language = _language_for(source, markdown_aware=self.config.markdown_aware)
         splitter = _text_splitter(language, self.config.chunk_size, self.config.chunk_overlap)
-        texts = splitter.split_text(text)
+        texts = _split_text(splitter, text, self.config.chunk_size, self.config.chunk_overlap)
         starts = _start_indexes(text, texts, self.config.chunk_overlap)
         return [
             Document(

@@ -10,6 +10,7 @@ as soon as it is ready. A bad file never stops a run: it lands in
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import os
 import stat
@@ -108,14 +109,16 @@ class _Walker:
             root_stat = self.root.stat()
         except FileNotFoundError as exc:
             raise LoadingError(
-                self.root, "does not exist; pass an existing directory or file"
+                _printable(self.root), "does not exist; pass an existing directory or file"
             ) from exc
         except OSError as exc:
             raise LoadingError(
-                self.root, f"cannot be accessed ({exc.strerror}); check the path and permissions"
+                _printable(self.root),
+                f"cannot be accessed ({exc.strerror}); check the path and permissions",
             ) from exc
+        resolved = _utf8_path(self.root.resolve())
         if stat.S_ISDIR(root_stat.st_mode):
-            self._walk_tree(self.root.resolve())
+            self._walk_tree(resolved)
             for link, link_stat in self._links:
                 target = link.resolve()
                 if self._outside(target):
@@ -123,8 +126,7 @@ class _Walker:
                     self.result.failures.append(LoadingError(link, reason))
                     continue
                 self._add(link, link_stat, identity=target)
-        elif stat.S_ISREG(root_stat.st_mode):
-            resolved = self.root.resolve()  # named explicitly: no filters apply
+        elif stat.S_ISREG(root_stat.st_mode):  # named explicitly: no filters apply
             self._add(resolved, root_stat, identity=resolved)
         else:
             raise LoadingError(
@@ -143,9 +145,7 @@ class _Walker:
                 with os.scandir(directory) as listing:
                     entries = sorted(listing, key=lambda entry: entry.name)
             except OSError as exc:
-                error = LoadingError(
-                    directory, f"cannot list directory ({exc.strerror}); check its permissions"
-                )
+                error = LoadingError(directory, _listing_reason(exc))
                 if not rel_dir:
                     raise error from exc
                 self.result.failures.append(error)
@@ -166,9 +166,10 @@ class _Walker:
             return
         if not _is_utf8(name):
             # Such a name cannot be stored in the index (JSON, SQLite) nor given a chunk id.
-            printable = os.fsencode(entry.path).decode("utf-8", "backslashreplace")
             self.result.failures.append(
-                LoadingError(printable, "its name is not valid UTF-8; rename it to index it")
+                LoadingError(
+                    _printable(entry.path), "its name is not valid UTF-8; rename it to index it"
+                )
             )
             return
         rel = f"{rel_dir}/{name}" if rel_dir else name
@@ -277,7 +278,8 @@ def _file_info(path: Path, limit: int) -> FileInfo:
         resolved = path.resolve(strict=True)
         file_stat = resolved.stat()
     except OSError as exc:
-        raise _os_error(path, exc) from exc
+        raise _os_error(_printable(path), exc) from exc
+    _utf8_path(resolved)
     if not stat.S_ISREG(file_stat.st_mode):
         raise LoadingError(path, "is not a regular file; pass the path of a file")
     if file_stat.st_size > limit:
@@ -293,6 +295,36 @@ def _is_utf8(name: str) -> bool:
     return True
 
 
+def _printable(path: str | Path) -> str:
+    r"""``path`` with bytes that are not UTF-8 shown as ``\xNN`` escapes (for messages)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _utf8_path(path: Path) -> Path:
+    """Return ``path`` when it is valid UTF-8, which every source stored in the index is.
+
+    Raises:
+        LoadingError: The path (a folder above the file, typically) is not valid UTF-8.
+    """
+    if not _is_utf8(str(path)):
+        raise LoadingError(
+            _printable(path),
+            "its path is not valid UTF-8, so no file under it can be named in the index; "
+            "rename the folder or file to index it",
+        )
+    return path
+
+
+_TOO_LONG = "its path is longer than the system allows; move it higher up or exclude it"
+
+
+def _listing_reason(exc: OSError) -> str:
+    """Why a directory could not be listed, and what to do about it."""
+    if exc.errno == errno.ENAMETOOLONG:
+        return f"cannot list directory: {_TOO_LONG}"
+    return f"cannot list directory ({exc.strerror}); check its permissions"
+
+
 def _os_error(path: str | Path, exc: OSError) -> LoadingError:
     """Translate an OS error on one file into a LoadingError whose reason says what to do."""
     if isinstance(exc, FileNotFoundError):
@@ -301,6 +333,10 @@ def _os_error(path: str | Path, exc: OSError) -> LoadingError:
         reason = "permission denied; grant read access or exclude the file"
     elif isinstance(exc, IsADirectoryError):
         reason = "is a directory, not a file"
+    elif exc.errno == errno.ENAMETOOLONG:
+        reason = _TOO_LONG
+    elif exc.errno == errno.ELOOP:
+        reason = "symbolic link loop (the link leads back to itself); fix or remove it"
     else:
         reason = f"cannot be read ({exc.strerror or exc}); check the file and run again"
     return LoadingError(path, reason)
@@ -309,8 +345,8 @@ def _os_error(path: str | Path, exc: OSError) -> LoadingError:
 def _too_large(path: str | Path, size: int, limit: int) -> FileTooLargeError:
     return FileTooLargeError(
         path,
-        f"{size} bytes exceeds max_file_size={limit}; raise LoaderConfig.max_file_size "
-        "or exclude the file",
+        f"{size} bytes exceeds max_file_size={limit}; raise it (RAG_MAX_FILE_SIZE, "
+        "LoaderConfig.max_file_size) or exclude the file",
     )
 
 

@@ -485,6 +485,7 @@ async def test_files_that_change_after_the_scan_are_reported(tmp_path: Path) -> 
     assert set(by_name(docs)) == {"stays.md"}
     reasons = {Path(f.path).name: f for f in loader.failures}
     assert isinstance(reasons["grows.md"], FileTooLargeError)
+    assert "RAG_MAX_FILE_SIZE" in reasons["grows.md"].reason  # what a CLI user sets
     assert "does not exist" in reasons["goes.md"].reason
 
 
@@ -768,6 +769,122 @@ def test_sync_load_file_accepts_paths(tmp_path: Path) -> None:
 
     assert doc is not None and doc.page_content == "one\n"
     assert loader.load_file(FileInfo(path.resolve(), 4, 0.0)) is not None
+
+
+# ---------------------------------------------------------------- hostile corpus (issue 10)
+
+
+def non_utf8(parent: Path, name: bytes) -> Path:
+    """A path under ``parent`` whose last part is the raw bytes ``name`` (as Python sees it)."""
+    return Path(os.fsdecode(os.fsencode(parent) + b"/" + name))
+
+
+async def test_root_whose_path_is_not_utf8_is_refused_clearly(tmp_path: Path) -> None:
+    # Found by the hostile corpus: every file under such a root failed later, one by one,
+    # with "could not be split: UnicodeEncodeError ... surrogates not allowed".
+    root = non_utf8(tmp_path, b"caf\xe9")
+    root.mkdir()
+    write(root, "a.md", "# fine name, bad folder\n")
+
+    with pytest.raises(LoadingError, match="path is not valid UTF-8") as raised:
+        await AsyncDirectoryLoader(root).ascan()
+    assert raised.value.path.endswith("caf\\xe9")  # printable: no lone surrogate in it
+    raised.value.path.encode("utf-8")
+    with pytest.raises(LoadingError, match="path is not valid UTF-8"):
+        await AsyncDirectoryLoader(root / "a.md").ascan()
+    with pytest.raises(LoadingError, match="path is not valid UTF-8"):
+        await AsyncDirectoryLoader(tmp_path).aload_file(root / "a.md")
+
+
+def test_root_whose_path_is_not_utf8_is_refused_by_the_sync_twins(tmp_path: Path) -> None:
+    root = non_utf8(tmp_path, b"caf\xe9")
+    write(root, "a.md", "# fine name, bad folder\n")
+
+    with pytest.raises(LoadingError, match="path is not valid UTF-8"):
+        AsyncDirectoryLoader(root).scan()
+    with pytest.raises(LoadingError, match="path is not valid UTF-8"):
+        AsyncDirectoryLoader(tmp_path).load_file(root / "a.md")
+
+
+async def test_missing_root_with_a_non_utf8_name_is_reported_printably(tmp_path: Path) -> None:
+    with pytest.raises(LoadingError, match="does not exist") as raised:
+        await AsyncDirectoryLoader(non_utf8(tmp_path, b"gone\xff")).ascan()
+    assert json.loads(json.dumps(raised.value.path)).endswith("gone\\xff")
+    raised.value.path.encode("utf-8")
+
+
+async def test_odd_names_are_loaded_or_reported_printably(tmp_path: Path) -> None:
+    write(tmp_path, "new\nline.md", "a name with a newline\n")
+    write(tmp_path, "tab\tand space .md", "a name with a tab\n")
+    non_utf8(tmp_path, b"bad-\xff\xfe.md").write_text("never read\n")
+    inner = non_utf8(tmp_path, b"dir-\xe9")
+    inner.mkdir()
+    write(inner, "inside.md", "under a badly named folder\n")
+
+    loader = AsyncDirectoryLoader(tmp_path)
+    docs = await collect(loader)
+
+    assert relative_sources(docs, tmp_path) == {"new\nline.md", "tab\tand space .md"}
+    reported = {Path(f.path).name: f.reason for f in loader.failures}
+    assert set(reported) == {"bad-\\xff\\xfe.md", "dir-\\xe9"}
+    assert all("not valid UTF-8" in reason for reason in reported.values())
+    json.dumps([[f.path, f.reason] for f in loader.failures]).encode("utf-8")
+
+
+async def test_link_loops_and_deep_folders_end(tmp_path: Path) -> None:
+    deep = tmp_path.joinpath(*(f"d{level:02d}" for level in range(40)))
+    write(deep, "bottom.md", "forty folders down\n")
+    (tmp_path / "self.md").symlink_to(".")  # a link to a directory: not followed
+    (deep / "up").symlink_to(tmp_path, target_is_directory=True)
+    (tmp_path / "ping.md").symlink_to("pong.md")
+    (tmp_path / "pong.md").symlink_to("ping.md")
+
+    loader = AsyncDirectoryLoader(tmp_path)
+    docs = await asyncio.wait_for(collect(loader), timeout=30)
+
+    assert [Path(doc.metadata["source"]).name for doc in docs] == ["bottom.md"]
+    reported = {Path(f.path).name: f.reason for f in loader.failures}
+    assert set(reported) == {"ping.md", "pong.md"}
+    assert all("symbolic link loop" in reason for reason in reported.values())
+
+
+async def test_folders_deeper_than_path_max_are_reported_with_a_hint(tmp_path: Path) -> None:
+    write(tmp_path, "ok.md", "fine\n")
+    deep = tmp_path / "long"
+    deep.mkdir()
+    fd = os.open(deep, os.O_RDONLY)
+    try:
+        for level in range(40):  # 40 x 110 bytes: past PATH_MAX (4096) from any root
+            name = f"level{level:02d}" + "x" * 103
+            os.mkdir(name, dir_fd=fd)
+            inner = os.open(name, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        os.close(os.open("bottom.md", os.O_WRONLY | os.O_CREAT, dir_fd=fd))
+    finally:
+        os.close(fd)
+
+    loader = AsyncDirectoryLoader(tmp_path)
+    docs = await collect(loader)
+
+    assert [Path(doc.metadata["source"]).name for doc in docs] == ["ok.md"]
+    [failure] = loader.failures
+    assert "longer than the system allows" in failure.reason
+    assert failure.path.startswith(str(deep.resolve()))
+
+
+async def test_many_tiny_files_keep_at_most_max_open_files_open(
+    tmp_path: Path, tracker: OpenTracker
+) -> None:
+    for number in range(2_000):
+        write(tmp_path, f"tiny/t{number:05d}.txt", f"tiny {number}\n")
+    loader = AsyncDirectoryLoader(tmp_path, config=LoaderConfig(max_open_files=8))
+
+    docs = await collect(loader)
+
+    assert len(docs) == 2_000
+    assert tracker.peak == 8
+    assert len(asyncio.all_tasks()) == 1  # no task per file left behind
 
 
 # ---------------------------------------------------------------------------- real corpus

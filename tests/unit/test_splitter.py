@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import random
+import string
 import subprocess
 import sys
 import threading
+import tracemalloc
 import uuid
 from pathlib import Path
 
 import pytest
 from langchain_core.documents import Document
 from langchain_core.runnables import RunnableLambda
-from langchain_text_splitters import RecursiveCharacterTextSplitter
+from langchain_text_splitters import Language, RecursiveCharacterTextSplitter
 
 from langchain_rag_async.config import SplitterConfig
 from langchain_rag_async.errors import ConfigurationError
@@ -192,6 +195,62 @@ def test_python_source_splits_on_definitions() -> None:
     config = SplitterConfig(chunk_size=250, chunk_overlap=0)
     chunks = RunnableTextSplitter(config).invoke([Document(text, metadata={"source": "m.py"})])
     assert [c.page_content.split("(")[0] for c in chunks] == [f"def f{i}" for i in range(6)]
+
+
+def blob(length: int) -> str:
+    """Base64-like text without whitespace (not periodic, so each chunk has one place)."""
+    rng = random.Random(length)
+    return "".join(rng.choices(string.ascii_letters + string.digits + "+/", k=length))
+
+
+def split_texts(text: str, size: int, overlap: int, source: str = "x.txt") -> list[str]:
+    splitter = RunnableTextSplitter(SplitterConfig(chunk_size=size, chunk_overlap=overlap))
+    chunks = splitter.split_document(Document(page_content=text, metadata={"source": source}))
+    return [chunk.page_content for chunk in chunks]
+
+
+@pytest.mark.parametrize("length", [1, 99, 100, 101, 180, 181, 5_003])
+def test_text_without_whitespace_splits_as_langchain_does(length: int) -> None:
+    # Hostile corpus: base64 blobs and minified files have no separator at all.
+    text = blob(length)
+    langchain = RecursiveCharacterTextSplitter(chunk_size=100, chunk_overlap=20)
+    assert split_texts(text, 100, 20) == langchain.split_text(text)
+
+
+def test_text_under_one_window_splits_as_langchain_does() -> None:
+    text = markdown_sections(40)  # ~40 KB: under 256 chunks of 1,000
+    langchain = RecursiveCharacterTextSplitter.from_language(
+        Language.MARKDOWN, chunk_size=1000, chunk_overlap=150
+    )
+    assert split_texts(text, 1000, 150, "a.md") == langchain.split_text(text)
+
+
+@pytest.mark.parametrize("kind", ["words", "blob"])
+def test_one_huge_line_is_split_in_bounded_memory(kind: str) -> None:
+    # Hostile corpus: a 10 MB single line took ~30x its size in memory inside LangChain's
+    # splitter (every word, or every character, as its own string at once).
+    if kind == "words":
+        text = prose(300_000)  # ~3.3 MB, no newline
+    else:
+        text = blob(1_500_000)
+    doc = Document(page_content=text, metadata={"source": "line.txt"})
+    splitter = RunnableTextSplitter(SplitterConfig(chunk_size=1000, chunk_overlap=100))
+    tracemalloc.start()
+    try:
+        chunks = splitter.split_document(doc)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    assert peak < 4 * len(text)  # the chunks themselves take ~2x; LangChain's pieces ~30x
+    assert all(len(chunk.page_content) <= 1000 for chunk in chunks)
+    assert_offsets(text, chunks)
+    covered = bytearray(len(text))
+    for chunk in chunks:
+        start = chunk.metadata["start_index"]
+        covered[start : start + len(chunk.page_content)] = b"\x01" * len(chunk.page_content)
+    assert all(covered[i] or text[i].isspace() for i in range(len(text)))
+    assert [c.metadata["chunk_index"] for c in chunks] == list(range(len(chunks)))
 
 
 def test_empty_and_whitespace_documents_give_no_chunks() -> None:
