@@ -249,7 +249,9 @@ class CachedEmbeddings(Embeddings):
         self.hits = 0
         self.misses = 0
         self._aembed: Callable[..., Awaitable[list[list[float]]]] = inner.aembed_documents
-        self._accepts = accepted_keywords(inner.aembed_documents, ("sources", "timeout"))
+        self._accepts = accepted_keywords(
+            inner.aembed_documents, ("sources", "timeout", "on_batch")
+        )
 
     def reset_counters(self) -> None:
         """Set :attr:`hits` and :attr:`misses` back to zero."""
@@ -288,10 +290,24 @@ class CachedEmbeddings(Embeddings):
             fresh: dict[str, list[float]] = {}
             if misses:
                 miss_sources = [sources[i] for i in misses] if sources is not None else None
-                raw = await self._aembed_inner([texts[i] for i in misses], miss_sources, timeout)
+                miss_hashes = [hashes[i] for i in misses]
+                kept: set[str] = set()
+
+                async def keep(start: int, part: list[list[float]]) -> None:
+                    # Each request's vectors are durable as they arrive, not after the call.
+                    chunk = miss_hashes[start : start + len(part)]
+                    items = list(zip(chunk, _as_stored(part, len(part)), strict=True))
+                    await self.cache.aput_many(self.model_id, items)
+                    kept.update(digest for digest, _ in items)
+
+                raw = await self._aembed_inner(
+                    [texts[i] for i in misses], miss_sources, timeout, keep
+                )
                 vectors = _as_stored(raw, len(misses))
-                fresh = {hashes[i]: v for i, v in zip(misses, vectors, strict=True)}
-                await self.cache.aput_many(self.model_id, list(fresh.items()))
+                fresh = dict(zip(miss_hashes, vectors, strict=True))
+                rest = [(h, v) for h, v in fresh.items() if h not in kept]
+                if rest:  # an inner model without on_batch, or a write that failed
+                    await self.cache.aput_many(self.model_id, rest)
             current.set_attribute("rag.cache_misses", len(misses))
         return self._finish(hashes, cached, fresh)
 
@@ -338,11 +354,17 @@ class CachedEmbeddings(Embeddings):
         return result
 
     async def _aembed_inner(
-        self, texts: list[str], sources: list[str] | None, seconds: float | None
+        self,
+        texts: list[str],
+        sources: list[str] | None,
+        seconds: float | None,
+        on_batch: Callable[[int, list[list[float]]], Awaitable[None]],
     ) -> list[list[float]]:
         kwargs: dict[str, Any] = {}
         if sources is not None and "sources" in self._accepts:
             kwargs["sources"] = sources
+        if "on_batch" in self._accepts:
+            kwargs["on_batch"] = on_batch
         if "timeout" in self._accepts:
             return await self._aembed(texts, timeout=seconds, **kwargs)
         deadline = asyncio.timeout(seconds)

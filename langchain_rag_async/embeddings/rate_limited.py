@@ -58,6 +58,20 @@ __all__ = (
 T = TypeVar("T")
 Vectors = list[list[float]]
 VectorsCall = Callable[[], Awaitable[Vectors]]
+BatchCallback = Callable[[int, Vectors], Awaitable[None]]
+"""``on_batch`` of :meth:`RateLimitedEmbeddings.aembed_documents`: (first index, vectors)."""
+
+
+async def _kept(keep: Callable[[Vectors], Awaitable[None]], vectors: Vectors) -> None:
+    """Hand fresh vectors to ``keep``; a failure there must not lose them for this call."""
+    try:
+        await keep(vectors)
+    except Exception as exc:
+        get_logger(__name__).warning(
+            "on_batch failed; the vectors are still returned",
+            error=f"{type(exc).__name__}: {exc}",
+        )
+
 
 WORKER_TASK_PREFIX = "rag-embed-worker-"
 """Name prefix of the tasks that send sub-batches (handy to find leftovers in tests)."""
@@ -222,6 +236,7 @@ class RateLimitedEmbeddings(Embeddings):
         *,
         sources: Sequence[str] | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 - house style: long coroutines take it
+        on_batch: BatchCallback | None = None,
     ) -> list[list[float]]:
         """Embed ``texts`` in concurrent sub-batches; vectors come back in input order.
 
@@ -229,6 +244,11 @@ class RateLimitedEmbeddings(Embeddings):
             texts: The texts to embed.
             sources: One ``source`` per text, named in the error when texts fail.
             timeout: Seconds for the whole call; ``None``: no limit.
+            on_batch: Awaited with (index of the sub-batch's first text, its vectors) as
+                each sub-batch arrives, validated, while its request still holds its slot:
+                a durable store (the embedding cache) keeps the vectors before another
+                request is sent, so a crash throws away at most the requests in flight.
+                Its errors are logged and otherwise ignored.
 
         Returns:
             One vector per text, in the order of ``texts``.
@@ -250,12 +270,14 @@ class RateLimitedEmbeddings(Embeddings):
                 start, stop = plan[index]
                 batch = texts[start:stop]
                 attempts = _Attempts()
+                keep = None if on_batch is None else partial(on_batch, start)
                 try:
                     results[index] = await self._with_retry(
                         partial(self.inner.aembed_documents, batch),
                         size=len(batch),
                         tokens=estimate_tokens(batch),
                         attempts=attempts,
+                        keep=keep,
                     )
                 except Exception as exc:  # this sub-batch alone fails; the others go on
                     failures[index] = _Failure(exc, attempts)
@@ -324,11 +346,17 @@ class RateLimitedEmbeddings(Embeddings):
             ) from exc
 
     async def _with_retry(
-        self, call: VectorsCall, *, size: int, tokens: int, attempts: _Attempts
+        self,
+        call: VectorsCall,
+        *,
+        size: int,
+        tokens: int,
+        attempts: _Attempts,
+        keep: Callable[[Vectors], Awaitable[None]] | None = None,
     ) -> Vectors:
         with span("embed_batch", batch_size=size, tokens=tokens) as batch_span:
             try:
-                attempt = partial(self._attempt, call, size, tokens, attempts)
+                attempt = partial(self._attempt, call, size, tokens, attempts, keep)
                 return await AsyncRetrying(**self._policy(attempts))(attempt)
             except Exception:
                 self._stats.failures += 1
@@ -337,7 +365,12 @@ class RateLimitedEmbeddings(Embeddings):
                 batch_span.set_attribute("attempts", attempts.count)
 
     async def _attempt(
-        self, call: VectorsCall, size: int, tokens: int, attempts: _Attempts
+        self,
+        call: VectorsCall,
+        size: int,
+        tokens: int,
+        attempts: _Attempts,
+        keep: Callable[[Vectors], Awaitable[None]] | None = None,
     ) -> Vectors:
         attempts.count += 1
         with span("embed", batch_size=size, attempt=attempts.count):
@@ -368,6 +401,8 @@ class RateLimitedEmbeddings(Embeddings):
                     self._record_failure(exc, attempts)
                     raise
                 self._deadline.record(loop.time() - started)
+                if keep is not None:
+                    await _kept(keep, vectors)
             self._record_success()
             return vectors
 

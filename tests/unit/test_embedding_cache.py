@@ -421,3 +421,39 @@ class TestCachedEmbeddingsStandard(EmbeddingsIntegrationTests):
         embeddings = CachedEmbeddings(**_standard_params())
         yield embeddings
         embeddings.close()
+
+
+class SecondCallHangs(DeterministicFakeEmbedding):
+    """Answers its first call; every later call waits until cancelled."""
+
+    calls: int = 0
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        self.calls += 1
+        if self.calls > 1:
+            await asyncio.Event().wait()
+        return self.embed_documents(texts)
+
+
+async def test_each_request_s_vectors_are_cached_as_they_arrive(tmp_path: Path) -> None:
+    # Over the rate-limited wrapper, vectors reach the cache per request (inside the
+    # request's slot), not when the whole call returns: a crash or cancellation later in the
+    # call throws away only the requests in flight.
+    from langchain_rag_async.embeddings.rate_limited import RateLimitedEmbeddings
+    from langchain_rag_async.limits import ServiceLimiter
+
+    inner = RateLimitedEmbeddings(
+        SecondCallHangs(size=8), limiter=ServiceLimiter("svc", max_concurrency=1), batch_size=2
+    )
+    async with SQLiteEmbeddingCache(tmp_path / "cache.sqlite") as cache:
+        cached = CachedEmbeddings(inner, cache, model_id="m")
+        call = asyncio.create_task(cached.aembed_documents(["a", "b", "c", "d"]))
+        async with asyncio.timeout(10):
+            while await cache.acount("m") < 2:  # noqa: ASYNC110 - polling the database
+                await asyncio.sleep(0.01)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        assert await cache.acount("m") == 2
+        found = await cache.aget_many("m", [content_hash(t) for t in "abcd"])
+        assert [v is not None for v in found] == [True, True, False, False]
