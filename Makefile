@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_INDEX ?= .rag-index-demo
 
-.PHONY: demo test test-fast chaos lint type bench eval clean
+.PHONY: demo test test-fast chaos chaos-report lint type bench eval clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test: $(STAMP)
 ## chaos: the whole chaos suite (tests/reliability, many trials; tens of minutes)
 chaos: $(STAMP)
 	$(BIN)/pytest -q tests/reliability
+
+## chaos-report: every scenario with the published trial counts; writes docs/reliability.md
+chaos-report: $(STAMP)
+	$(BIN)/python scripts/chaos.py
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not e2e and not slow"

@@ -50,6 +50,7 @@ class _FileWork:
     chunks: list[Document] = field(default_factory=list)
     new_chunks: list[Document] = field(default_factory=list)
     stale_ids: list[str] = field(default_factory=list)
+    chunk_ids: list[str] = field(default_factory=list)
     vectors: list[list[float] | None] = field(default_factory=list)
     remaining: int = 0
     error: str | None = None
@@ -109,7 +110,7 @@ class IndexingPipeline:
         self._pending_deletes: list[str] = []
         self._deleted_files: list[str] = []
         self._stored_since_checkpoint = 0
-        self._sparse_upserts: list[Document] = []
+        self._sparse_upserts: list[str] = []  # ids: the documents are in the store
         self._sparse_deletes: list[str] = []
 
     # -- public -----------------------------------------------------------------------
@@ -212,6 +213,7 @@ class IndexingPipeline:
             chunks=chunks,
             new_chunks=new_chunks,
             stale_ids=stale,
+            chunk_ids=[str(c.id) for c in chunks],
             vectors=[None] * len(new_chunks),
             remaining=len(new_chunks),
         )
@@ -342,8 +344,10 @@ class IndexingPipeline:
                 await self._store.adelete(deletes)
         # The sparse index changes with the saved store, at the checkpoint: until then,
         # readers (other processes too) see the sparse rows of the saved generation.
-        self._sparse_upserts.extend(adds)
+        self._sparse_upserts.extend(str(c.id) for c in adds)
         self._sparse_deletes.extend(deletes)
+        for work in good:  # until the checkpoint, a file needs only its record and ids
+            work.chunks, work.new_chunks, work.vectors = [], [], []
         for work in good:
             if work.unchanged_content:
                 self.summary.files_skipped += 1
@@ -398,9 +402,10 @@ class IndexingPipeline:
             await self._store.asave_local(str(self._index_dir))
             if self._sparse is not None and (upserts or sparse_deletes):
                 # One transaction; a crash before it is repaired from the saved store.
-                await self._sparse.aapply(upserts=upserts, deletes=sparse_deletes)
-            keys = [str(c.id) for w in works for c in w.chunks]
-            groups: list[str | None] = [w.record.path for w in works for _ in w.chunks]
+                documents = await self._store.aget_by_ids(upserts) if upserts else []
+                await self._sparse.aapply(upserts=documents, deletes=sparse_deletes)
+            keys = [i for w in works for i in w.chunk_ids]
+            groups: list[str | None] = [w.record.path for w in works for _ in w.chunk_ids]
             stale = [i for w in works for i in w.stale_ids] + deletes
             await self._records.acommit_file_batch(
                 files=[w.record for w in works], keys=keys, group_ids=groups, delete_keys=stale
