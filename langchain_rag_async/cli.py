@@ -26,6 +26,16 @@ EXIT_FILES_FAILED = 3
 (1: ``ask``'s answer ended in an error, or ``doctor`` found problems; 2: a clear error
 stopped the command; 130 and 143: interrupted by SIGINT or SIGTERM.)"""
 
+_FULL_COLLECTIONS_RARER = 10
+"""A one-shot command (not ``serve``/``mcp``) runs full garbage collections this many
+times less often than CPython's default, for as long as :func:`main` runs.
+
+Each full collection walks every object alive, and the imports alone leave ~200k: an
+``index`` run of the rust-book made four of them (20, 45, 86 and 103 ms, the last one
+stalling the event loop mid-pipeline) and none with this factor; whole-process time
+fell by ~0.25 s (``docs/benchmarks.md``). Young collections, which find nearly all the
+garbage, run as often as before, so memory stays bounded on long runs too."""
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``rag-async``."""
@@ -398,6 +408,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     # each command imports what it uses (pinned by tests/unit/test_cli_startup.py).
     atexit.unregister(_skip_final_collections)  # once per process, however often main runs
     atexit.register(_skip_final_collections)
+    thresholds = gc.get_threshold()
+    if args.command not in ("serve", "mcp"):  # a one-shot command (see the factor's note)
+        gc.set_threshold(*thresholds[:2], thresholds[2] * _FULL_COLLECTIONS_RARER)
+    try:
+        return _run(args)
+    finally:
+        gc.set_threshold(*thresholds)
+
+
+def _run(args: argparse.Namespace) -> int:
     import asyncio
     import logging
 

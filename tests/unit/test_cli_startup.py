@@ -9,6 +9,7 @@ interpreters, not timed: timings on shared machines are noise. The measured numb
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -195,3 +196,12 @@ def test_a_command_leaves_nothing_that_delays_its_exit(tmp_path: Path) -> None:
         )  # fmt: skip
     assert report["threads_left"] == []
     assert report["frozen_at_exit"] > 10_000
+
+
+def test_main_restores_the_collector_thresholds(tmp_path: Path) -> None:
+    """A one-shot command collects fully less often, only while it runs (tests call main)."""
+    from langchain_rag_async.cli import main
+
+    before = gc.get_threshold()
+    assert main(["query", "anything", "--index-dir", str(tmp_path / "none")]) == 2
+    assert gc.get_threshold() == before
