@@ -3,32 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
+import atexit
+import gc
 import json
-import logging
 import sys
-from collections.abc import Coroutine, Sequence
-from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+if TYPE_CHECKING:  # the rest is imported by the command that uses it (see main)
+    from collections.abc import Coroutine, Sequence
 
-from langchain_rag_async.aio.signals import cancel_on_signal
-from langchain_rag_async.config import LoaderConfig, RAGConfig
-from langchain_rag_async.errors import ConfigurationError, Interrupted, RAGError, UsageError
-from langchain_rag_async.indexing.events import IndexingSummary
-from langchain_rag_async.observability import configure_logging
+    from rich.console import Console
+    from rich.progress import TaskID
+
+    from langchain_rag_async.config import RAGConfig
+    from langchain_rag_async.indexing.events import IndexingSummary
 
 __all__ = ("EXIT_FILES_FAILED", "build_parser", "main")
 
@@ -36,6 +25,16 @@ EXIT_FILES_FAILED = 3
 """``rag-async index`` finished, but some files failed (listed); the next run retries them.
 (1: ``ask``'s answer ended in an error, or ``doctor`` found problems; 2: a clear error
 stopped the command; 130 and 143: interrupted by SIGINT or SIGTERM.)"""
+
+_FULL_COLLECTIONS_RARER = 10
+"""A one-shot command (not ``serve``/``mcp``) runs full garbage collections this many
+times less often than CPython's default, for as long as :func:`main` runs.
+
+Each full collection walks every object alive, and the imports alone leave ~200k: an
+``index`` run of the rust-book made four of them (20, 45, 86 and 103 ms, the last one
+stalling the event loop mid-pipeline) and none with this factor; whole-process time
+fell by ~0.25 s (``docs/benchmarks.md``). Young collections, which find nearly all the
+garbage, run as often as before, so memory stays bounded on long runs too."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,6 +137,10 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def _config_from_args(args: argparse.Namespace) -> RAGConfig:
+    from dataclasses import replace
+
+    from langchain_rag_async.config import LoaderConfig, RAGConfig
+
     config = RAGConfig.from_env().with_overrides(
         index_dir=args.index_dir,
         provider=args.embeddings,
@@ -158,6 +161,15 @@ class _ProgressView:
     """A rich progress display fed by the indexing graph's progress events."""
 
     def __init__(self, console: Console) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
         self._progress = Progress(
             TextColumn("[bold]{task.description:<9}"),
             BarColumn(),
@@ -182,6 +194,8 @@ class _ProgressView:
 
     def __call__(self, event: dict[str, Any]) -> None:
         if self._files is None or self._chunks is None:
+            from langchain_rag_async.errors import UsageError
+
             raise UsageError("the progress view receives events only inside its `with` block")
         if event.get("type") == "plan":
             detail = f"{event['files_unchanged']} unchanged, {event['files_deleted']} deleted"
@@ -206,6 +220,8 @@ class _ProgressView:
 
 
 def _print_summary(console: Console, summary: IndexingSummary) -> None:
+    from rich.markup import escape
+
     console.print(
         f"[bold]Indexed[/bold] {summary.files_indexed} file(s), "
         f"skipped {summary.files_skipped} unchanged, "
@@ -250,6 +266,8 @@ def _score(value: object) -> str:
 
 
 async def _run_query(args: argparse.Namespace, out: Console) -> int:
+    from rich.markup import escape
+
     from langchain_rag_async.engine import AsyncRAGEngine
 
     cwd = Path.cwd()
@@ -288,6 +306,10 @@ async def _run_query(args: argparse.Namespace, out: Console) -> int:
 
 
 async def _run_ask(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from dataclasses import replace
+
+    from rich.markup import escape
+
     from langchain_rag_async.engine import AsyncRAGEngine
 
     config = _config_from_args(args)
@@ -323,6 +345,9 @@ async def _run_ask(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 
 async def _run_doctor(args: argparse.Namespace, out: Console) -> int:
+    from rich.markup import escape
+
+    from langchain_rag_async.config import RAGConfig
     from langchain_rag_async.indexing.doctor import adiagnose
 
     index_dir = args.index_dir or RAGConfig.from_env().index_dir
@@ -341,6 +366,8 @@ async def _run_doctor(args: argparse.Namespace, out: Console) -> int:
 
 
 def _server_config(args: argparse.Namespace) -> RAGConfig:
+    from dataclasses import replace
+
     config = _config_from_args(args)
     if args.llm:
         config = replace(config, llm=replace(config.llm, provider=args.llm))
@@ -357,6 +384,8 @@ def _server_config(args: argparse.Namespace) -> RAGConfig:
 
 
 async def _run_server(args: argparse.Namespace) -> int:
+    from langchain_rag_async.errors import ConfigurationError
+
     try:
         from langchain_rag_async import server
     except ImportError as exc:
@@ -375,6 +404,29 @@ async def _run_server(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``rag-async``; returns the exit code."""
     args = build_parser().parse_args(argv)
+    # `--help` and usage errors have exited by now, having imported nothing but argparse:
+    # each command imports what it uses (pinned by tests/unit/test_cli_startup.py).
+    atexit.unregister(_skip_final_collections)  # once per process, however often main runs
+    atexit.register(_skip_final_collections)
+    thresholds = gc.get_threshold()
+    if args.command not in ("serve", "mcp"):  # a one-shot command (see the factor's note)
+        gc.set_threshold(*thresholds[:2], thresholds[2] * _FULL_COLLECTIONS_RARER)
+    try:
+        return _run(args)
+    finally:
+        gc.set_threshold(*thresholds)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from rich.console import Console
+    from rich.markup import escape
+
+    from langchain_rag_async.errors import Interrupted, RAGError
+    from langchain_rag_async.observability import configure_logging
+
     # Errors reach the user as one clear line; details (retries, tracebacks) with -v.
     configure_logging(logging.DEBUG if args.verbose else logging.CRITICAL)
     out = Console(soft_wrap=True)
@@ -403,8 +455,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _skip_final_collections() -> None:
+    """Freeze every object at exit, so the interpreter's last collections skip them.
+
+    A finished command leaves some 200k objects, nearly all of them the imported
+    libraries'. The collections CPython runs while it tears down its modules walk them
+    all, several times: 0.4-0.6 s between an ``index`` command's last line and its exit
+    (``docs/benchmarks.md``). Frozen objects are still freed by reference counting;
+    only reference cycles among them are left to the operating system, as with any exit.
+    """
+    gc.freeze()
+
+
 async def _until_signal(command: Coroutine[Any, Any, int]) -> int:
     """Run a command; SIGINT/SIGTERM cancel it in order (a second one exits at once)."""
+    from langchain_rag_async.aio.signals import cancel_on_signal
+
     async with cancel_on_signal():
         return await command
 

@@ -15,20 +15,16 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, 
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import BaseMessage
 from langchain_core.runnables.config import run_in_executor
 
 from langchain_rag_async._checks import check_question
 from langchain_rag_async._closing import AsyncClosing, Closing
 from langchain_rag_async._paths import aresolve
 from langchain_rag_async.aio import LoopBound, run_sync
-from langchain_rag_async.answering import AnswerEvent, AnswerResult, aanswer, astream_answer
-from langchain_rag_async.chat_models.factory import abuild_chat_model
 from langchain_rag_async.config import RAGConfig
 from langchain_rag_async.embeddings.factory import (
     aclose_base_embeddings,
@@ -38,8 +34,6 @@ from langchain_rag_async.embeddings.factory import (
 from langchain_rag_async.embeddings.rate_limited import RateLimitedEmbeddings
 from langchain_rag_async.errors import IndexNotFoundError, RetrievalError, UsageError
 from langchain_rag_async.gc_tuning import freeze_long_lived
-from langchain_rag_async.indexing.api import aindex_directory
-from langchain_rag_async.indexing.events import IndexingSummary
 from langchain_rag_async.indexing.lock import run_lock_if_free
 from langchain_rag_async.indexing.resources import (
     check_model,
@@ -51,6 +45,13 @@ from langchain_rag_async.observability import get_logger
 from langchain_rag_async.retrievers.hybrid import HybridRetriever
 from langchain_rag_async.sparse_index import FTS5Index
 from langchain_rag_async.vectorstores import AsyncFAISS
+
+if TYPE_CHECKING:  # imported where used: a query loads neither LangGraph graph
+    from langchain_core.language_models import BaseChatModel
+    from langchain_core.messages import BaseMessage
+
+    from langchain_rag_async.answering import AnswerEvent, AnswerResult
+    from langchain_rag_async.indexing.events import IndexingSummary
 
 __all__ = ("AsyncRAGEngine", "RAGEngine")
 
@@ -117,6 +118,8 @@ class AsyncRAGEngine(AsyncClosing):
         ``confine_to``: when given, files whose real path (links followed) lies outside
         these directories are reported and not read (``LoaderConfig.confine_to``).
         """
+        from langchain_rag_async.indexing.api import aindex_directory
+
         config = self.config
         if confine_to:
             loader = replace(config.loader, confine_to=tuple(confine_to))
@@ -223,6 +226,8 @@ class AsyncRAGEngine(AsyncClosing):
         ``k`` is ``config.retrieval.k`` when ``None``; the chat model is called through
         :attr:`chat_limiter`.
         """
+        from langchain_rag_async.answering import aanswer
+
         check_question(question)
         k = self.config.retrieval.k if k is None else k
         llm = await self.allm()
@@ -246,6 +251,8 @@ class AsyncRAGEngine(AsyncClosing):
         timeout: float | None = None,
     ) -> AsyncGenerator[AnswerEvent, None]:
         """Stream the answer: a ``sources`` event, ``token`` events, then ``done`` or ``error``."""
+        from langchain_rag_async.answering import astream_answer
+
         check_question(question)
         k = self.config.retrieval.k if k is None else k
         llm = await self.allm()
@@ -266,6 +273,8 @@ class AsyncRAGEngine(AsyncClosing):
     async def allm(self) -> BaseChatModel:
         """The chat model: yours, or the configured one (extractive offline by default)."""
         if self._llm is None:
+            from langchain_rag_async.chat_models.factory import abuild_chat_model
+
             self._llm = await abuild_chat_model(self.config.llm)
         return self._llm
 

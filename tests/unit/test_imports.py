@@ -162,3 +162,28 @@ def test_local_model_users_do_not_import_http_clients() -> None:
         "langchain_rag_async.retrievers.hybrid"
     )
     assert loaded_after(imports, ("openai", "langchain_openai", "aiohttp")) == []
+
+
+def test_retrieval_and_index_files_load_no_graph() -> None:
+    """LangGraph (0.2-0.5 s to import) loads with the indexing or answer graph, not before.
+
+    ``rag-async query`` and ``doctor`` import these; ``tests/unit/test_cli_startup.py``
+    pins what each command imports as a whole.
+    """
+    imports = (
+        "langchain_rag_async.engine, langchain_rag_async.indexing.events, "
+        "langchain_rag_async.indexing.doctor, langchain_rag_async.indexing.resources"
+    )
+    assert loaded_after(imports, ("langgraph",)) == []
+
+
+def test_lazy_indexing_names_are_the_modules_own() -> None:
+    from langchain_rag_async import indexing
+    from langchain_rag_async.indexing import api, events, graph, record_manager
+
+    for name in indexing.__all__:
+        home = (api, events, graph, record_manager)
+        assert any(getattr(module, name, None) is getattr(indexing, name) for module in home)
+    assert set(indexing.__all__) <= set(dir(indexing))
+    with pytest.raises(AttributeError, match="no_such_name"):
+        _ = indexing.no_such_name  # type: ignore[attr-defined]
