@@ -84,7 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--index-dir", type=Path, default=None, help="index directory (default ./.rag-index)"
     )
     doctor.add_argument(
-        "--repair", action="store_true", help="rebuild the sparse index, drop stale files"
+        "--repair",
+        action="store_true",
+        help="rebuild the sparse index (and a lost store from records + embedding cache), "
+        "set damaged SQLite files aside, drop stale files",
     )
     doctor.add_argument("--json", action="store_true", help="print the report as JSON")
     doctor.add_argument("-v", "--verbose", action="store_true", help="log details")
@@ -348,10 +351,14 @@ async def _run_doctor(args: argparse.Namespace, out: Console) -> int:
     from rich.markup import escape
 
     from langchain_rag_async.config import RAGConfig
+    from langchain_rag_async.embeddings.factory import embedding_model_id
     from langchain_rag_async.indexing.doctor import adiagnose
 
-    index_dir = args.index_dir or RAGConfig.from_env().index_dir
-    report = await adiagnose(index_dir, repair=args.repair)
+    config = RAGConfig.from_env()
+    index_dir = args.index_dir or config.index_dir
+    # The configured model names the cached vectors when a lost manifest cannot.
+    model_id = embedding_model_id(config.embeddings)
+    report = await adiagnose(index_dir, repair=args.repair, model_id=model_id)
     if args.json:
         out.print_json(json.dumps(report.to_dict()))
     else:

@@ -67,7 +67,7 @@ def _concurrency(workdir: Path, quick: bool) -> list[ScenarioResult]:
 def _storage(workdir: Path, quick: bool) -> list[ScenarioResult]:
     from . import storage
 
-    return _as_list(storage.run(1, workdir, quick=quick))
+    return storage.run(1 if quick else 2, workdir)
 
 
 def _hostile(workdir: Path, quick: bool) -> list[ScenarioResult]:

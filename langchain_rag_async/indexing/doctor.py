@@ -9,17 +9,25 @@ removes stale generation files; what it cannot fix is said so.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import os
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import filelock
-from langchain_core.embeddings import DeterministicFakeEmbedding
+from langchain_core.documents import Document
 from langchain_core.runnables.config import run_in_executor
 
 from langchain_rag_async._sqlite import SQLiteDatabase
 from langchain_rag_async.embeddings.factory import EMBEDDING_CACHE_FILE
-from langchain_rag_async.errors import RAGError
+from langchain_rag_async.errors import IndexCorruptedError, IndexLockedError, RAGError
+from langchain_rag_async.indexing.lock import RUN_LOCK_FILE, run_lock
+from langchain_rag_async.indexing.rebuild import (
+    LOADER_EMBEDDINGS,
+    RebuildOutcome,
+    arebuild_store,
+    survivors,
+)
 from langchain_rag_async.indexing.record_manager import SQLiteRecordManager
 from langchain_rag_async.indexing.resources import (
     RECORDS_FILE,
@@ -29,6 +37,7 @@ from langchain_rag_async.indexing.resources import (
 from langchain_rag_async.sparse_index import SPARSE_INDEX_FILENAME, FTS5Index
 from langchain_rag_async.vectorstores import AsyncFAISS
 from langchain_rag_async.vectorstores._persistence import (
+    LoadedIndex,
     read_index,
     remove_stale_generations,
     stale_generation_files,
@@ -37,7 +46,8 @@ from langchain_rag_async.vectorstores._persistence import (
 __all__ = ("DoctorReport", "Finding", "adiagnose")
 
 Level = Literal["ok", "warning", "error"]
-_LOCK_FILES = (".lock", ".run.lock")
+_LOCK_FILES = (".lock", RUN_LOCK_FILE)
+_REPAIR_LOCK_TIMEOUT = 10.0  # seconds to wait for an indexing run before repairing
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,34 +95,29 @@ class DoctorReport:
         self.findings.append(Finding(level, check, message, None if file is None else str(file)))
 
 
-async def adiagnose(index_dir: str | Path, *, repair: bool = False) -> DoctorReport:
+async def adiagnose(
+    index_dir: str | Path, *, repair: bool = False, model_id: str | None = None
+) -> DoctorReport:
     """Check ``index_dir``; with ``repair``, fix what can be fixed without the sources.
 
     Args:
         index_dir: The index directory.
-        repair: Rebuild the sparse index from the store and remove stale generations.
+        repair: Rebuild the sparse index from the store, the store from the records,
+            texts and embedding cache when its files are lost or damaged, and remove
+            stale generations.
+        model_id: The embedding model's identity (``provider:model``) the index was
+            built with; only needed to rebuild a store whose manifest is unreadable.
 
     Returns:
         The findings, in the order the checks ran.
     """
     path = Path(index_dir)
     report = DoctorReport(index_dir=str(path))
-    if not await run_in_executor(None, (path / "manifest.json").is_file):
-        report.add(
-            "error",
-            "manifest",
-            "no index here (manifest.json missing); build one with "
-            "`rag-async index PATH --index-dir DIR`",
-            path / "manifest.json",
-        )
-        return report
-    try:
-        loaded = await run_in_executor(None, read_index, path)
-    except RAGError as exc:
-        file = getattr(exc, "path", None)
-        report.add("error", "manifest", f"{exc}", None if file is None else Path(file))
-        await _check_sqlite_files(path, report)
-        return report
+    loaded, failure = await _load(path)
+    if loaded is None:
+        loaded = await _recover(path, failure, report, repair=repair, model_id=model_id)
+        if loaded is None:
+            return report
     manifest = loaded.manifest
     report.add(
         "ok",
@@ -121,20 +126,113 @@ async def adiagnose(index_dir: str | Path, *, repair: bool = False) -> DoctorRep
         path / "manifest.json",
     )
     report.add("ok", "model", f"built with embedding model {manifest['embedding_model_id']}")
-    store_ids = [str(doc.id) for doc in loaded.documents]
-    await _check_counts(path, store_ids, report, repair=repair)
+    damaged = await _check_sqlite_files(path, report, repair=repair)
+    await _check_counts(path, loaded.documents, report, repair=repair, damaged=damaged)
     await _check_generations(path, report, repair=repair)
     await _check_locks(path, report)
-    await _check_sqlite_files(path, report)
     return report
 
 
+async def _recover(
+    path: Path,
+    failure: Finding | None,
+    report: DoctorReport,
+    *,
+    repair: bool,
+    model_id: str | None,
+) -> LoadedIndex | None:
+    """Report why the store does not load; with ``repair``, rebuild it when possible."""
+    failure = failure or Finding("error", "manifest", "the index cannot be read")
+    rebuildable = await run_in_executor(None, survivors, path)
+    if failure.check == "missing" and not rebuildable:
+        report.findings.append(replace(failure, check="manifest"))
+        return None
+    can_rebuild = repair and bool(rebuildable) and failure.check != "unusable"
+    failure = replace(failure, check="manifest")
+    if not can_rebuild:
+        report.findings.append(failure)
+    if not (can_rebuild and await _rebuild(path, failure, report, model_id)):
+        await _check_sqlite_files(path, report, repair=repair)
+        return None
+    loaded, again = await _load(path)
+    if loaded is None:
+        report.findings.append(replace(again or failure, check="manifest"))
+    return loaded
+
+
+async def _load(path: Path) -> tuple[LoadedIndex | None, Finding | None]:
+    """The verified current generation, or the finding that says why there is none.
+
+    A missing manifest gives check ``missing`` (no index, unless other files survive).
+    """
+    manifest = path / "manifest.json"
+    if not await run_in_executor(None, manifest.is_file):
+        message = (
+            "no index here (manifest.json missing); build one with "
+            "`rag-async index PATH --index-dir DIR`, or, when the records, sparse index "
+            "and embedding cache survive, rebuild it with `rag-async doctor --repair`"
+        )
+        return None, Finding("error", "missing", message, str(manifest))
+    try:
+        return await run_in_executor(None, read_index, path), None
+    except IndexCorruptedError as exc:
+        return None, Finding("error", "manifest", str(exc), exc.path)
+    except RAGError as exc:  # a newer format, a held lock: nothing to rebuild
+        return None, Finding("error", "unusable", str(exc), str(manifest))
+
+
+async def _rebuild(
+    path: Path, failure: Finding, report: DoctorReport, model_id: str | None
+) -> bool:
+    """Rebuild the store; report the damage as repaired and what could not be rebuilt."""
+    try:
+        async with run_lock(path, timeout=_REPAIR_LOCK_TIMEOUT):
+            outcome = await arebuild_store(path, model_id=model_id)
+    except IndexLockedError as exc:
+        report.findings.append(failure)
+        report.add("warning", "locks", f"not repaired: {exc}", path / RUN_LOCK_FILE)
+        return False
+    if outcome.problem is not None:
+        report.findings.append(failure)
+        report.add("error", "rebuild", f"the store cannot be rebuilt: {outcome.problem}")
+        return False
+    fixed = (
+        f"{failure.message.rstrip('.')}. Rebuilt a new generation from the "
+        f"{outcome.text_source} and the embedding cache ({outcome.rebuilt} of "
+        f"{outcome.known} chunks, no network used)"
+    )
+    report.findings.append(replace(failure, message=fixed, repaired=True))
+    if not outcome.complete:
+        report.add("error", "rebuild", _unrebuilt_message(outcome), path / EMBEDDING_CACHE_FILE)
+    return True
+
+
+def _unrebuilt_message(outcome: RebuildOutcome) -> str:
+    lost = len(outcome.without_text) + len(outcome.without_vector)
+    files = ", ".join(outcome.files_to_reindex[:10]) or "(their records were missing)"
+    more = len(outcome.files_to_reindex) - 10
+    return (
+        f"{lost} of {outcome.known} chunks could not be rebuilt "
+        f"({len(outcome.without_vector)} without a cached vector, "
+        f"{len(outcome.without_text)} without a surviving text). Their files' records were "
+        "dropped, so run `rag-async index` on the same sources to read and embed them "
+        f"again: {files}" + (f" and {more} more" if more > 0 else "")
+    )
+
+
 async def _check_counts(
-    path: Path, store_ids: list[str], report: DoctorReport, *, repair: bool
+    path: Path,
+    documents: list[Document],
+    report: DoctorReport,
+    *,
+    repair: bool,
+    damaged: set[str],
 ) -> None:
-    ids = set(store_ids)
-    await _check_records(path, ids, report)
-    await _check_sparse(path, ids, report, repair=repair)
+    ids = {str(doc.id) for doc in documents}
+    if RECORDS_FILE not in damaged:
+        await _check_records(path, ids, report)
+    if SPARSE_INDEX_FILENAME not in damaged:
+        await _check_sparse(path, documents, report, repair=repair)
 
 
 async def _check_records(path: Path, ids: set[str], report: DoctorReport) -> None:
@@ -163,7 +261,9 @@ async def _check_records(path: Path, ids: set[str], report: DoctorReport) -> Non
     )
 
 
-async def _check_sparse(path: Path, ids: set[str], report: DoctorReport, *, repair: bool) -> None:
+async def _check_sparse(
+    path: Path, documents: list[Document], report: DoctorReport, *, repair: bool
+) -> None:
     file = path / SPARSE_INDEX_FILENAME
     if not repair and not await run_in_executor(None, file.exists):  # a check never creates it
         report.add(
@@ -173,10 +273,11 @@ async def _check_sparse(path: Path, ids: set[str], report: DoctorReport, *, repa
             file,
         )
         return
+    ids = {str(doc.id) for doc in documents}
     async with FTS5Index.in_index_dir(path) as sparse:
         sparse_ids = await sparse.aids()
         if sparse_ids == ids:
-            report.add("ok", "counts", f"the sparse index holds the same {len(ids)} chunks")
+            await _check_sparse_texts(sparse, documents, report, repair=repair)
             return
         message = (
             f"the sparse index holds {len(sparse_ids)} chunks for {len(ids)} stored "
@@ -187,14 +288,33 @@ async def _check_sparse(path: Path, ids: set[str], report: DoctorReport, *, repa
                 "error", "counts", message + "; `rag-async doctor --repair` rebuilds it", file
             )
             return
-        store = await AsyncFAISS.aload_local(str(path), _LOADER_EMBEDDINGS)
+        store = await AsyncFAISS.aload_local(str(path), LOADER_EMBEDDINGS)
         await reconcile_sparse(store, sparse)
         finding = Finding("error", "counts", message + "; rebuilt from the store", str(file), True)
         report.findings.append(finding)
+        await _check_sparse_texts(sparse, documents, report, repair=repair)
 
 
-# Loading a store for repairs embeds nothing; any model object will do.
-_LOADER_EMBEDDINGS = DeterministicFakeEmbedding(size=1)
+async def _check_sparse_texts(
+    sparse: FTS5Index, documents: list[Document], report: DoctorReport, *, repair: bool
+) -> None:
+    """Every sparse row holds the text and metadata of the store's document."""
+    file = None if sparse.db_path is None else Path(sparse.db_path)
+    rows = {str(doc.id): doc for doc in await sparse.aget_by_ids([str(d.id) for d in documents])}
+    differ = [doc for doc in documents if not _same_chunk(rows.get(str(doc.id)), doc)]
+    if not differ:
+        report.add("ok", "counts", f"the sparse index holds the same {len(documents)} chunks")
+        return
+    message = f"{len(differ)} chunk(s) of the sparse index differ from the store's text or metadata"
+    if not repair:
+        report.add("error", "counts", f"{message}; `rag-async doctor --repair` rewrites them", file)
+        return
+    await sparse.aapply(upserts=differ)
+    report.findings.append(Finding("error", "counts", f"{message}; rewritten", str(file), True))
+
+
+def _same_chunk(row: Document | None, doc: Document) -> bool:
+    return row is not None and row.page_content == doc.page_content and row.metadata == doc.metadata
 
 
 async def _check_generations(path: Path, report: DoctorReport, *, repair: bool) -> None:
@@ -240,21 +360,59 @@ async def _check_locks(path: Path, report: DoctorReport) -> None:
             report.add("ok", "locks", "free (a lock file left behind is harmless)", lock_path)
 
 
-async def _check_sqlite_files(path: Path, report: DoctorReport) -> None:
+async def _check_sqlite_files(path: Path, report: DoctorReport, *, repair: bool) -> set[str]:
+    """``integrity_check`` every SQLite file; with ``repair``, set damaged ones aside.
+
+    Returns:
+        The names of damaged files left in place (later checks skip them).
+    """
+    damaged: set[str] = set()
     for name in (RECORDS_FILE, SPARSE_INDEX_FILENAME, EMBEDDING_CACHE_FILE):
         file = path / name
         if not await run_in_executor(None, file.exists):
             continue
-        database = SQLiteDatabase(file, schema="", schema_version=None)
-        try:
-            rows = await database.afetchall("PRAGMA integrity_check")
-        except RAGError as exc:
-            report.add("error", "sqlite", str(exc), file)
-            continue
-        finally:
-            await database.aclose()
-        verdict = ", ".join(str(row[0]) for row in rows)
-        if verdict == "ok":
+        problem = await _sqlite_problem(file)
+        if problem is None:
             report.add("ok", "sqlite", "integrity_check: ok", file)
+        elif repair:
+            aside = await run_in_executor(None, set_aside, file)
+            after = _AFTER_SET_ASIDE[name]
+            message = f"{problem.rstrip('.')}; moved aside to {aside.name}: {after}"
+            report.findings.append(Finding("error", "sqlite", message, str(file), True))
         else:
-            report.add("error", "sqlite", f"integrity_check: {verdict[:300]}", file)
+            damaged.add(name)
+            hint = f"`rag-async doctor --repair` sets it aside: {_AFTER_SET_ASIDE[name]}"
+            report.add("error", "sqlite", f"{problem.rstrip('.')}; {hint}", file)
+    return damaged
+
+
+_AFTER_SET_ASIDE = {
+    RECORDS_FILE: "the next `rag-async index` run reads every file again (unchanged "
+    "chunks take their vectors from the embedding cache)",
+    SPARSE_INDEX_FILENAME: "the sparse index is rebuilt from the store",
+    EMBEDDING_CACHE_FILE: "queries do not need it; the next `rag-async index` run embeds "
+    "only new or changed chunks, as always",
+}
+
+
+async def _sqlite_problem(file: Path) -> str | None:
+    database = SQLiteDatabase(file, schema="", schema_version=None)
+    try:
+        rows = await database.afetchall("PRAGMA integrity_check")
+    except RAGError as exc:
+        return str(exc)
+    finally:
+        await database.aclose()
+    verdict = ", ".join(str(row[0]) for row in rows)
+    return None if verdict == "ok" else f"integrity_check: {verdict[:300]}"
+
+
+def set_aside(file: Path) -> Path:
+    """Rename a damaged SQLite file (and its journal files) to ``<name>.damaged``."""
+    aside = file.with_name(f"{file.name}.damaged")
+    os.replace(file, aside)
+    for suffix in ("-wal", "-shm", "-journal"):
+        companion = file.with_name(file.name + suffix)
+        if companion.exists():
+            os.replace(companion, aside.with_name(aside.name + suffix))
+    return aside

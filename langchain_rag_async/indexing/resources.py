@@ -19,12 +19,18 @@ from langchain_rag_async.embeddings.factory import (
     build_embeddings,
     embedding_model_id,
 )
-from langchain_rag_async.errors import ConfigurationError, EmbeddingModelMismatchError
+from langchain_rag_async.errors import (
+    ConfigurationError,
+    EmbeddingModelMismatchError,
+    IndexCorruptedError,
+    RAGError,
+)
 from langchain_rag_async.indexing.record_manager import SQLiteRecordManager
 from langchain_rag_async.limits import ServiceLimiter
 from langchain_rag_async.observability import get_logger, span
 from langchain_rag_async.sparse_index import FTS5Index, SparseIndex
 from langchain_rag_async.vectorstores import AsyncFAISS
+from langchain_rag_async.vectorstores._persistence import leftover_generation_files
 from langchain_rag_async.vectorstores.faiss import read_manifest
 
 __all__ = (
@@ -40,6 +46,7 @@ __all__ = (
 _log = get_logger(__name__)
 
 RECORDS_FILE = "records.sqlite"
+MANIFEST_FILE = "manifest.json"
 RECORDS_NAMESPACE = "rag-async"
 
 
@@ -121,14 +128,41 @@ async def check_model(index_dir: Path, model_id: str) -> dict[str, Any] | None:
 
     Raises:
         EmbeddingModelMismatchError: The index was built with another model.
+        IndexCorruptedError: The manifest is damaged, or missing while the files of a
+            committed generation and the records of its chunks remain.
     """
     manifest = await run_in_executor(None, read_manifest, str(index_dir))
     if manifest is None:
+        await _check_lost_manifest(index_dir)
         return None
     stored = manifest.get("embedding_model_id")
     if stored and stored != model_id:
         raise EmbeddingModelMismatchError(str(stored), model_id, where=str(index_dir))
     return manifest
+
+
+async def _check_lost_manifest(index_dir: Path) -> None:
+    """Refuse a directory whose manifest was lost after a save committed chunks.
+
+    Files of a generation without a manifest are also what a crash during the first save
+    leaves; then the records hold no chunk yet (they are committed after the save), and
+    the directory is simply new.
+    """
+    leftovers = await run_in_executor(None, leftover_generation_files, index_dir)
+    if not leftovers or not await run_in_executor(None, (index_dir / RECORDS_FILE).is_file):
+        return
+    try:
+        async with SQLiteRecordManager(RECORDS_NAMESPACE, db_path=index_dir / RECORDS_FILE) as rm:
+            committed = bool(await rm.alist_keys(limit=1))
+    except RAGError:  # damaged records: the run that opens them reports it
+        return
+    if committed:
+        names = ", ".join(p.name for p in leftovers)
+        raise IndexCorruptedError(
+            index_dir / MANIFEST_FILE,
+            f"it is missing, while the files of a saved generation ({names}) and the "
+            "records of its chunks remain",
+        )
 
 
 @asynccontextmanager

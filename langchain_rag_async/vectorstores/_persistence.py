@@ -52,8 +52,10 @@ __all__ = (
     "check_vector_count",
     "has_legacy_files",
     "has_manifest",
+    "leftover_generation_files",
     "read_index",
     "read_manifest",
+    "read_verified_documents",
     "remove_stale_generations",
     "stale_generation_files",
     "write_index",
@@ -277,9 +279,11 @@ def write_index(
                 current.set_attribute("documents", len(snapshot.documents))
                 return _commit_generation(path, names, snapshot)
         except OSError as exc:
+            writing = f" (writing {Path(exc.filename).name})" if exc.filename else ""
             raise VectorStoreError(
-                f"could not save the index to {path}: {exc}. The previously saved "
-                "generation is intact; check free space and permissions, then save again."
+                f"could not save the index to {path}{writing}: {exc.strerror or exc}. The "
+                "previously saved generation is intact; check free space and permissions, "
+                "then save again."
             ) from exc
 
 
@@ -288,11 +292,18 @@ def _commit_generation(path: Path, names: _Names, snapshot: IndexSnapshot) -> di
     docstore_bytes = _encode_documents(snapshot.documents)
     generation = _next_generation(path, names)
     files: dict[str, dict[str, Any]] = {}
-    if snapshot.index_bytes is not None:
-        files["index"] = _commit_file(path / names.index_file(generation), snapshot.index_bytes)
-    files["docstore"] = _commit_file(path / names.docstore_file(generation), docstore_bytes)
-    manifest = _manifest(snapshot, generation, files)
-    _write_atomic(path / names.manifest, json.dumps(manifest, indent=2).encode())
+    try:
+        if snapshot.index_bytes is not None:
+            index_path = path / names.index_file(generation)
+            files["index"] = _commit_file(index_path, snapshot.index_bytes)
+        files["docstore"] = _commit_file(path / names.docstore_file(generation), docstore_bytes)
+        manifest = _manifest(snapshot, generation, files)
+        _write_atomic(path / names.manifest, json.dumps(manifest, indent=2).encode())
+    except OSError:
+        # No manifest names this generation: its files would only wait for the next save.
+        for entry in files.values():
+            (path / entry["name"]).unlink(missing_ok=True)
+        raise
     _fsync_dir(path)
     _remove_other_generations(path, names, keep=generation)
     return manifest
@@ -365,6 +376,11 @@ def _write_atomic(path: Path, data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.filename is None:  # a failed write or fsync does not say which file
+            exc.filename = str(path)
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -411,6 +427,22 @@ def stale_generation_files(folder: str | Path, index_name: str = "index") -> lis
         for entry in os.scandir(path)
         if (names.generation_of(entry.name) not in (None, keep))
         or manifest_tmp.fullmatch(entry.name)
+    )
+
+
+def leftover_generation_files(folder: str | Path, index_name: str = "index") -> list[Path]:
+    """Committed data files of any generation in a folder whose manifest is missing.
+
+    A crash during the first save can leave them (the manifest is written last); so can
+    a lost manifest. Temporary files do not count.
+    """
+    path, names = Path(folder), _Names(index_name)
+    if (path / names.manifest).exists() or not path.is_dir():
+        return []
+    return sorted(
+        Path(entry.path)
+        for entry in os.scandir(path)
+        if not entry.name.endswith(".tmp") and names.generation_of(entry.name) is not None
     )
 
 
@@ -476,6 +508,32 @@ def read_index(
         documents = _decode_documents(_read_checked(docs_path, files["docstore"]), docs_path)
     _check_counts(path / names.manifest, manifest, index, documents, files)
     return LoadedIndex(index=index, documents=documents, manifest=manifest)
+
+
+def read_verified_documents(folder: str | Path, index_name: str = "index") -> list[Document] | None:
+    """The documents of the current generation when its manifest and docstore are intact.
+
+    Unlike :func:`read_index` it neither needs nor reads the FAISS file: the documents
+    of a generation whose FAISS file was lost are still good to rebuild it. Takes no lock
+    (a save replaces files atomically, and the checksums reject a torn read).
+
+    Returns:
+        The documents in index order, or ``None`` when the manifest or the docstore is
+        missing or damaged.
+    """
+    path = Path(folder)
+    try:
+        manifest = read_manifest(path, index_name)
+        if manifest is None:
+            return None
+        entry = manifest["files"]["docstore"]
+        docs_path = path / entry["name"]
+        documents = _decode_documents(_read_checked(docs_path, entry), docs_path)
+    except IndexCorruptedError:
+        return None
+    if len(documents) != manifest["counts"]["documents"]:
+        return None
+    return documents
 
 
 def _read_checked(path: Path, entry: dict[str, Any]) -> bytes:

@@ -32,6 +32,10 @@ def current_faiss(index_dir: Path) -> Path:
     return next(index_dir.glob("index.*.faiss"))
 
 
+def current_docstore(index_dir: Path) -> Path:
+    return next(index_dir.glob("docstore.*.json"))
+
+
 def errors(report: object) -> list[tuple[str, str | None]]:
     return [(f.check, f.file) for f in report.findings if f.level == "error" and not f.repaired]  # type: ignore[attr-defined]
 
@@ -121,3 +125,124 @@ async def test_a_missing_sparse_index_is_reported_without_creating_it(index_dir:
     assert not sparse.exists()  # the check wrote nothing
     assert (await adiagnose(index_dir, repair=True)).healthy
     assert (await adiagnose(index_dir)).healthy
+
+
+# -- rebuilding a lost store from the records, texts and embedding cache ----------------------
+
+MODEL_ID = "custom:DeterministicFakeEmbedding"
+
+
+async def answers(index_dir: Path) -> list[tuple[str | None, str]]:
+    async with AsyncRAGEngine(config=config_for(index_dir), embeddings=embedding()) as e:
+        return [(d.id, d.page_content) for d in await e.aquery("cargo builds the code", k=3)]
+
+
+def repaired(report: object, check: str) -> list[str]:
+    return [f.message for f in report.findings if f.check == check and f.repaired]  # type: ignore[attr-defined]
+
+
+async def test_a_lost_faiss_file_is_rebuilt_from_the_docstore_and_the_cache(
+    index_dir: Path,
+) -> None:
+    before = await answers(index_dir)
+    faiss_file = current_faiss(index_dir)
+    faiss_file.unlink()
+    report = await adiagnose(index_dir, repair=True)
+    assert report.healthy, report.to_dict()
+    (message,) = repaired(report, "manifest")
+    assert str(faiss_file) in message and "from the docstore" in message
+    assert not faiss_file.exists() and current_faiss(index_dir) != faiss_file  # a new generation
+    assert await answers(index_dir) == before
+    assert (await adiagnose(index_dir)).healthy
+
+
+async def test_a_corrupt_docstore_is_rebuilt_from_the_sparse_index(index_dir: Path) -> None:
+    before = await answers(index_dir)
+    docstore = current_docstore(index_dir)
+    docstore.write_bytes(docstore.read_bytes()[:50])
+    report = await adiagnose(index_dir, repair=True)
+    assert report.healthy, report.to_dict()
+    assert "from the sparse index" in repaired(report, "manifest")[0]
+    assert await answers(index_dir) == before
+
+
+async def test_a_lost_manifest_is_named_by_queries_and_rebuilt_with_the_model_id(
+    index_dir: Path,
+) -> None:
+    before = await answers(index_dir)
+    manifest = index_dir / "manifest.json"
+    manifest.unlink()
+    with pytest.raises(IndexCorruptedError, match=r"manifest\.json.*missing.*rag-async doctor"):
+        await answers(index_dir)
+    assert ("manifest", str(manifest)) in errors(await adiagnose(index_dir))
+    unknown = await adiagnose(index_dir, repair=True)  # which model? the manifest said it
+    assert not unknown.healthy
+    assert any("embedding model is unknown" in f.message for f in unknown.findings)
+    report = await adiagnose(index_dir, repair=True, model_id=MODEL_ID)
+    assert report.healthy, report.to_dict()
+    assert await answers(index_dir) == before
+
+
+async def test_chunks_without_a_cached_vector_are_named_and_reindexed_later(
+    index_dir: Path, tmp_path: Path
+) -> None:
+    before = await answers(index_dir)
+    current_faiss(index_dir).unlink()
+    with sqlite3.connect(index_dir / "embedding_cache.sqlite") as conn:
+        conn.execute(
+            "DELETE FROM embedding_cache WHERE rowid = (SELECT MIN(rowid) FROM embedding_cache)"
+        )
+    conn.close()
+    report = await adiagnose(index_dir, repair=True)
+    (lost,) = [f for f in report.findings if f.check == "rebuild"]
+    assert lost.level == "error" and not lost.repaired
+    assert "1 of 3 chunks could not be rebuilt (1 without a cached vector" in lost.message
+    assert "run `rag-async index`" in lost.message and str(tmp_path / "docs") in lost.message
+    after = await adiagnose(index_dir)
+    assert after.healthy, after.to_dict()  # consistent: the file's records were dropped
+    async with AsyncRAGEngine(config=config_for(index_dir), embeddings=embedding()) as e:
+        summary = await e.aindex_directory(tmp_path / "docs")
+    assert summary.files_indexed == 1 and summary.chunks_embedded == 1
+    assert await answers(index_dir) == before
+
+
+async def test_a_damaged_sqlite_file_is_set_aside_and_the_sparse_index_rebuilt(
+    index_dir: Path,
+) -> None:
+    before = await answers(index_dir)
+    remove_sparse_files(index_dir).write_bytes(b"garbage, not SQLite" * 300)
+    report = await adiagnose(index_dir)
+    assert ("sqlite", str(index_dir / "sparse.sqlite")) in errors(report)
+    fixed = await adiagnose(index_dir, repair=True)
+    assert fixed.healthy, fixed.to_dict()
+    assert "moved aside to sparse.sqlite.damaged" in repaired(fixed, "sqlite")[0]
+    assert (index_dir / "sparse.sqlite.damaged").exists()
+    assert await answers(index_dir) == before
+
+
+async def test_a_sparse_row_with_another_text_is_found_and_rewritten(index_dir: Path) -> None:
+    with sqlite3.connect(index_dir / "sparse.sqlite") as conn:
+        conn.execute(
+            "UPDATE chunks SET page_content = 'flipped' WHERE pk = (SELECT MIN(pk) FROM chunks)"
+        )
+    conn.close()
+    report = await adiagnose(index_dir)
+    assert ("counts", str(index_dir / "sparse.sqlite")) in errors(report)
+    assert (await adiagnose(index_dir, repair=True)).healthy
+    assert (await adiagnose(index_dir)).healthy
+
+
+async def test_generation_files_without_a_manifest_or_records_are_a_first_save_cut_short(
+    tmp_path: Path,
+) -> None:
+    # A crash during the first save: files of generation 1, records still empty.
+    from langchain_rag_async.indexing.record_manager import SQLiteRecordManager
+    from langchain_rag_async.indexing.resources import check_model
+
+    (tmp_path / "index.1.faiss").write_bytes(b"x")
+    async with SQLiteRecordManager("rag-async", db_path=tmp_path / "records.sqlite") as records:
+        await records.acreate_schema()
+        assert await check_model(tmp_path, MODEL_ID) is None  # a new index, not a damaged one
+        await records.aupdate(["chunk-1"], group_ids=["a.md"])
+    with pytest.raises(IndexCorruptedError, match="manifest.json"):
+        await check_model(tmp_path, MODEL_ID)

@@ -179,7 +179,41 @@ def test_a_crash_mid_save_leaves_the_previous_generation_intact(
     loaded = AsyncFAISS.load_local(tmp_path, embedding())
     assert state(loaded) == before
     store.save_local(tmp_path)  # the next save succeeds and tidies up
-    assert data_files(tmp_path) == ["docstore.3.json", "index.3.faiss", "manifest.json"]
+    # the failed save removed its own files, so its generation number is free again
+    assert data_files(tmp_path) == ["docstore.2.json", "index.2.faiss", "manifest.json"]
+    assert state(AsyncFAISS.load_local(tmp_path, embedding())) == state(store)
+
+
+_SAVE_UNDER_A_FILE_SIZE_LIMIT = """
+import resource, signal, sys
+from langchain_core.embeddings import DeterministicFakeEmbedding
+from langchain_rag_async.errors import VectorStoreError
+from langchain_rag_async.vectorstores import AsyncFAISS
+
+folder = sys.argv[1]
+store = AsyncFAISS.load_local(folder, DeterministicFakeEmbedding(size=8))
+store.add_texts(["x" * 5000 + str(i) for i in range(20)], ids=[f"big-{i}" for i in range(20)])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG, as a full disk gives ENOSPC
+resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+try:
+    store.save_local(folder)
+except VectorStoreError as exc:
+    print(exc)
+"""
+
+
+def test_a_full_disk_during_a_save_names_the_file_and_keeps_the_generation(
+    tmp_path: Path,
+) -> None:
+    store = make_store()
+    store.save_local(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", _SAVE_UNDER_A_FILE_SIZE_LIMIT, str(tmp_path)],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    assert "(writing docstore.2.json): File too large" in done.stdout, done.stdout
+    assert "previously saved generation is intact" in done.stdout
+    assert data_files(tmp_path) == ["docstore.1.json", "index.1.faiss", "manifest.json"]
     assert state(AsyncFAISS.load_local(tmp_path, embedding())) == state(store)
 
 
