@@ -12,6 +12,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -107,6 +108,9 @@ class SQLiteDatabase:
         synchronous: SQLite ``synchronous`` pragma (``FULL`` or ``NORMAL``).
         busy_timeout: Seconds to wait for another writer before failing.
         label: What the database is, for messages (``"sparse index"``).
+        read_only: Open the file for reading only (``mode=ro``; ``immutable=1`` when even
+            the WAL's shared-memory file cannot be created, as in a read-only directory):
+            no journal change, no schema script, and every write fails.
 
     Raises:
         ConfigurationError: ``synchronous`` is not a SQLite level, or a number is negative.
@@ -119,6 +123,7 @@ class SQLiteDatabase:
         "_file",
         "_init_script",
         "_label",
+        "_read_only",
         "_loops",
         "_schema_version",
         "_sync_conn",
@@ -138,6 +143,7 @@ class SQLiteDatabase:
         synchronous: str = "FULL",
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
         label: str = "SQLite database",
+        read_only: bool = False,
     ) -> None:
         if synchronous not in SYNCHRONOUS_LEVELS:
             raise ConfigurationError(
@@ -159,6 +165,7 @@ class SQLiteDatabase:
         self._synchronous = synchronous
         self._busy_timeout = busy_timeout
         self._label = label
+        self._read_only = read_only and self._file is not None
         self._thread_name = WORKER_THREAD_PREFIX + (
             self._file.name if self._file is not None else self.path
         )
@@ -345,6 +352,8 @@ class SQLiteDatabase:
             IndexCorruptedError: The file is not a usable SQLite database.
             VectorStoreError: It cannot be opened, or was written by a newer version.
         """
+        if self._read_only:
+            return self._connect_read_only()
         try:
             if self._file is not None:
                 self._file.parent.mkdir(parents=True, exist_ok=True)
@@ -370,17 +379,53 @@ class SQLiteDatabase:
             raise
         return conn
 
-    def _prepare(self, conn: sqlite3.Connection) -> None:
-        if self._file is not None:
-            conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """Open the file read-only: ``mode=ro``, else ``immutable=1`` (read-only directory).
+
+        A WAL database opened with ``mode=ro`` still needs its ``-shm`` file; where that
+        cannot be created (a read-only directory or file system), nobody can be writing
+        the file either, so it is opened as immutable.
+        """
+        base = "file:" + urllib.parse.quote(str(self._file))
+        error: sqlite3.Error | None = None
+        for flags in ("mode=ro", "mode=ro&immutable=1"):
+            conn: sqlite3.Connection | None = None
+            try:
+                conn = sqlite3.connect(
+                    f"{base}?{flags}",
+                    uri=True,
+                    timeout=self._busy_timeout,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+                self._check_version(int(conn.execute("PRAGMA user_version").fetchone()[0]))
+                return conn
+            except sqlite3.Error as exc:
+                if conn is not None:
+                    conn.close()
+                error = exc
+            except BaseException:
+                if conn is not None:
+                    conn.close()
+                raise
+        raise VectorStoreError(
+            f"cannot open {self} read-only ({error}). Check that it exists and is readable."
+        ) from error
+
+    def _check_version(self, version: int) -> None:
         if self._schema_version is not None and version > self._schema_version:
             raise VectorStoreError(
                 f"{self} has schema version {version}, newer than this version of "
                 f"langchain-rag-async understands ({self._schema_version}); upgrade the "
                 "package or rebuild the index into a new --index-dir."
             )
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        if self._file is not None:
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        self._check_version(version)
         if not self._schema_version or version < self._schema_version:
             conn.executescript(self._init_script)
 

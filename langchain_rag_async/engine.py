@@ -10,6 +10,7 @@ embedding service's (shared by indexing and query embedding) and the chat servic
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import aclosing, asynccontextmanager
@@ -322,15 +323,21 @@ class AsyncRAGEngine(AsyncClosing):
         store = await AsyncFAISS.aload_local(
             str(index_dir), query_embeddings, expected_model_id=model_id
         )
-        sparse = FTS5Index.in_index_dir(index_dir)
+        # A directory this process may not write (a read-only mount, another user's
+        # index) is searched as it is: nothing is repaired or created there.
+        writable = await run_in_executor(None, os.access, index_dir, os.W_OK)
+        sparse = FTS5Index.in_index_dir(index_dir, read_only=not writable)
         try:
             if await sparse.acount() != len(store.index_to_docstore_id):
                 # A missing or lagging sparse index (a crash, a copied index without
                 # sparse.sqlite): rebuild it from the store rather than search half blind.
                 # Not while a run is indexing (another process, maybe): it is mid-checkpoint.
-                async with run_lock_if_free(index_dir) as free:
-                    if free:
-                        await reconcile_sparse(store, sparse)
+                if not writable:
+                    _log.warning("sparse index lags the store; read-only, not repaired")
+                else:
+                    async with run_lock_if_free(index_dir) as free:
+                        if free:
+                            await reconcile_sparse(store, sparse)
         except BaseException:
             await sparse.aclose()
             raise

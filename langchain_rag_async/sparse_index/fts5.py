@@ -71,7 +71,11 @@ class FTS5Index(Closing):
     __slots__ = ("_db",)
 
     def __init__(
-        self, db_path: str | Path | None = None, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT
+        self,
+        db_path: str | Path | None = None,
+        *,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        read_only: bool = False,
     ) -> None:
         self._db = SQLiteDatabase(
             db_path,
@@ -80,14 +84,24 @@ class FTS5Index(Closing):
             synchronous="NORMAL",
             busy_timeout=busy_timeout,
             label="sparse index",
+            read_only=read_only,
         )
 
     @classmethod
     def in_index_dir(
-        cls, index_dir: str | Path, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT
+        cls,
+        index_dir: str | Path,
+        *,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        read_only: bool = False,
     ) -> FTS5Index:
-        """Open the sparse index stored in an index directory (``sparse.sqlite``)."""
-        return cls(Path(index_dir) / SPARSE_INDEX_FILENAME, busy_timeout=busy_timeout)
+        """Open the sparse index stored in an index directory (``sparse.sqlite``).
+
+        ``read_only``: for searching an index in a directory this process may not write
+        (any write then fails).
+        """
+        path = Path(index_dir) / SPARSE_INDEX_FILENAME
+        return cls(path, busy_timeout=busy_timeout, read_only=read_only)
 
     @property
     def db_path(self) -> Path | None:

@@ -55,11 +55,6 @@ def test_a_file_size_limit_mid_index_keeps_the_previous_generation(
     assert "(not stopped: enough room)" not in stopped
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the sparse index opens its SQLite file read-write (WAL): `query` on a read-only "
-    "directory fails with 'unable to open database file' (needs a read-only mode in _sqlite.py)",
-)
 def test_queries_on_a_read_only_directory_answer_as_before(
     bench: storage.Bench, tmp_path: Path
 ) -> None:

@@ -224,3 +224,34 @@ async def test_a_writer_kept_waiting_gets_index_locked(tmp_path: Path) -> None:
             other.execute("ROLLBACK")
             other.close()
         assert await index.aids() == {"a"}
+
+
+SCHEMA_T = "CREATE TABLE IF NOT EXISTS t (x INTEGER);"
+
+
+@pytest.mark.allow_blocking  # the sync twin is exercised in the same test
+async def test_read_only_reads_refuses_writes_and_creates_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "data.sqlite"
+    writer = SQLiteDatabase(path, schema=SCHEMA_T)
+    with writer.transaction() as conn:
+        conn.execute("INSERT INTO t VALUES (7)")
+    writer.close()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    reader = SQLiteDatabase(path, schema=SCHEMA_T, read_only=True)
+    try:
+        assert [tuple(r) for r in await reader.afetchall("SELECT x FROM t")] == [(7,)]
+        assert [tuple(r) for r in reader.fetchall("SELECT x FROM t")] == [(7,)]
+        with pytest.raises(RAGError):
+            with reader.transaction() as conn:
+                conn.execute("INSERT INTO t VALUES (8)")
+    finally:
+        await reader.aclose()
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_read_only_on_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    reader = SQLiteDatabase(tmp_path / "absent.sqlite", schema=SCHEMA_T, read_only=True)
+    with pytest.raises(VectorStoreError, match="read-only"):
+        reader.fetchall("SELECT 1")
+    reader.close()
+    assert not (tmp_path / "absent.sqlite").exists()
