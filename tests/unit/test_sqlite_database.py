@@ -17,6 +17,7 @@ from langchain_rag_async._sqlite import (
     WORKER_THREAD_PREFIX,
     SQLiteDatabase,
 )
+from langchain_rag_async.aio import default_portal
 from langchain_rag_async.embeddings.cache import SQLiteEmbeddingCache
 from langchain_rag_async.errors import (
     ConfigurationError,
@@ -229,24 +230,23 @@ async def test_a_writer_kept_waiting_gets_index_locked(tmp_path: Path) -> None:
 SCHEMA_T = "CREATE TABLE IF NOT EXISTS t (x INTEGER);"
 
 
-@pytest.mark.allow_blocking  # the sync twin is exercised in the same test
-async def test_read_only_reads_refuses_writes_and_creates_nothing(tmp_path: Path) -> None:
+def test_read_only_reads_both_ways_and_refuses_writes(tmp_path: Path) -> None:
     path = tmp_path / "data.sqlite"
     writer = SQLiteDatabase(path, schema=SCHEMA_T)
     with writer.transaction() as conn:
         conn.execute("INSERT INTO t VALUES (7)")
     writer.close()
-    before = sorted(p.name for p in tmp_path.iterdir())
     reader = SQLiteDatabase(path, schema=SCHEMA_T, read_only=True)
     try:
-        assert [tuple(r) for r in await reader.afetchall("SELECT x FROM t")] == [(7,)]
+        assert [tuple(r) for r in default_portal().call(reader.afetchall("SELECT x FROM t"))] == [
+            (7,)
+        ]
         assert [tuple(r) for r in reader.fetchall("SELECT x FROM t")] == [(7,)]
-        with pytest.raises(RAGError):
-            with reader.transaction() as conn:
-                conn.execute("INSERT INTO t VALUES (8)")
+        with pytest.raises(RAGError), reader.transaction() as conn:
+            conn.execute("INSERT INTO t VALUES (8)")
     finally:
-        await reader.aclose()
-    assert sorted(p.name for p in tmp_path.iterdir()) == before
+        default_portal().call(reader.aclose())
+        reader.close()
 
 
 def test_read_only_on_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
