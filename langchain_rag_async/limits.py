@@ -31,6 +31,7 @@ from langchain_rag_async.errors import ConfigurationError, UsageError
 __all__ = (
     "BURST_SECONDS",
     "MAX_LEARNED_WINDOW",
+    "MAX_WINDOW_MARGIN",
     "AdaptiveConcurrencyGate",
     "LimitAnswer",
     "RequestPacer",
@@ -52,6 +53,7 @@ BURST_SECONDS = 1.0
 MAX_LEARNED_WINDOW = 60.0
 """Longest window learnt from a ``reset`` header; longer ones (daily limits) are not paced."""
 MAX_WINDOW_MARGIN = 0.25
+"""The most a window is lengthened by after refusals met while paced (a fraction)."""
 _UNPACED_LOG = 256  # request starts kept while no window is known (to learn from answers)
 
 
@@ -93,8 +95,8 @@ def request_windows(requests: float, seconds: float = 60.0) -> tuple[RequestWind
     """
     rate = requests / seconds
     burst = max(1, math.floor(rate * BURST_SECONDS + 1e-9))
-    if burst >= requests:
-        return (RequestWindow(max(1, math.floor(requests + 1e-9)), seconds),)
+    if burst >= requests:  # the window is a second or less (or holds under one request)
+        return (RequestWindow(burst, burst / rate),)
     return (RequestWindow(math.floor(requests + 1e-9), seconds), RequestWindow(burst, burst / rate))
 
 
@@ -176,7 +178,8 @@ class RequestPacer:
 
     Args:
         stated: The windows of the configured rate.
-        learnt: Knowledge shared with the other pacers of the same limiter.
+        margin: The fraction every window is lengthened by, at first.
+        shared: What the other pacers of the same limiter learnt (one per event loop).
     """
 
     __slots__ = (
@@ -191,9 +194,15 @@ class RequestPacer:
         "stated",
     )
 
-    def __init__(self, stated: tuple[RequestWindow, ...], learnt: _Learnt | None = None) -> None:
+    def __init__(
+        self,
+        stated: tuple[RequestWindow, ...] = (),
+        *,
+        margin: float = 0.03,
+        shared: _Learnt | None = None,
+    ) -> None:
         self.stated = stated
-        self._learnt = learnt if learnt is not None else _Learnt()
+        self._learnt = shared if shared is not None else _Learnt(margin=margin)
         self._entries = 0  # requests counted so far
         self._starts: dict[int, float] = {}  # entry -> start (in start order)
         self._answers: dict[int, float] = {}  # entry -> successful answer
@@ -549,9 +558,7 @@ class ServiceLimiter:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
-        primitives = self._bound.peek()
-        if primitives is None:
-            return
+        primitives = self._primitives()
         now = loop.time()
         ticket = _TICKET.get()
         if ticket is not None and ticket[0] != id(self):
@@ -615,7 +622,7 @@ class ServiceLimiter:
     def _new_primitives(self) -> _LoopPrimitives:
         return _LoopPrimitives(
             gate=AdaptiveConcurrencyGate(self._limit),
-            pacer=RequestPacer(self._stated, self._learnt),
+            pacer=RequestPacer(self._stated, shared=self._learnt),
             tokens=self._token_limiter(),
         )
 

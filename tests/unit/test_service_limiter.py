@@ -20,7 +20,6 @@ from langchain_rag_async.limits import (
     RequestPacer,
     RequestWindow,
     ServiceLimiter,
-    _Learnt,
     min_request_interval,
     request_windows,
 )
@@ -94,6 +93,7 @@ def test_request_windows_pace_a_rate_as_its_one_second_share() -> None:
     # a window of a second or less is kept as it is; a longer one also gets its share
     assert request_windows(20, 1.0) == (RequestWindow(20, 1.0),)
     assert request_windows(200, 10.0) == (RequestWindow(200, 10.0), RequestWindow(20, 1.0))
+    assert request_windows(0.5) == (RequestWindow(1, 120.0),)  # under one a minute
 
 
 def test_min_request_interval_uses_the_tighter_limit() -> None:
@@ -441,7 +441,7 @@ def test_a_stated_rate_lets_one_seconds_share_through_then_waits_for_the_window(
 
 
 def test_a_request_counts_from_when_the_service_most_likely_received_it() -> None:
-    pacer = RequestPacer(request_windows(20, 1.0), _Learnt(margin=0.0))
+    pacer = RequestPacer(request_windows(20, 1.0), margin=0.0)
     # the first burst waits for its connections: answered 0.16 s after starting ...
     for entry in _started(pacer, 16, 0.0):
         pacer.record_answer(entry, 0.16)
@@ -453,8 +453,7 @@ def test_a_request_counts_from_when_the_service_most_likely_received_it() -> Non
 
 
 def test_the_window_and_limit_are_learnt_from_the_headers_of_answers() -> None:
-    learnt = _Learnt(margin=0.0)
-    pacer = RequestPacer((), learnt)
+    pacer = RequestPacer(margin=0.0)
     entries = _started(pacer, 16, 0.0)
     assert pacer.windows == ()
     assert pacer.delay(0.0) == 0.0  # nothing known yet: no pacing
@@ -467,11 +466,11 @@ def test_the_window_and_limit_are_learnt_from_the_headers_of_answers() -> None:
     assert pacer.delay(0.1) == pytest.approx(0.9)  # the window is full until the first leave
     # a longer window is paced as its one-second share as well
     pacer.observe(LimitAnswer(limit=200, remaining=150, reset=10.0), started=0.1, now=0.2)
-    assert learnt.windows == (RequestWindow(200, 10.0), RequestWindow(20, 1.0))
+    assert pacer.windows == (RequestWindow(200, 10.0), RequestWindow(20, 1.0))
 
 
 def test_requests_the_service_counts_but_we_did_not_send_are_paced_too() -> None:
-    pacer = RequestPacer((), _Learnt(margin=0.0))
+    pacer = RequestPacer(margin=0.0)
     entry = pacer.record_start(0.0)
     # the service counts 12 of its 20 (an earlier run's requests): 11 are not ours
     pacer.observe(LimitAnswer(limit=20, remaining=8, reset=1.0), started=0.0, now=0.1)
@@ -487,30 +486,28 @@ def test_requests_the_service_counts_but_we_did_not_send_are_paced_too() -> None
 
 
 def test_a_refusal_holds_requests_back_and_widens_the_margin_once_per_event() -> None:
-    learnt = _Learnt(margin=0.03)
-    pacer = RequestPacer(request_windows(20, 1.0), learnt)
+    pacer = RequestPacer(request_windows(20, 1.0), margin=0.03)
     bare = LimitAnswer(retry_after=0.4, refused=True)  # no limit named: a fault, say
     pacer.observe(bare, started=0.0, now=1.0, ticket=5, issued=8)
     assert pacer.delay(1.0) == 0.0
-    assert learnt.margin == pytest.approx(0.03)
+    assert pacer.margin == pytest.approx(0.03)
     refusal = LimitAnswer(limit=20, retry_after=0.4, refused=True)
     pacer.observe(refusal, started=0.0, now=1.0, ticket=5, issued=8)
     assert pacer.delay(1.0) == pytest.approx(0.4)
-    assert learnt.margin == pytest.approx(0.06)
+    assert pacer.margin == pytest.approx(0.06)
     pacer.observe(refusal, started=0.0, now=1.0, ticket=7, issued=8)  # let through before
-    assert learnt.margin == pytest.approx(0.06)
+    assert pacer.margin == pytest.approx(0.06)
     pacer.observe(refusal, started=0.0, now=1.0, ticket=9, issued=9)  # a new event
-    assert learnt.margin == pytest.approx(0.12)
+    assert pacer.margin == pytest.approx(0.12)
     for _ in range(5):
         pacer.observe(refusal, started=0.0, now=1.0)
-    assert learnt.margin == MAX_WINDOW_MARGIN
+    assert pacer.margin == MAX_WINDOW_MARGIN
 
 
 def test_unpaced_refusals_and_long_resets_teach_no_window() -> None:
-    learnt = _Learnt(margin=0.03)
-    pacer = RequestPacer((), learnt)
+    pacer = RequestPacer(margin=0.03)
     pacer.observe(LimitAnswer(limit=5, refused=True), started=0.0, now=0.0)
-    assert learnt.margin == 0.03  # nothing was paced: not a pacing error
+    assert pacer.margin == 0.03  # nothing was paced: not a pacing error
     pacer.observe(LimitAnswer(limit=10_000, remaining=9_000, reset=7200.0), started=0, now=0)
     assert pacer.windows == ()  # a daily limit: not a window to pace by
 
@@ -547,3 +544,18 @@ def test_the_limiter_paces_by_what_a_sliding_window_service_says_on_a_virtual_cl
     assert times == pytest.approx([0.0] * 4 + [2.06] * 2 + [3.09] * 2, abs=1e-6)
     assert refused == 0
     assert limiter.paced_windows == (RequestWindow(4, 2.0), RequestWindow(2, 1.0))
+
+
+async def test_an_answer_is_learnt_only_by_the_limiter_whose_request_it_answers() -> None:
+    embeddings, chat = ServiceLimiter("embeddings"), ServiceLimiter("chat")
+    answer = LimitAnswer(limit=20, remaining=19, reset=1.0)
+    async with embeddings.slot():
+        chat.observe(answer)  # e.g. a response hook on an HTTP client both share
+        embeddings.observe(answer)
+    assert chat.paced_windows == ()
+    assert embeddings.paced_windows == (RequestWindow(20, 1.0),)
+    chat.observe(answer)  # outside any slot: counted as an answer read now
+    assert chat.paced_windows == (RequestWindow(20, 1.0),)
+    fresh = ServiceLimiter("fresh")
+    fresh.observe(answer)  # before its first request on this loop
+    assert fresh.paced_windows == (RequestWindow(20, 1.0),)
