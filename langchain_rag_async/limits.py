@@ -42,11 +42,11 @@ __all__ = (
     "request_windows",
 )
 
-_TICKET: contextvars.ContextVar[tuple[int, int, float] | None] = contextvars.ContextVar(
+_TICKET: contextvars.ContextVar[tuple[int, int, float, int] | None] = contextvars.ContextVar(
     "rag_limiter_ticket", default=None
 )
-"""(limiter id, number, loop time it was let through) of the request whose slot the
-current task holds."""
+"""(limiter id, number, loop time it was let through, pacer entry) of the request whose
+slot the current task holds."""
 
 BURST_SECONDS = 1.0
 """A rate is paced as its share of a window this long: 1200 per minute as 20 per second."""
@@ -249,9 +249,12 @@ class RequestPacer:
         return number
 
     def record_answer(self, number: int, now: float) -> None:
-        """The request of entry ``number`` was answered successfully at ``now``."""
+        """The request of entry ``number`` was answered successfully at ``now``.
+
+        The first call counts: the answer's arrival, not the end of the work done with it.
+        """
         started = self._starts.get(number)
-        if started is None:
+        if started is None or number in self._answers:
             return
         self._answers[number] = now
         self._quickest = min(self._quickest, now - started)
@@ -524,7 +527,7 @@ class ServiceLimiter:
             self._in_flight += 1
             self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
             self._issued += 1
-            ticket = _TICKET.set((id(self), self._issued, started))
+            ticket = _TICKET.set((id(self), self._issued, started, entry))
             try:
                 yield
             finally:
@@ -570,6 +573,18 @@ class ServiceLimiter:
             ticket=0 if ticket is None else ticket[1],
             issued=self._issued,
         )
+
+    def record_answered(self) -> None:
+        """Note that the service answered the request whose :meth:`slot` this task holds.
+
+        Call it as soon as the answer arrives, before working with it (validating, storing):
+        the pacer counts a request from its answer's arrival less the quickest answer seen
+        (see :class:`RequestPacer`). Without a call, the end of the slot is taken.
+        """
+        ticket = _TICKET.get()
+        primitives = self._bound.peek()
+        if ticket is not None and ticket[0] == id(self) and primitives is not None:
+            primitives.pacer.record_answer(ticket[3], primitives.loop.time())
 
     def record_rate_limited(self) -> None:
         """Halve the concurrency limit (never below 1) after the service answered 429.

@@ -408,6 +408,7 @@ class RateLimitedEmbeddings(Embeddings):
                     async with scope:
                         with self._deadline.watch(scope, started, 2.0**attempts.timeouts):
                             raw = await call()
+                    self.limiter.record_answered()
                     vectors = self._validated(raw, size)
                 except TimeoutError as exc:
                     if not scope.expired():

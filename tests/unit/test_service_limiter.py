@@ -559,3 +559,26 @@ async def test_an_answer_is_learnt_only_by_the_limiter_whose_request_it_answers(
     fresh = ServiceLimiter("fresh")
     fresh.observe(answer)  # before its first request on this loop
     assert fresh.paced_windows == (RequestWindow(20, 1.0),)
+
+
+@pytest.mark.parametrize(("answered", "third"), [(True, 2.06), (False, 2.51)])
+def test_a_request_counts_from_its_answer_not_from_the_end_of_its_slot(
+    answered: bool, third: float
+) -> None:
+    limiter = ServiceLimiter("svc", rate_limit=RateLimitConfig(requests_per_minute=60))
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        times = []
+        for storing in (0.05, 0.5, 0.05):
+            async with limiter.slot():
+                times.append(loop.time())
+                await asyncio.sleep(0.1)  # the request
+                if answered:
+                    limiter.record_answered()
+                await asyncio.sleep(storing)  # storing its vectors: not the service's time
+        return times
+
+    # one in any 1.03 s; without the note, the second request's slow storing (0.45 s more
+    # than the first's) counts as if it had reached the service that much later
+    assert run_virtual(main) == pytest.approx([0.0, 1.03, third], abs=1e-6)
