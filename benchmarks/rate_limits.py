@@ -9,6 +9,9 @@ The fake OpenAI server (this process, its own event loop in a thread) admits at 
 ``concurrency`` requests in flight, with the limit stated (``requests_per_minute``) or
 not. The subprocess imports the code under test from a directory of its own, so one run
 compares two versions of the library (e.g. ``main`` before a change and the working tree).
+The ``rag-async index`` cases run the whole command on the rust-book instead (``--rpm 1200``
+or nothing, ``--concurrency 16``); their time is the server's, from the first request's
+arrival to the last one's answer (the process's start-up and teardown are not rate-limited).
 
 ``scripts/bench_rate_limits.py`` parses the command line and prints the report.
 """
@@ -59,11 +62,14 @@ class Case:
     window: float
     stated: bool
     requests: int
+    command: bool = False
 
 
 CASES = (
     Case("1s, stated", 1.0, True, 129),
     Case("1s, not stated", 1.0, False, 129),
+    Case("1s, stated, rag-async index", 1.0, True, 0, command=True),
+    Case("1s, not stated, rag-async index", 1.0, False, 0, command=True),
     Case("10s, stated", 10.0, True, 400),
     Case("10s, not stated", 10.0, False, 400),
 )
@@ -193,6 +199,37 @@ def _client(
     return result
 
 
+def _index_command(
+    library_root: Path, base_url: str, case: Case, args: argparse.Namespace, limit: int
+) -> dict[str, Any]:
+    from .reliability import cli_env
+
+    env = cli_env(base_url, PYTHONPATH=str(library_root))
+    rpm = ["--rpm", f"{limit * 60.0 / case.window:g}"] if case.stated else []
+    with tempfile.TemporaryDirectory(prefix="bench-rate-limits-index-") as tmp:
+        command = [
+            sys.executable,
+            "-P",
+            "-m",
+            "langchain_rag_async.cli",
+            "index",
+            str(RUST_BOOK),
+            f"--index-dir={tmp}/index",
+            f"--concurrency={args.concurrency}",
+            f"--batch-size={args.batch_size}",
+            "--no-progress",
+            *rpm,
+        ]
+        started = time.monotonic()
+        done = subprocess.run(
+            command, env=env, capture_output=True, text=True, check=False, cwd=tmp
+        )
+    result: dict[str, Any] = {"process_seconds": round(time.monotonic() - started, 3)}
+    if done.returncode != 0:
+        result["error"] = f"exit {done.returncode}: {done.stderr.strip()[-200:]}"
+    return result
+
+
 def measure(
     version: str, library_root: Path, case: Case, args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -203,22 +240,27 @@ def measure(
 
     limit = round(args.rate * case.window)
     window = SlidingWindowLimit(requests=limit, seconds=case.window)
+    run_client = _index_command if case.command else _client
     with FakeOpenAIServer.run_in_thread(
         dimension=args.dimension, latency=args.latency, sliding_window=window
     ) as server:
-        result = _client(library_root, server.base_url, case, args, limit)
+        result = run_client(library_root, server.base_url, case, args, limit)
         stats = server.stats
     posts = len(stats.request_times)
     ok = stats.status_counts.get(200, 0)
     refused = stats.status_counts.get(429, 0)
+    if case.command and stats.request_times:  # the server's time: see the module docstring
+        result["seconds"] = stats.request_times[-1] - stats.request_times[0] + args.latency
+        result["vectors"] = None if "error" in result else ok * args.batch_size
     seconds = result.get("seconds")
     achieved = ok / seconds if seconds else 0.0
+    requests = ok if case.command else case.requests
     return {
         "version": version,
         "case": case.key,
         "window_s": case.window,
         "limit": limit,
-        "requests": case.requests,
+        "requests": requests,
         "stated_rpm": round(limit * 60.0 / case.window) if case.stated else None,
         "seconds": round(seconds, 3) if seconds else None,
         "server_requests": posts,
@@ -227,8 +269,8 @@ def measure(
         "share_429": round(refused / posts, 4) if posts else None,
         "achieved_rps": round(achieved, 2),
         "of_bound": round(achieved / args.rate, 3),
-        "complete": ok >= case.requests
-        and result.get("vectors") == case.requests * args.batch_size,
+        "complete": "error" not in result
+        and (case.command or result.get("vectors") == case.requests * args.batch_size),
         **{k: v for k, v in result.items() if k not in ("seconds", "started")},
     }
 
@@ -259,7 +301,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     host = machine()
     rows: list[dict[str, Any]] = []
-    cases = [c for c in CASES if c.window in args.windows]
+    cases = [c for c in CASES if c.window in args.windows and not (c.command and args.skip_index)]
     with tempfile.TemporaryDirectory(prefix="bench-rate-limits-") as tmp:
         versions = [("after", PROJECT_ROOT)]
         if args.before:
