@@ -98,19 +98,34 @@ class SplitterConfig:
 class RateLimitConfig:
     """Limits of one external service; ``None`` means unlimited.
 
+    A stated request rate is paced as a sliding window of one second's share (1200 per
+    minute: at most 20 requests in any 1.03 s), since many services enforce their
+    per-minute limits over a second or ten. Limits the service states in its answers
+    (OpenAI's ``x-ratelimit-*`` headers, ``Retry-After``) are learnt and paced the same
+    way, also when nothing is configured here.
+
     Attributes:
         requests_per_minute: Requests allowed per minute.
         tokens_per_minute: Tokens (estimated) allowed per minute.
+        window_margin: Pacing windows are this much longer than the service's (a fraction),
+            so that a request that reaches the service sooner than an earlier one did
+            (network jitter, a connection already open) still finds the window clear.
+            Doubled (up to 0.25) after each 429 met while paced.
     """
 
     requests_per_minute: float | None = None
     tokens_per_minute: float | None = None
+    window_margin: float = 0.03
 
     def __post_init__(self) -> None:
         for name in ("requests_per_minute", "tokens_per_minute"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigurationError(f"{name} must be positive or unset; got {value}")
+        if not 0.0 <= self.window_margin <= 1.0:
+            raise ConfigurationError(
+                f"window_margin must be between 0 and 1; got {self.window_margin}"
+            )
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

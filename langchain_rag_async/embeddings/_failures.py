@@ -1,6 +1,7 @@
 """What a failed embedding request means, and how long to wait before the next attempt.
 
-Retryable or not, rate limited, a bad response, the wait the service asked for, backoff.
+Retryable or not, rate limited, a bad response, the wait the service asked for, backoff,
+and what an answer's ``x-ratelimit-*`` headers say about the service's limit.
 
 Pure helpers (no I/O) shared by the async and sync paths of ``RateLimitedEmbeddings``.
 """
@@ -11,6 +12,7 @@ import email.utils
 import json
 import math
 import random
+import re
 import sys
 import time
 from collections.abc import Mapping
@@ -19,6 +21,7 @@ from typing import Any
 
 from langchain_rag_async.config import RetryConfig
 from langchain_rag_async.errors import EmbeddingResponseError
+from langchain_rag_async.limits import LimitAnswer
 
 __all__ = (
     "backoff_delay",
@@ -26,7 +29,10 @@ __all__ = (
     "is_bad_response",
     "is_rate_limited",
     "is_retryable",
+    "limit_answer",
+    "limit_answer_of",
     "loaded_error_types",
+    "parse_duration",
     "retry_after_seconds",
     "status_code_of",
 )
@@ -135,6 +141,12 @@ def _header(headers: Any, name: str) -> str | None:
     return None if value is None else str(value)
 
 
+def _headers_of(exc: BaseException) -> Any:
+    """``exc.response.headers`` (``openai``, ``httpx``) or ``exc.headers`` (``aiohttp``)."""
+    response = getattr(exc, "response", None)
+    return getattr(response, "headers", None) or getattr(exc, "headers", None)
+
+
 def retry_after_seconds(exc: BaseException, *, now: float | None = None) -> float | None:
     """Seconds the service asked to wait, from ``retry-after-ms`` or ``retry-after`` headers.
 
@@ -148,10 +160,13 @@ def retry_after_seconds(exc: BaseException, *, now: float | None = None) -> floa
     Returns:
         A non-negative number of seconds, or ``None`` when no usable header is present.
     """
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None) or getattr(exc, "headers", None)
+    headers = _headers_of(exc)
     if headers is None:
         return None
+    return _retry_after(headers, now)
+
+
+def _retry_after(headers: Any, now: float | None = None) -> float | None:
     milliseconds = _header(headers, "retry-after-ms")
     if milliseconds is not None:
         with_ms = _finite(milliseconds)
@@ -170,6 +185,67 @@ def retry_after_seconds(exc: BaseException, *, now: float | None = None) -> floa
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(h|ms|m|s|us|µs|ns)")
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+
+
+def parse_duration(text: str) -> float | None:
+    """Seconds in a duration as OpenAI's ``x-ratelimit-reset-*`` headers write it.
+
+    Go-style durations (``"20ms"``, ``"1s"``, ``"8.64s"``, ``"6m0s"``, ``"1h2m3.5s"``) or a
+    plain number of seconds (``"1.5"``). ``None`` for anything else.
+    """
+    text = text.strip()
+    plain = _finite(text)
+    if plain is not None:
+        return plain if plain >= 0 else None
+    total, position = 0.0, 0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != position:
+            return None
+        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        position = match.end()
+    return total if position == len(text) and position > 0 else None
+
+
+def _count(headers: Any, name: str) -> int | None:
+    value = _header(headers, name)
+    number = None if value is None else _finite(value)
+    return None if number is None or number < 0 else int(number)
+
+
+def limit_answer(headers: Any, *, refused: bool = False) -> LimitAnswer | None:
+    """What a response's headers say about the request limit (``None``: nothing).
+
+    Reads ``x-ratelimit-limit-requests``, ``x-ratelimit-remaining-requests``,
+    ``x-ratelimit-reset-requests`` (see :func:`parse_duration`) and ``retry-after-ms`` /
+    ``retry-after``.
+
+    Args:
+        headers: The response's headers (any mapping with ``get``; names in lower case).
+        refused: The response was a 429.
+    """
+    reset_text = _header(headers, "x-ratelimit-reset-requests")
+    answer = LimitAnswer(
+        limit=_count(headers, "x-ratelimit-limit-requests"),
+        remaining=_count(headers, "x-ratelimit-remaining-requests"),
+        reset=None if reset_text is None else parse_duration(reset_text),
+        retry_after=_retry_after(headers),
+        refused=refused,
+    )
+    if answer.limit is None and answer.retry_after is None and not refused:
+        return None
+    return answer
+
+
+def limit_answer_of(exc: BaseException) -> LimitAnswer | None:
+    """What a failed attempt's response said about the request limit (429s only)."""
+    headers = _headers_of(exc)
+    if headers is None or not is_rate_limited(exc):
+        return None
+    return limit_answer(headers, refused=True)
 
 
 def _finite(text: str) -> float | None:

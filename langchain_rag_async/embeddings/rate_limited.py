@@ -30,6 +30,8 @@ from langchain_rag_async.embeddings._failures import (
     is_bad_response,
     is_rate_limited,
     is_retryable,
+    limit_answer,
+    limit_answer_of,
     retry_after_seconds,
     status_code_of,
 )
@@ -170,6 +172,13 @@ class RateLimitedEmbeddings(Embeddings):
       fault fails after a few attempts, and a dead service is not retried forever.
     - **Failures are precise.** A sub-batch that fails for good does not cancel the
       others; the error names the texts and sources of the failed sub-batches only.
+    - **Limits stated by the service are paced.** The ``x-ratelimit-*-requests`` and
+      ``Retry-After`` headers of every answer go to the limiter
+      (:meth:`~langchain_rag_async.limits.ServiceLimiter.observe`), which paces the next
+      requests by them. Those of a 429 are always read; those of successful answers when
+      the inner model has an ``http_async_client`` with httpx ``event_hooks`` (as
+      ``OpenAIEmbeddings(http_async_client=openai.DefaultAsyncHttpxClient())``): a
+      response hook is added to it.
 
     Args:
         inner: The embeddings model that makes the actual requests.
@@ -213,6 +222,21 @@ class RateLimitedEmbeddings(Embeddings):
             )
         self._pace_lock = threading.Lock()
         self._sync_ready_at = 0.0
+        self._watch_responses(inner)
+
+    def _watch_responses(self, inner: Embeddings) -> None:
+        """Add :meth:`_observe_response` to the response hooks of the inner async client."""
+        hooks = getattr(getattr(inner, "http_async_client", None), "event_hooks", None)
+        if isinstance(hooks, dict) and isinstance(hooks.get("response"), list):
+            if self._observe_response not in hooks["response"]:
+                hooks["response"].append(self._observe_response)
+
+    async def _observe_response(self, response: Any) -> None:
+        """An httpx response hook: what the answer says about the limit, to the limiter."""
+        status = getattr(response, "status_code", None)
+        answer = limit_answer(getattr(response, "headers", {}), refused=status == 429)
+        if answer is not None:
+            self.limiter.observe(answer)
 
     @property
     def stats(self) -> dict[str, int]:
@@ -384,6 +408,7 @@ class RateLimitedEmbeddings(Embeddings):
                     async with scope:
                         with self._deadline.watch(scope, started, 2.0**attempts.timeouts):
                             raw = await call()
+                    self.limiter.record_answered()
                     vectors = self._validated(raw, size)
                 except TimeoutError as exc:
                     if not scope.expired():
@@ -580,6 +605,9 @@ class RateLimitedEmbeddings(Embeddings):
         self._budget.record_failure(kind)
         if is_rate_limited(exc):
             self._stats.rate_limited += 1
+            answer = limit_answer_of(exc)
+            if answer is not None:
+                self.limiter.observe(answer)
             self.limiter.record_rate_limited()
             self._count("429")
         elif isinstance(exc, TimeoutError):

@@ -1,8 +1,10 @@
-"""Seeded random service faults for the fake OpenAI server: what to inject and how to answer.
+"""Seeded random service faults and strict rate limits for the fake OpenAI server.
 
 A :class:`FaultMix` gives, per ``POST /v1/embeddings`` request, the probability of each
 fault kind (HTTP errors, hangs, connection resets, broken JSON, bad vectors), plus
 :class:`PersistentFault` markers: any request whose input contains the marker always fails.
+A :class:`SlidingWindowLimit` admits at most N requests in any sliding window of W seconds
+and describes itself in OpenAI's ``x-ratelimit-*`` headers (:class:`SlidingWindowLog`).
 The pure helpers here decide and shape the faults; the server only applies them.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -22,8 +25,12 @@ __all__ = (
     "FaultKind",
     "FaultMix",
     "PersistentFault",
+    "SlidingWindowLimit",
+    "SlidingWindowLog",
+    "WindowDecision",
     "corrupt_vectors",
     "draw_fault",
+    "format_reset",
 )
 
 FaultKind = Literal[
@@ -205,3 +212,100 @@ def corrupt_vectors(kind: FaultKind | None, vectors: list[list[float]]) -> list[
     else:
         last[0] = math.nan
     return [*vectors[:-1], last]
+
+
+# -- strict rate limits: a sliding window, described as OpenAI does ---------------------------
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SlidingWindowLimit:
+    """At most :attr:`requests` POST requests in any sliding window of :attr:`seconds`.
+
+    Stricter than a bucket of the same average rate: a request is refused while
+    :attr:`requests` others arrived less than :attr:`seconds` ago, however evenly. Some
+    providers enforce their limits this way over a second or ten, even when they state
+    them per minute.
+
+    Attributes:
+        requests: Requests admitted per window (at least 1).
+        seconds: Length of the window.
+    """
+
+    requests: int
+    seconds: float
+
+    def __post_init__(self) -> None:
+        if self.requests < 1:
+            raise ConfigurationError(f"requests must be at least 1; got {self.requests}")
+        if not (math.isfinite(self.seconds) and self.seconds > 0):
+            raise ConfigurationError(f"seconds must be positive; got {self.seconds}")
+
+
+@dataclass(frozen=True, slots=True)
+class WindowDecision:
+    """Whether a request was admitted, and the headers its answer carries.
+
+    Attributes:
+        admitted: ``False``: answer 429.
+        headers: ``x-ratelimit-limit-requests``, ``x-ratelimit-remaining-requests``,
+            ``x-ratelimit-reset-requests`` (every answer), plus ``retry-after`` and
+            ``retry-after-ms`` when refused.
+    """
+
+    admitted: bool
+    headers: dict[str, str]
+
+
+def format_reset(seconds: float) -> str:
+    """A duration as OpenAI's ``x-ratelimit-reset-*`` headers write it (Go style).
+
+    ``0.02`` -> ``"20ms"``, ``1`` -> ``"1s"``, ``8.64`` -> ``"8.64s"``, ``360`` ->
+    ``"6m0s"``, ``3725.5`` -> ``"1h2m5.5s"``.
+    """
+    seconds = max(0.0, seconds)
+    if seconds < 1.0:
+        return f"{round(seconds * 1000)}ms"
+    hours, rest = divmod(seconds, 3600.0)
+    minutes, rest = divmod(rest, 60.0)
+    text = f"{rest:.3f}".rstrip("0").rstrip(".") + "s"
+    if hours:
+        return f"{int(hours)}h{int(minutes)}m{text}"
+    if minutes:
+        return f"{int(minutes)}m{text}"
+    return text
+
+
+class SlidingWindowLog:
+    """The arrival times of the requests admitted in the last window; admits or refuses.
+
+    Refused requests do not count. The headers describe the window as OpenAI's do: the
+    limit, what remains now, and the time until the window is back to its initial state
+    (the newest admitted request leaves it). A refusal also says when the oldest leaves
+    (``retry-after``). No I/O and no clock of its own: the server passes ``now``.
+    """
+
+    __slots__ = ("_admitted", "limit")
+
+    def __init__(self, limit: SlidingWindowLimit) -> None:
+        self.limit = limit
+        self._admitted: deque[float] = deque()
+
+    def admit(self, now: float) -> WindowDecision:
+        """Decide on a request arriving at ``now`` (seconds, any monotonic clock)."""
+        window = self.limit.seconds
+        while self._admitted and self._admitted[0] <= now - window:
+            self._admitted.popleft()
+        admitted = len(self._admitted) < self.limit.requests
+        if admitted:
+            self._admitted.append(now)
+        reset = self._admitted[-1] + window - now if self._admitted else 0.0
+        headers = {
+            "x-ratelimit-limit-requests": str(self.limit.requests),
+            "x-ratelimit-remaining-requests": str(self.limit.requests - len(self._admitted)),
+            "x-ratelimit-reset-requests": format_reset(reset),
+        }
+        if not admitted:
+            wait = self._admitted[0] + window - now
+            headers["retry-after"] = f"{wait:.3f}"
+            headers["retry-after-ms"] = str(max(1, math.ceil(wait * 1000)))
+        return WindowDecision(admitted, headers)

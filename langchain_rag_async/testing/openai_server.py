@@ -2,7 +2,8 @@
 
 Serves ``POST /v1/embeddings`` (deterministic vectors), ``POST /v1/chat/completions``
 (plain and streamed) and ``GET /v1/models``, and can inject latency, rate limits (429 with
-``Retry-After``), error statuses and hanging requests (queued, or drawn at random from a
+``Retry-After``; a bucket, or a strict sliding window that sends OpenAI's ``x-ratelimit-*``
+headers on every answer), error statuses and hanging requests (queued, or drawn at random from a
 seeded :class:`~langchain_rag_async.testing.faults.FaultMix`: resets, broken JSON, bad
 vectors too), so that the real ``openai`` client and ``langchain-openai`` classes can be
 exercised without a network.
@@ -35,6 +36,9 @@ from langchain_rag_async.testing.faults import (
     VECTOR_FAULTS,
     FaultKind,
     FaultMix,
+    SlidingWindowLimit,
+    SlidingWindowLog,
+    WindowDecision,
     corrupt_vectors,
     draw_fault,
 )
@@ -206,8 +210,13 @@ class FakeOpenAIServer:
     Args:
         dimension: Length of the embedding vectors (unless a request asks for ``dimensions``).
         latency: Seconds every POST request waits before answering.
-        requests_per_second: Server-side rate limit; requests above it get 429 with
-            ``Retry-After``. ``None``: unlimited.
+        requests_per_second: Server-side rate limit (a bucket of one second of requests);
+            requests above it get 429 with ``Retry-After``. ``None``: unlimited.
+        sliding_window: A strict limit: at most N POST requests in any sliding window of W
+            seconds; every POST answer carries ``x-ratelimit-limit-requests``,
+            ``x-ratelimit-remaining-requests`` and ``x-ratelimit-reset-requests`` (as
+            OpenAI's do), a refusal is 429 with ``retry-after`` and ``retry-after-ms``.
+            Checked after ``requests_per_second``. ``None``: none.
         chat_reply: Fixed chat reply; ``None`` echoes the last user message.
         chat_token_delay: Seconds between streamed chat chunks.
         fault_mix: Random and persistent faults of embeddings requests (see
@@ -226,6 +235,7 @@ class FakeOpenAIServer:
         chat_reply: str | None = None,
         chat_token_delay: float = 0.0,
         fault_mix: FaultMix | None = None,
+        sliding_window: SlidingWindowLimit | None = None,
     ) -> None:
         if dimension < 1 or latency < 0 or chat_token_delay < 0:
             raise ConfigurationError("dimension must be positive and delays must not be negative")
@@ -243,10 +253,23 @@ class FakeOpenAIServer:
         self._stats = ServerStats()
         self._bucket_level = 0.0
         self._bucket_checked = 0.0
+        self._window: SlidingWindowLog | None = None
+        self.sliding_window = sliding_window
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
         self._release_hangs: asyncio.Event | None = None
         self._in_flight_changed: asyncio.Condition | None = None
+
+    @property
+    def sliding_window(self) -> SlidingWindowLimit | None:
+        """The strict sliding-window limit in force (``None``: none)."""
+        return None if self._window is None else self._window.limit
+
+    @sliding_window.setter
+    def sliding_window(self, limit: SlidingWindowLimit | None) -> None:
+        """Enforce ``limit`` from now on, with an empty window (``None``: stop)."""
+        with self._lock:
+            self._window = None if limit is None else SlidingWindowLog(limit)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -304,6 +327,7 @@ class FakeOpenAIServer:
         chat_reply: str | None = None,
         chat_token_delay: float = 0.0,
         fault_mix: FaultMix | None = None,
+        sliding_window: SlidingWindowLimit | None = None,
     ) -> Iterator[FakeOpenAIServer]:
         """Run a server on its own event loop in a daemon thread, for sync callers.
 
@@ -323,6 +347,7 @@ class FakeOpenAIServer:
             chat_reply=chat_reply,
             chat_token_delay=chat_token_delay,
             fault_mix=fault_mix,
+            sliding_window=sliding_window,
         )
         portal = BlockingPortal(name="fake-openai-server")
         try:
@@ -460,6 +485,7 @@ class FakeOpenAIServer:
             return _error_response(
                 fault.status, message, kind=_error_kind(fault.status), headers=headers
             )
+        limit_headers: dict[str, str] = {}
         if request.method == "POST":
             wait = self._take_rate_token()
             if wait > 0:
@@ -469,12 +495,31 @@ class FakeOpenAIServer:
                     kind="rate_limit_exceeded",
                     headers=_retry_after_headers(wait),
                 )
+            decision = self._window_decision()
+            if decision is not None:
+                if not decision.admitted:
+                    return _error_response(
+                        429,
+                        "Rate limit reached for requests; please try again later.",
+                        kind="rate_limit_exceeded",
+                        headers=decision.headers,
+                    )
+                limit_headers = decision.headers
             if self.latency:
                 await asyncio.sleep(self.latency)
         try:
-            return await handler(request)
+            response = await handler(request)
         except _BadRequest as exc:
-            return _error_response(400, str(exc), kind="invalid_request_error")
+            response = _error_response(400, str(exc), kind="invalid_request_error")
+        if limit_headers and not response.prepared:  # a streamed answer has sent its headers
+            response.headers.update(limit_headers)
+        return response
+
+    def _window_decision(self) -> WindowDecision | None:
+        """Admit or refuse a POST request under the sliding window, if there is one."""
+        with self._lock:
+            window = self._window
+            return None if window is None else window.admit(time.monotonic())
 
     async def _hang(self) -> web.Response:
         """Wait until the client gives up (the handler is cancelled) or the server stops."""

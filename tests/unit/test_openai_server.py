@@ -16,6 +16,11 @@ from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
 from langchain_rag_async.errors import ConfigurationError, UsageError
+from langchain_rag_async.testing.faults import (
+    SlidingWindowLimit,
+    SlidingWindowLog,
+    format_reset,
+)
 from langchain_rag_async.testing.openai_server import (
     FakeOpenAIServer,
     fake_embedding,
@@ -279,3 +284,103 @@ async def test_starting_twice_is_a_usage_error() -> None:
     async with FakeOpenAIServer() as server:
         with pytest.raises(UsageError, match="already running"):
             await server.start()
+
+
+# -- strict rate limits: a sliding window ---------------------------------------------------
+
+
+def test_format_reset_writes_durations_as_openai_does() -> None:
+    assert format_reset(0.02) == "20ms"
+    assert format_reset(0.0) == "0ms"
+    assert format_reset(1.0) == "1s"
+    assert format_reset(8.64) == "8.64s"
+    assert format_reset(360.0) == "6m0s"
+    assert format_reset(3725.5) == "1h2m5.5s"
+
+
+def test_sliding_window_admits_n_in_any_window_however_evenly_spread() -> None:
+    log = SlidingWindowLog(SlidingWindowLimit(requests=20, seconds=1.0))
+    # 32 a second (times exact in binary): a bucket of 20 refilled at 20/s would admit 20
+    # at once and then 20 more every second
+    decisions = [log.admit(i / 32) for i in range(60)]
+    admitted = [i for i, d in enumerate(decisions) if d.admitted]
+    assert admitted == [*range(20), *range(32, 52)]  # never 21 within one second
+    first, full, refused = decisions[0], decisions[19], decisions[20]
+    assert first.headers == {
+        "x-ratelimit-limit-requests": "20",
+        "x-ratelimit-remaining-requests": "19",
+        "x-ratelimit-reset-requests": "1s",
+    }
+    assert full.headers["x-ratelimit-remaining-requests"] == "0"
+    assert full.headers["x-ratelimit-reset-requests"] == "1s"
+    # refused at 0.625 s: the first admitted (at 0.0) leaves the window at 1.0 s
+    assert refused.headers["retry-after-ms"] == "375"
+    assert refused.headers["x-ratelimit-remaining-requests"] == "0"
+    assert refused.headers["x-ratelimit-reset-requests"] == "969ms"  # the newest leaves
+
+
+def test_sliding_window_refusals_say_when_a_place_frees_and_do_not_count() -> None:
+    log = SlidingWindowLog(SlidingWindowLimit(requests=2, seconds=10.0))
+    assert log.admit(0.0).admitted
+    assert log.admit(4.0).admitted
+    refused = log.admit(6.0)
+    assert not refused.admitted
+    assert refused.headers["retry-after"] == "4.000"
+    assert refused.headers["retry-after-ms"] == "4000"
+    assert refused.headers["x-ratelimit-reset-requests"] == "8s"  # the one at 4.0 leaves at 14
+    assert log.admit(10.0).admitted  # the refusal at 6.0 did not count
+    assert not log.admit(13.9).admitted
+
+
+def test_sliding_window_settings_are_checked() -> None:
+    with pytest.raises(ConfigurationError):
+        SlidingWindowLimit(requests=0, seconds=1.0)
+    with pytest.raises(ConfigurationError):
+        SlidingWindowLimit(requests=1, seconds=0.0)
+
+
+async def test_sliding_window_server_sends_ratelimit_headers_on_every_answer(
+    openai_server: FakeOpenAIServer,
+) -> None:
+    openai_server.sliding_window = SlidingWindowLimit(requests=3, seconds=60.0)
+    body = {"model": "m", "input": "a"}
+    seen = []
+    async with aiohttp.ClientSession() as session:
+        for _ in range(5):
+            async with session.post(openai_server.base_url + "/embeddings", json=body) as r:
+                seen.append(
+                    (
+                        r.status,
+                        r.headers["x-ratelimit-limit-requests"],
+                        r.headers["x-ratelimit-remaining-requests"],
+                        "retry-after-ms" in r.headers,
+                    )
+                )
+        async with session.get(openai_server.base_url + "/models") as r:
+            assert "x-ratelimit-limit-requests" not in r.headers  # only POSTs are limited
+    assert seen == [
+        (200, "3", "2", False),
+        (200, "3", "1", False),
+        (200, "3", "0", False),
+        (429, "3", "0", True),
+        (429, "3", "0", True),
+    ]
+    assert openai_server.stats.status_counts == {200: 4, 429: 2}  # the GET included
+    openai_server.sliding_window = None
+    async with aiohttp.ClientSession() as session:
+        async with session.post(openai_server.base_url + "/embeddings", json=body) as r:
+            assert r.status == 200
+            assert "x-ratelimit-limit-requests" not in r.headers
+
+
+async def test_real_client_sees_the_sliding_window_headers(
+    openai_server: FakeOpenAIServer,
+) -> None:
+    openai_server.sliding_window = SlidingWindowLimit(requests=1, seconds=60.0)
+    client = openai.AsyncOpenAI(api_key="test", base_url=openai_server.base_url, max_retries=0)
+    raw = await client.embeddings.with_raw_response.create(model="m", input="a")
+    assert raw.headers["x-ratelimit-reset-requests"] == "1m0s"
+    with pytest.raises(openai.RateLimitError) as caught:
+        await client.embeddings.create(model="m", input="b")
+    assert caught.value.response.headers["x-ratelimit-remaining-requests"] == "0"
+    await client.close()

@@ -27,6 +27,7 @@ from pydantic import SecretStr
 from yarl import URL
 
 from langchain_rag_async.config import RateLimitConfig, RetryConfig
+from langchain_rag_async.embeddings._failures import limit_answer, limit_answer_of, parse_duration
 from langchain_rag_async.embeddings.rate_limited import (
     WORKER_TASK_PREFIX,
     RateLimitedEmbeddings,
@@ -37,7 +38,8 @@ from langchain_rag_async.embeddings.rate_limited import (
     retry_after_seconds,
 )
 from langchain_rag_async.errors import ConfigurationError, EmbeddingError
-from langchain_rag_async.limits import ServiceLimiter
+from langchain_rag_async.limits import LimitAnswer, RequestWindow, ServiceLimiter
+from langchain_rag_async.testing.faults import SlidingWindowLimit
 from langchain_rag_async.testing.openai_server import FakeOpenAIServer, fake_embedding
 
 FAST_RETRY = RetryConfig(
@@ -155,6 +157,41 @@ def test_retry_after_is_read_from_every_header_form() -> None:
     assert retry_after_seconds(WithPlainHeaders()) == 2.0
 
 
+def test_reset_durations_are_parsed_as_openai_writes_them() -> None:
+    assert parse_duration("1s") == 1.0
+    assert parse_duration("20ms") == pytest.approx(0.02)
+    assert parse_duration("6m0s") == 360.0
+    assert parse_duration("2m59.56s") == pytest.approx(179.56)
+    assert parse_duration("1h2m3.5s") == pytest.approx(3723.5)
+    assert parse_duration("8.64s") == pytest.approx(8.64)
+    assert parse_duration("1.5") == 1.5  # a plain number of seconds
+    for bad in ("", "soon", "1x", "s", "1s2", "-1s", "-3", "1s 2s"):
+        assert parse_duration(bad) is None, bad
+
+
+def test_limit_answers_are_read_from_openai_headers() -> None:
+    headers = {
+        "x-ratelimit-limit-requests": "20",
+        "x-ratelimit-remaining-requests": "4",
+        "x-ratelimit-reset-requests": "1s",
+        "x-ratelimit-limit-tokens": "150000",
+    }
+    assert limit_answer(headers) == LimitAnswer(limit=20, remaining=4, reset=1.0)
+    assert limit_answer({"content-type": "application/json"}) is None  # says nothing
+    odd = {"x-ratelimit-limit-requests": "many", "x-ratelimit-reset-requests": "later"}
+    assert limit_answer(odd, refused=True) == LimitAnswer(refused=True)
+    refusal = http_error(
+        429,
+        {"x-ratelimit-limit-requests": "20", "x-ratelimit-remaining-requests": "0",
+         "x-ratelimit-reset-requests": "950ms", "retry-after-ms": "120"},
+    )  # fmt: skip
+    assert limit_answer_of(refusal) == LimitAnswer(
+        limit=20, remaining=0, reset=pytest.approx(0.95), retry_after=0.12, refused=True
+    )
+    assert limit_answer_of(http_error(500, {"retry-after": "1"})) is None  # not a rate limit
+    assert limit_answer_of(ValueError()) is None
+
+
 def test_backoff_grows_with_jitter_and_respects_caps() -> None:
     policy = RetryConfig(initial_backoff=1.0, max_backoff=8.0, max_total_seconds=100.0)
     assert backoff_delay(1, policy, jitter=0.0) == 0.5
@@ -270,6 +307,47 @@ async def test_hanging_request_is_retried_after_request_timeout(
     assert await embeddings.aembed_documents(texts) == expected(texts)
     assert embeddings.stats["retries"] == 1
     assert embeddings.stats["requests"] == 2
+
+
+async def test_the_window_is_learnt_from_successful_answers_through_a_response_hook(
+    openai_server: FakeOpenAIServer,
+) -> None:
+    openai_server.sliding_window = SlidingWindowLimit(requests=5, seconds=1.0)
+    http_client = openai.DefaultAsyncHttpxClient()
+    inner = OpenAIEmbeddings(
+        http_async_client=http_client,
+        model="text-embedding-3-small",
+        api_key=SecretStr("test"),
+        base_url=openai_server.base_url,
+        check_embedding_ctx_length=False,
+        max_retries=0,
+        chunk_size=4,
+    )
+    limiter = ServiceLimiter("fake-openai", max_concurrency=2)
+    embeddings = RateLimitedEmbeddings(inner, limiter=limiter, batch_size=4, retry=FAST_RETRY)
+    RateLimitedEmbeddings(inner, limiter=limiter, batch_size=4)  # each wrapper adds its hook
+    assert len(http_client.event_hooks["response"]) == 2
+    assert limiter.paced_windows == ()
+    texts = texts_of(4)
+    assert await embeddings.aembed_documents(texts) == expected(texts)
+    assert openai_server.stats.status_counts == {200: 1}
+    assert limiter.paced_windows == (RequestWindow(5, 1.0),)  # from the 200's headers
+    await http_client.aclose()
+
+
+async def test_without_a_hook_the_window_is_learnt_from_a_429(
+    openai_server: FakeOpenAIServer,
+) -> None:
+    openai_server.sliding_window = SlidingWindowLimit(requests=1, seconds=60.0)
+    embeddings = make_embeddings(openai_server, retry=RetryConfig(max_attempts=1))
+    texts = texts_of(4)
+    assert await embeddings.aembed_documents(texts) == expected(texts)
+    assert embeddings.limiter.paced_windows == ()  # a 200's headers are not seen
+    with pytest.raises(EmbeddingError):
+        await embeddings.aembed_documents(texts_of(5)[1:])
+    [window] = embeddings.limiter.paced_windows
+    assert window.requests == 1
+    assert 59.0 < window.seconds <= 60.0  # the reset of the 429: when the window clears
 
 
 async def test_concurrency_shrinks_on_429_and_grows_back(openai_server: FakeOpenAIServer) -> None:

@@ -11,13 +11,19 @@ import pytest
 
 from langchain_rag_async._text import estimate_tokens
 from langchain_rag_async.config import EmbeddingConfig, LLMConfig, RateLimitConfig
+from langchain_rag_async.embeddings._failures import limit_answer
 from langchain_rag_async.errors import ConfigurationError, UsageError
 from langchain_rag_async.limits import (
+    MAX_WINDOW_MARGIN,
     AdaptiveConcurrencyGate,
+    LimitAnswer,
+    RequestPacer,
+    RequestWindow,
     ServiceLimiter,
     min_request_interval,
-    request_bucket,
+    request_windows,
 )
+from langchain_rag_async.testing.faults import SlidingWindowLimit, SlidingWindowLog
 
 T = TypeVar("T")
 
@@ -79,10 +85,15 @@ def test_estimate_tokens_counts_a_quarter_of_the_characters_at_least_one_per_tex
     assert estimate_tokens(["a" * 40, "b" * 8, ""]) == 10 + 2 + 1
 
 
-def test_request_bucket_spreads_requests_over_about_a_second() -> None:
-    assert request_bucket(600) == (10.0, 1.0)
-    assert request_bucket(60) == (1.0, 1.0)
-    assert request_bucket(6) == (1.0, 10.0)  # slower than one a second: one at a time
+def test_request_windows_pace_a_rate_as_its_one_second_share() -> None:
+    assert request_windows(1200) == (RequestWindow(1200, 60.0), RequestWindow(20, 1.0))
+    assert request_windows(60) == (RequestWindow(60, 60.0), RequestWindow(1, 1.0))
+    # slower than one a second: one at a time
+    assert request_windows(6) == (RequestWindow(6, 60.0), RequestWindow(1, 10.0))
+    # a window of a second or less is kept as it is; a longer one also gets its share
+    assert request_windows(20, 1.0) == (RequestWindow(20, 1.0),)
+    assert request_windows(200, 10.0) == (RequestWindow(200, 10.0), RequestWindow(20, 1.0))
+    assert request_windows(0.5) == (RequestWindow(1, 120.0),)  # under one a minute
 
 
 def test_min_request_interval_uses_the_tighter_limit() -> None:
@@ -303,8 +314,8 @@ def test_request_rate_is_enforced_on_a_virtual_clock() -> None:
                 times.append(loop.time())
         return times
 
-    # a bucket of two, then one every half second
-    assert run_virtual(main) == pytest.approx([0.0, 0.0, 0.5, 1.0, 1.5, 2.0], abs=1e-6)
+    # two in any second (lengthened by the 3 % margin): never three within one second
+    assert run_virtual(main) == pytest.approx([0.0, 0.0, 1.03, 1.03, 2.06, 2.06], abs=1e-6)
 
 
 def test_token_rate_is_enforced_and_oversized_requests_do_not_deadlock() -> None:
@@ -341,7 +352,7 @@ def test_concurrent_requests_share_the_rate_on_a_virtual_clock() -> None:
                 group.create_task(request())
         return sorted(times)
 
-    assert run_virtual(main) == pytest.approx([0.0, 1.0, 2.0, 3.0], abs=1e-6)
+    assert run_virtual(main) == pytest.approx([0.0, 1.03, 2.06, 3.09], abs=1e-6)
     assert limiter.peak_in_flight == 4
 
 
@@ -410,3 +421,164 @@ async def test_429s_to_requests_in_flight_halve_the_limit_once_per_congestion_ev
     assert limiter.concurrency_limit == 2
     limiter.record_rate_limited()  # outside any slot: always counts
     assert limiter.concurrency_limit == 1
+
+
+# -- the request pacer: sliding windows, made-up times ------------------------------------
+
+
+def _started(pacer: RequestPacer, count: int, at: float) -> list[int]:
+    return [pacer.record_start(at) for _ in range(count)]
+
+
+def test_a_stated_rate_lets_one_seconds_share_through_then_waits_for_the_window() -> None:
+    pacer = RequestPacer(request_windows(1200))  # 20 in any second, 3 % margin
+    for _ in range(20):
+        assert pacer.delay(0.0) == 0.0
+        pacer.record_start(0.0)
+    assert pacer.delay(0.0) == pytest.approx(1.03)  # a 21st would make 21 in one second
+    assert pacer.delay(0.5) == pytest.approx(0.53)
+    assert pacer.delay(1.03) == 0.0
+
+
+def test_a_request_counts_from_when_the_service_most_likely_received_it() -> None:
+    pacer = RequestPacer(request_windows(20, 1.0), margin=0.0)
+    # the first burst waits for its connections: answered 0.16 s after starting ...
+    for entry in _started(pacer, 16, 0.0):
+        pacer.record_answer(entry, 0.16)
+    assert pacer.delay(0.2) == 0.0
+    # ... later requests take 0.1 s: the first ones reached the service at about 0.06 s
+    for entry in _started(pacer, 4, 0.2):
+        pacer.record_answer(entry, 0.3)
+    assert pacer.delay(0.3) == pytest.approx(0.06 + 1.0 - 0.3)
+
+
+def test_the_window_and_limit_are_learnt_from_the_headers_of_answers() -> None:
+    pacer = RequestPacer(margin=0.0)
+    entries = _started(pacer, 16, 0.0)
+    assert pacer.windows == ()
+    assert pacer.delay(0.0) == 0.0  # nothing known yet: no pacing
+    answer = LimitAnswer(limit=20, remaining=4, reset=1.0)
+    for entry in entries:
+        pacer.observe(answer, started=0.0, now=0.1)
+        pacer.record_answer(entry, 0.1)
+    assert pacer.windows == (RequestWindow(20, 1.0),)
+    _started(pacer, 4, 0.1)
+    assert pacer.delay(0.1) == pytest.approx(0.9)  # the window is full until the first leave
+    # a longer window is paced as its one-second share as well
+    pacer.observe(LimitAnswer(limit=200, remaining=150, reset=10.0), started=0.1, now=0.2)
+    assert pacer.windows == (RequestWindow(200, 10.0), RequestWindow(20, 1.0))
+
+
+def test_requests_the_service_counts_but_we_did_not_send_are_paced_too() -> None:
+    pacer = RequestPacer(margin=0.0)
+    entry = pacer.record_start(0.0)
+    # the service counts 12 of its 20 (an earlier run's requests): 11 are not ours
+    pacer.observe(LimitAnswer(limit=20, remaining=8, reset=1.0), started=0.0, now=0.1)
+    pacer.record_answer(entry, 0.1)
+    assert pacer.delay(0.1) == 0.0
+    _started(pacer, 8, 0.1)
+    # the window is full (1 + 11 + 8) until ours leaves at 1.0
+    assert pacer.delay(0.1) == pytest.approx(0.9)
+    # the same answer read twice (response hook and error handler) adds nothing
+    pacer.observe(LimitAnswer(limit=20, remaining=8, reset=1.0), started=0.0, now=0.1)
+    assert pacer.delay(0.2) == pytest.approx(0.8)
+    assert pacer.delay(1.0) == 0.0  # without the 11, it would have been free all along
+
+
+def test_a_refusal_holds_requests_back_and_widens_the_margin_once_per_event() -> None:
+    pacer = RequestPacer(request_windows(20, 1.0), margin=0.03)
+    bare = LimitAnswer(retry_after=0.4, refused=True)  # no limit named: a fault, say
+    pacer.observe(bare, started=0.0, now=1.0, ticket=5, issued=8)
+    assert pacer.delay(1.0) == 0.0
+    assert pacer.margin == pytest.approx(0.03)
+    refusal = LimitAnswer(limit=20, retry_after=0.4, refused=True)
+    pacer.observe(refusal, started=0.0, now=1.0, ticket=5, issued=8)
+    assert pacer.delay(1.0) == pytest.approx(0.4)
+    assert pacer.margin == pytest.approx(0.06)
+    pacer.observe(refusal, started=0.0, now=1.0, ticket=7, issued=8)  # let through before
+    assert pacer.margin == pytest.approx(0.06)
+    pacer.observe(refusal, started=0.0, now=1.0, ticket=9, issued=9)  # a new event
+    assert pacer.margin == pytest.approx(0.12)
+    for _ in range(5):
+        pacer.observe(refusal, started=0.0, now=1.0)
+    assert pacer.margin == MAX_WINDOW_MARGIN
+
+
+def test_unpaced_refusals_and_long_resets_teach_no_window() -> None:
+    pacer = RequestPacer(margin=0.03)
+    pacer.observe(LimitAnswer(limit=5, refused=True), started=0.0, now=0.0)
+    assert pacer.margin == 0.03  # nothing was paced: not a pacing error
+    pacer.observe(LimitAnswer(limit=10_000, remaining=9_000, reset=7200.0), started=0, now=0)
+    assert pacer.windows == ()  # a daily limit: not a window to pace by
+
+
+def test_the_limiter_paces_by_what_a_sliding_window_service_says_on_a_virtual_clock() -> None:
+    service = SlidingWindowLog(SlidingWindowLimit(requests=4, seconds=2.0))
+    limiter = ServiceLimiter("svc", max_concurrency=4)
+    refused = 0
+
+    async def main() -> list[float]:
+        nonlocal refused
+        loop = asyncio.get_running_loop()
+        times: list[float] = []
+
+        async def request() -> None:
+            nonlocal refused
+            async with limiter.slot():
+                times.append(loop.time())
+                decision = service.admit(loop.time())
+                refused += not decision.admitted
+                await asyncio.sleep(0.1)
+                answer = limit_answer(decision.headers, refused=not decision.admitted)
+                if answer is not None:
+                    limiter.observe(answer)
+
+        async with asyncio.TaskGroup() as group:
+            for _ in range(8):
+                group.create_task(request())
+        return times
+
+    # four at once (nothing known yet), then the learnt window (4 in 2 s, and so 2 in any
+    # second), each lengthened by the 3 % margin
+    times = run_virtual(main)
+    assert times == pytest.approx([0.0] * 4 + [2.06] * 2 + [3.09] * 2, abs=1e-6)
+    assert refused == 0
+    assert limiter.paced_windows == (RequestWindow(4, 2.0), RequestWindow(2, 1.0))
+
+
+async def test_an_answer_is_learnt_only_by_the_limiter_whose_request_it_answers() -> None:
+    embeddings, chat = ServiceLimiter("embeddings"), ServiceLimiter("chat")
+    answer = LimitAnswer(limit=20, remaining=19, reset=1.0)
+    async with embeddings.slot():
+        chat.observe(answer)  # e.g. a response hook on an HTTP client both share
+        embeddings.observe(answer)
+    assert chat.paced_windows == ()
+    assert embeddings.paced_windows == (RequestWindow(20, 1.0),)
+    chat.observe(answer)  # outside any slot: counted as an answer read now
+    assert chat.paced_windows == (RequestWindow(20, 1.0),)
+    fresh = ServiceLimiter("fresh")
+    fresh.observe(answer)  # before its first request on this loop
+    assert fresh.paced_windows == (RequestWindow(20, 1.0),)
+
+
+@pytest.mark.parametrize(("answered", "third"), [(True, 2.06), (False, 2.51)])
+def test_a_request_counts_from_its_answer_not_from_the_end_of_its_slot(
+    answered: bool, third: float
+) -> None:
+    limiter = ServiceLimiter("svc", rate_limit=RateLimitConfig(requests_per_minute=60))
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        times = []
+        for storing in (0.05, 0.5, 0.05):
+            async with limiter.slot():
+                times.append(loop.time())
+                await asyncio.sleep(0.1)  # the request
+                if answered:
+                    limiter.record_answered()
+                await asyncio.sleep(storing)  # storing its vectors: not the service's time
+        return times
+
+    # one in any 1.03 s; without the note, the second request's slow storing (0.45 s more
+    # than the first's) counts as if it had reached the service that much later
+    assert run_virtual(main) == pytest.approx([0.0, 1.03, third], abs=1e-6)
