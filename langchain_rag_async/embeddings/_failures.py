@@ -266,9 +266,9 @@ def backoff_delay(
 ) -> float:
     """Seconds to wait after failed attempt number ``attempt`` (1-based).
 
-    Exponential backoff ``initial_backoff * 2**(attempt-1)`` with "equal jitter" (between half
-    and all of it), at least ``retry_after``, capped by ``max_backoff`` and by the time left
-    of ``max_total_seconds``.
+    ``retry_after`` when the service gave one (plus up to 10 % jitter), else exponential
+    backoff ``initial_backoff * 2**(attempt-1)`` with "equal jitter" (between half and all
+    of it); capped by ``max_backoff`` and by the time left of ``max_total_seconds``.
 
     Args:
         attempt: The attempt that just failed, starting at 1.
@@ -282,6 +282,9 @@ def backoff_delay(
     spread = random.random() if jitter is None else jitter
     delay = base * (0.5 + 0.5 * spread)
     if retry_after is not None:
-        delay = max(delay, retry_after)
+        # The service said when: wait that long (plus up to 10 %, so that the clients it
+        # refused together do not all come back at the same instant), as the openai client
+        # does, rather than at least our own exponential backoff.
+        delay = retry_after * (1.0 + 0.1 * spread)
     time_left = max(0.0, retry.max_total_seconds - elapsed)
     return min(delay, retry.max_backoff, time_left)

@@ -200,6 +200,9 @@ def test_backoff_grows_with_jitter_and_respects_caps() -> None:
     assert backoff_delay(10, policy, jitter=0.999) <= 8.0
     assert backoff_delay(500, policy) <= 8.0
     assert backoff_delay(1, policy, jitter=0.0, retry_after=5.0) == 5.0
+    assert backoff_delay(1, policy, jitter=0.999, retry_after=5.0) == pytest.approx(5.5, 1e-3)
+    # the service's word over our exponential backoff, both ways
+    assert backoff_delay(4, policy, jitter=0.0, retry_after=0.2) == 0.2
     assert backoff_delay(1, policy, jitter=0.0, retry_after=50.0) == 8.0
     assert backoff_delay(3, policy, jitter=0.0, elapsed=99.5) == 0.5
     assert backoff_delay(3, policy, jitter=0.0, elapsed=150.0) == 0.0
