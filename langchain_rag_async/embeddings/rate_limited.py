@@ -209,6 +209,7 @@ class RateLimitedEmbeddings(Embeddings):
         self.retry = retry or RetryConfig()
         self.request_timeout = request_timeout
         self._stats = _Stats()
+        self._failure_streak = 0  # failures in a row, over all requests (reset on a success)
         self._budget = RetryBudget(
             ratio=self.retry.retry_budget_ratio, minimum=self.retry.retry_budget_min
         )
@@ -575,8 +576,11 @@ class RateLimitedEmbeddings(Embeddings):
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome is not None else None
+        # The backoff grows with the service's failures in a row, not this request's: when
+        # other requests succeed meanwhile, its failures were bad luck, not an overloaded
+        # service, and waiting 16 s on the sixth try would only stall the run.
         return backoff_delay(
-            state.attempt_number,
+            min(state.attempt_number, self._failure_streak),
             self.retry,
             retry_after=None if exc is None else retry_after_seconds(exc),
             elapsed=state.seconds_since_start or 0.0,
@@ -596,10 +600,12 @@ class RateLimitedEmbeddings(Embeddings):
         )
 
     def _record_success(self) -> None:
+        self._failure_streak = 0
         self.limiter.record_success()
         self._count("ok")
 
     def _record_failure(self, exc: BaseException, attempts: _Attempts) -> None:
+        self._failure_streak += 1
         kind = failure_kind(exc)
         attempts.failures.append(kind)
         self._budget.record_failure(kind)

@@ -557,3 +557,23 @@ class TestRateLimitedEmbeddingsStandardIntegration(EmbeddingsIntegrationTests):
     @pytest.fixture
     def model(self, module_openai_server: FakeOpenAIServer) -> Embeddings:
         return make_embeddings(module_openai_server, batch_size=2)
+
+
+def test_backoff_follows_the_service_s_failures_in_a_row_not_the_request_s() -> None:
+    from tenacity import RetryCallState
+
+    from langchain_rag_async.embeddings.rate_limited import _Attempts
+
+    wrapper = RateLimitedEmbeddings(
+        DeterministicFakeEmbedding(size=4), limiter=ServiceLimiter("svc"), batch_size=2
+    )
+    state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+    state.attempt_number = 6  # this request's sixth failure...
+    failure = TimeoutError("no answer")
+    wrapper._record_failure(failure, _Attempts())
+    wrapper._record_success()  # ...but others succeed meanwhile: bad luck, retry soon
+    wrapper._record_failure(failure, _Attempts())
+    assert wrapper._wait(state) <= wrapper.retry.initial_backoff
+    for _ in range(5):  # everything fails: the service is down, back off exponentially
+        wrapper._record_failure(failure, _Attempts())
+    assert wrapper._wait(state) >= wrapper.retry.initial_backoff * 2**5 / 2
