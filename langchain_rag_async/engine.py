@@ -165,17 +165,33 @@ class AsyncRAGEngine(AsyncClosing):
 
     async def _current_stores(self) -> _Stores:
         stores = self._stores
-        if stores is not None and await self._saved_index_changed(stores):
-            if self._stores is stores:  # concurrent queries retire it once
-                _log.info("newer saved index found; loading it", index_dir=str(stores.index_dir))
-                await self._retire_stores()
+        if stores is not None and self._refresh_due(stores):
+            # Queries arriving during the check wait for it (one stat; a load if the index
+            # changed), so none of them is answered from the older index after it.
+            async with self._load_locks.get():
+                if self._stores is stores and self._refresh_due(stores):
+                    stores.checked_at = time.monotonic()
+                    saved = await run_in_executor(None, _manifest_key, stores.index_dir)
+                    if saved is not None and saved != stores.manifest_key:
+                        _log.info("newer saved index found", index_dir=str(stores.index_dir))
+                        await self._retire_stores()
+                        await self._load_current()
         if self._stores is None:
             async with self._load_locks.get():  # concurrent first queries load it once
                 if self._stores is None:
-                    self._stores = await self._load_stores()
-                    if self.config.freeze_gc:
-                        freeze_long_lived(once=True)  # gc_tuning: short GC pauses
+                    await self._load_current()
+        if self._stores is None:  # pragma: no cover - _load_current sets it or raises
+            raise IndexNotFoundError(self.config.index_dir)
         return self._stores
+
+    async def _load_current(self) -> None:
+        self._stores = await self._load_stores()
+        if self.config.freeze_gc:
+            freeze_long_lived(once=True)  # gc_tuning: short GC pauses
+
+    def _refresh_due(self, stores: _Stores) -> bool:
+        """Whether to check for a newer saved index (every ``refresh_interval``)."""
+        return time.monotonic() - stores.checked_at >= self.config.retrieval.refresh_interval
 
     async def aquery(
         self,
@@ -287,15 +303,6 @@ class AsyncRAGEngine(AsyncClosing):
         retired, self._retired = self._retired, []
         for stores in retired:
             await stores.aclose()
-
-    async def _saved_index_changed(self, stores: _Stores) -> bool:
-        """Whether another process saved a newer index (checked every ``refresh_interval``)."""
-        now = time.monotonic()
-        if now - stores.checked_at < self.config.retrieval.refresh_interval:
-            return False
-        stores.checked_at = now
-        key = await run_in_executor(None, _manifest_key, stores.index_dir)
-        return key is not None and key != stores.manifest_key
 
     async def _load_stores(self) -> _Stores:
         index_dir = await aresolve(self.config.index_dir)
