@@ -170,12 +170,13 @@ class AsyncRAGEngine(AsyncClosing):
             # changed), so none of them is answered from the older index after it.
             async with self._load_locks.get():
                 if self._stores is stores and self._refresh_due(stores):
-                    stores.checked_at = time.monotonic()
                     saved = await run_in_executor(None, _manifest_key, stores.index_dir)
                     if saved is not None and saved != stores.manifest_key:
                         _log.info("newer saved index found", index_dir=str(stores.index_dir))
                         await self._retire_stores()
                         await self._load_current()
+                    # Only now: until the check is done, every query waits for it.
+                    stores.checked_at = time.monotonic()
         if self._stores is None:
             async with self._load_locks.get():  # concurrent first queries load it once
                 if self._stores is None:

@@ -333,3 +333,26 @@ async def test_a_reader_checks_for_a_newer_index_at_most_every_refresh_interval(
 def test_refresh_interval_must_be_finite_and_not_negative() -> None:
     with pytest.raises(ValueError, match="refresh_interval"):
         RetrievalConfig(refresh_interval=-1.0)
+
+
+async def test_queries_arriving_during_the_check_wait_for_the_newer_index(
+    tmp_path: Path, embedding: DeterministicFakeEmbedding
+) -> None:
+    corpus = write_topics(tmp_path / "docs")
+    reader_config = dataclasses.replace(
+        config_for(tmp_path / "idx"), retrieval=RetrievalConfig(refresh_interval=0.05)
+    )
+    async with (
+        AsyncRAGEngine(config=config_for(tmp_path / "idx"), embeddings=embedding) as writer,
+        AsyncRAGEngine(config=reader_config, embeddings=embedding) as reader,
+    ):
+        await writer.aindex_directory(corpus)
+        await reader.aquery("ownership", k=3)
+        (corpus / "lifetimes.md").write_text("# Lifetimes\n\nLifetimes annotate borrows.\n")
+        await writer.aindex_directory(corpus)
+        await asyncio.sleep(0.1)  # the check is due
+        rounds = await asyncio.gather(
+            *(reader.aquery("lifetimes annotate borrows", k=3) for _ in range(20))
+        )
+    for docs in rounds:  # every one of them, not only the query that ran the check
+        assert "lifetimes.md" in {Path(str(d.metadata["source"])).name for d in docs}
