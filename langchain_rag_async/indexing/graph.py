@@ -105,7 +105,8 @@ async def plan_node(state: IndexingState, runtime: Runtime[IndexingContext]) -> 
 
 async def _plan(root: Path, index_dir: Path, ctx: IndexingContext) -> IndexingState:
     config = ctx.config
-    await check_model(index_dir, resolve_model_id(config, ctx.embeddings))  # fail early
+    model_id = resolve_model_id(config, ctx.embeddings)
+    await check_model(index_dir, model_id, lost_manifest_is_fatal=False)  # fail early
     loader = AsyncDirectoryLoader(root, config=config.loader)
     scanned = await loader.ascan()
     failures = [FailedFile(f.path, f.reason) for f in loader.failures]

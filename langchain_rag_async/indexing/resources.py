@@ -120,8 +120,17 @@ async def make_index_dir(index_dir: Path) -> None:
         ) from exc
 
 
-async def check_model(index_dir: Path, model_id: str) -> dict[str, Any] | None:
+async def check_model(
+    index_dir: Path, model_id: str, *, lost_manifest_is_fatal: bool = True
+) -> dict[str, Any] | None:
     """Read the saved manifest and refuse an index built with another model.
+
+    Args:
+        index_dir: The index directory.
+        model_id: The model the caller embeds with.
+        lost_manifest_is_fatal: Raise when the manifest is gone but a saved generation's
+            files and records remain. An indexing run passes ``False``: it has the source
+            files, so it rebuilds the index from them (and says so in the log).
 
     Returns:
         The manifest, or ``None`` when no index was saved in ``index_dir``.
@@ -133,7 +142,12 @@ async def check_model(index_dir: Path, model_id: str) -> dict[str, Any] | None:
     """
     manifest = await run_in_executor(None, read_manifest, str(index_dir))
     if manifest is None:
-        await _check_lost_manifest(index_dir)
+        try:
+            await _check_lost_manifest(index_dir)
+        except IndexCorruptedError:
+            if lost_manifest_is_fatal:
+                raise
+            _log.warning("manifest lost; rebuilding the index from the files", path=str(index_dir))
         return None
     stored = manifest.get("embedding_model_id")
     if stored and stored != model_id:
@@ -188,7 +202,7 @@ async def open_index_resources(
     if create:
         await make_index_dir(index_dir)
     model_id = resolve_model_id(config, embeddings)
-    manifest = await check_model(index_dir, model_id)
+    manifest = await check_model(index_dir, model_id, lost_manifest_is_fatal=False)
     # Client construction reads certificates and package metadata: not on the loop.
     stack = await run_in_executor(
         None,
