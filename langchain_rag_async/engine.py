@@ -33,7 +33,7 @@ from langchain_rag_async.embeddings.factory import (
     embedding_limiter,
 )
 from langchain_rag_async.embeddings.rate_limited import RateLimitedEmbeddings
-from langchain_rag_async.errors import IndexNotFoundError, RetrievalError, UsageError
+from langchain_rag_async.errors import IndexNotFoundError, RAGError, RetrievalError, UsageError
 from langchain_rag_async.gc_tuning import freeze_long_lived
 from langchain_rag_async.indexing.lock import run_lock_if_free
 from langchain_rag_async.indexing.resources import (
@@ -333,22 +333,22 @@ class AsyncRAGEngine(AsyncClosing):
         )
         # A directory this process may not write (a read-only mount, another user's
         # index) is searched as it is: nothing is repaired or created there.
-        writable = await run_in_executor(None, os.access, index_dir, os.W_OK)
-        sparse = FTS5Index.in_index_dir(index_dir, read_only=not writable)
-        try:
-            if await sparse.acount() != len(store.index_to_docstore_id):
-                # A missing or lagging sparse index (a crash, a copied index without
-                # sparse.sqlite): rebuild it from the store rather than search half blind.
-                # Not while a run is indexing (another process, maybe): it is mid-checkpoint.
-                if not writable:
-                    _log.warning("sparse index lags the store; read-only, not repaired")
-                else:
+        if not await run_in_executor(None, os.access, index_dir, os.W_OK):
+            sparse = await _read_only_sparse(index_dir, store)
+        else:
+            sparse = FTS5Index.in_index_dir(index_dir)
+            try:
+                if await sparse.acount() != len(store.index_to_docstore_id):
+                    # A missing or lagging sparse index (a crash, a copied index without
+                    # sparse.sqlite): rebuild it from the store rather than search half
+                    # blind. Not while a run is indexing (another process, maybe): it is
+                    # mid-checkpoint.
                     async with run_lock_if_free(index_dir) as free:
                         if free:
                             await reconcile_sparse(store, sparse)
-        except BaseException:
-            await sparse.aclose()
-            raise
+            except BaseException:
+                await sparse.aclose()
+                raise
         return _Stores(
             store=store,
             sparse=sparse,
@@ -373,6 +373,31 @@ class AsyncRAGEngine(AsyncClosing):
         if stores in self._retired:
             self._retired.remove(stores)
         await stores.aclose()
+
+
+async def _read_only_sparse(index_dir: Path, store: AsyncFAISS) -> FTS5Index:
+    """The sparse index of a directory this process may not write (a read-only mount).
+
+    Searched as it is on disk when it holds as many chunks as the store; missing, damaged
+    or lagging (a crash), it cannot be repaired there, so it is rebuilt in memory from the
+    store for this process rather than searched half blind.
+    """
+    sparse = FTS5Index.in_index_dir(index_dir, read_only=True)
+    try:
+        if await sparse.acount() == len(store.index_to_docstore_id):
+            return sparse
+    except RAGError:
+        pass
+    await sparse.aclose()
+    _log.warning("sparse index unusable in a read-only directory; rebuilt in memory")
+    memory = FTS5Index()
+    try:
+        ids = [str(i) for i in store.index_to_docstore_id.values()]
+        await memory.aupsert(await store.aget_by_ids(ids))
+    except BaseException:
+        await memory.aclose()
+        raise
+    return memory
 
 
 def _manifest_key(index_dir: Path) -> tuple[int, int, int] | None:

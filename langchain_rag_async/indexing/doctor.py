@@ -251,11 +251,15 @@ async def _check_records(path: Path, ids: set[str], report: DoctorReport) -> Non
     if keys == ids:
         report.add("ok", "counts", f"{len(ids)} vectors, documents and record keys agree")
         return
+    # What a run stopped between saving the store and committing its records leaves (a
+    # kill, a full disk): queries answer from the store, and the records only steer the
+    # next run, which reconciles them with the store first. Worth knowing, not damage.
     report.add(
-        "error",
+        "warning",
         "counts",
         f"the records hold {len(keys)} keys for {len(ids)} stored "
-        f"chunks ({len(keys - ids)} unknown, {len(ids - keys)} missing); the next "
+        f"chunks ({len(keys - ids)} unknown, {len(ids - keys)} missing), as a run stopped "
+        "mid-checkpoint leaves them; queries are not affected, and the next "
         "`rag-async index` run reconciles them",
         file,
     )

@@ -94,7 +94,14 @@ async def test_records_out_of_step_and_a_broken_sqlite_file(index_dir: Path) -> 
             "(SELECT key FROM record_manager_keys ORDER BY key LIMIT 1)"
         )
     report = await adiagnose(index_dir)
-    assert ("counts", str(records)) in errors(report)
+    # records out of step with the store: what a run stopped mid-checkpoint leaves; queries
+    # are not affected and the next run reconciles them, so a warning, not an error
+    assert ("counts", str(records)) not in errors(report)
+    assert any(
+        f.level == "warning" and f.check == "counts" and f.file == str(records)
+        for f in report.findings
+    )
+    assert report.healthy
     cache = index_dir / "embedding_cache.sqlite"
     if cache.exists():
         cache.write_bytes(b"not a database at all" * 100)
