@@ -404,7 +404,7 @@ class ChildRun:
         stdout: Its standard output.
         stderr: Its standard error.
         seconds: Wall time.
-        peak_rss_mb: The child's own peak resident set size (``wait4`` rusage), in MiB.
+        peak_rss_mb: The child's own peak resident set size (``VmHWM``), in MiB.
     """
 
     returncode: int | None
@@ -424,42 +424,52 @@ class ChildRun:
 def run_measured(
     args: list[str], *, env: Mapping[str, str], workdir: Path, timeout: float
 ) -> ChildRun:
-    """Run ``rag-async ARGS`` and measure the child's own peak RSS with ``os.wait4``.
+    """Run ``rag-async ARGS`` and measure the child's own peak RSS (``VmHWM``).
 
-    ``getrusage(RUSAGE_CHILDREN)`` would give the largest of all children ever waited
-    for; ``wait4`` gives this one's. The child is killed after ``timeout`` seconds (a hang).
+    The peak is the high-water mark of the child's memory after ``exec``
+    (``/proc/PID/status`` ``VmHWM``, read every 20 ms until it exits). Not ``wait4``'s
+    ``ru_maxrss``: that also counts the pages the child shared with this process between
+    ``fork`` and ``exec``, so a large test process (one that loaded the local model, say)
+    would be reported as the child's peak. The child is killed after ``timeout`` seconds.
     """
     out_path, err_path = workdir / "child.out", workdir / "child.err"
     started = time.perf_counter()
     with out_path.open("wb") as out, err_path.open("wb") as err:
         process = subprocess.Popen(cli_command(*args), env=dict(env), stdout=out, stderr=err)
     deadline = started + timeout
-    status, usage = _wait4(process.pid, deadline)
-    if usage is None:
-        process.kill()
-        _, status, usage = os.wait4(process.pid, 0)
-        returncode = None
-    else:
-        returncode = os.waitstatus_to_exitcode(status)
-    process.returncode = returncode if returncode is not None else -9  # reaped by wait4
+    peak_kb = 0
+    returncode: int | None = None
+    while True:
+        peak_kb = max(peak_kb, _high_water_kb(process.pid))
+        code = process.poll()
+        if code is not None:
+            returncode = code
+            break
+        if time.perf_counter() > deadline:
+            process.kill()
+            process.wait()
+            break
+        time.sleep(0.02)
     seconds = time.perf_counter() - started
     return ChildRun(
         returncode=returncode,
         stdout=out_path.read_text("utf-8", "replace"),
         stderr=err_path.read_text("utf-8", "replace"),
         seconds=seconds,
-        peak_rss_mb=usage.ru_maxrss / 1024,
+        peak_rss_mb=peak_kb / 1024,
     )
 
 
-def _wait4(pid: int, deadline: float) -> tuple[int, Any]:
-    while True:
-        done, status, usage = os.wait4(pid, os.WNOHANG)
-        if done:
-            return status, usage
-        if time.perf_counter() > deadline:
-            return 0, None
-        time.sleep(0.05)
+def _high_water_kb(pid: int) -> int:
+    """``VmHWM`` of a running process in KiB (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 # ------------------------------------------------------------------------ the scenario
