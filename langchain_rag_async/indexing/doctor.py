@@ -408,7 +408,17 @@ async def _sqlite_problem(file: Path) -> str | None:
     finally:
         await database.aclose()
     verdict = ", ".join(str(row[0]) for row in rows)
-    return None if verdict == "ok" else f"integrity_check: {verdict[:300]}"
+    if verdict != "ok":
+        return f"integrity_check: {verdict[:300]}"
+    if file.name == SPARSE_INDEX_FILENAME:  # damage inside the full-text index itself
+        sparse = FTS5Index(file)
+        try:
+            problem = await sparse.aintegrity_problem()
+        finally:
+            await sparse.aclose()
+        if problem is not None:
+            return f"the full-text index does not match its rows ({problem[:300]})"
+    return None
 
 
 def set_aside(file: Path) -> Path:

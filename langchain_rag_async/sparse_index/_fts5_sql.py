@@ -57,6 +57,9 @@ WHERE chunks.page_content IS NOT excluded.page_content OR chunks.metadata IS NOT
 """
 DELETE_SQL = "DELETE FROM chunks WHERE id = ?"
 COUNT_SQL = "SELECT count(*) FROM chunks"
+# FTS5's own check of its index against the rows (rank 1: against the content table too).
+# SQLite's PRAGMA integrity_check only covers FTS5 from SQLite 3.44 on.
+INTEGRITY_SQL = "INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 1)"
 IDS_SQL = "SELECT id FROM chunks"
 # Without a filter, rank inside FTS5 first and read only the top rows' text (an OR query
 # can match a third of the corpus; joining every match first is twice as slow).

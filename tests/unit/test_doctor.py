@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sqlite3
@@ -253,3 +254,38 @@ async def test_generation_files_without_a_manifest_or_records_are_a_first_save_c
         await records.aupdate(["chunk-1"], group_ids=["a.md"])
     with pytest.raises(IndexCorruptedError, match="manifest.json"):
         await check_model(tmp_path, MODEL_ID)
+
+
+FTS5_CHECK = "INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 1)"
+
+
+def _flip_inside_the_full_text_index(sparse_file: Path) -> None:
+    """Flip bits until FTS5's own check fails while SQLite's page checks still pass."""
+    original = sparse_file.read_bytes()
+    for position in range(len(original) - 1, 100, -7):
+        data = bytearray(original)
+        data[position] ^= 0x08
+        sparse_file.write_bytes(bytes(data))
+        with contextlib.closing(sqlite3.connect(sparse_file)) as conn:
+            try:
+                if conn.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
+                    continue
+                conn.execute(
+                    "INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 1)"
+                )
+            except sqlite3.Error:
+                return  # damaged where only FTS5's check looks
+            except UnicodeDecodeError:
+                continue
+    pytest.skip("no single-bit flip found that only FTS5's check catches")
+
+
+@pytest.mark.allow_blocking  # flips bytes in a file and probes it with sqlite3
+async def test_damage_inside_the_full_text_index_is_found_and_repaired(index_dir: Path) -> None:
+    sparse_file = index_dir / "sparse.sqlite"
+    _flip_inside_the_full_text_index(sparse_file)
+    report = await adiagnose(index_dir)
+    assert ("sqlite", str(sparse_file)) in errors(report)
+    fixed = await adiagnose(index_dir, repair=True)
+    assert fixed.healthy, fixed.findings
+    assert (await adiagnose(index_dir)).healthy
