@@ -234,7 +234,8 @@ def _print_summary(console: Console, summary: IndexingSummary) -> None:
         f"in {summary.seconds:.1f}s → {escape(summary.index_dir)}"
     )
     for failed in summary.files_failed:
-        console.print(f"  [red]failed[/red] {escape(failed.path)}: {escape(failed.reason)}")
+        path = escape(_printable(failed.path))
+        console.print(f"  [red]failed[/red] {path}: {escape(failed.reason)}")
     if summary.files_failed:
         console.print("Failed files are not recorded: the next run retries them (exit code 3).")
 
@@ -254,6 +255,15 @@ async def _run_index(args: argparse.Namespace, out: Console, err: Console) -> in
     else:
         _print_summary(out, summary)
     return EXIT_FILES_FAILED if summary.files_failed else 0
+
+
+def _printable(text: str) -> str:
+    """A file name for a terminal, one name on one line.
+
+    Newlines, control characters and undecodable bytes are shown as Python escapes; the
+    JSON output keeps the exact path.
+    """
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
 
 
 def _location(source: object, cwd: Path) -> str:
@@ -296,7 +306,7 @@ async def _run_query(args: argparse.Namespace, out: Console) -> int:
     for row in rows:
         scores = row["scores"]
         out.print(
-            f"[bold]{row['rank']}.[/bold] {escape(_location(row['source'], cwd))} "
+            f"[bold]{row['rank']}.[/bold] {escape(_printable(_location(row['source'], cwd)))} "
             f"(chunk {row['chunk_index']}, char {row['start_index']})  "
             f"dense {_score(scores.get('dense'))}  sparse {_score(scores.get('sparse'))}  "
             f"fused {_score(scores.get('fused'))}",

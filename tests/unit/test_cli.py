@@ -209,3 +209,11 @@ def test_index_with_failed_files_exits_3_and_the_rerun_retries_them(tmp_path: Pa
     assert rerun.returncode == 0, rerun.stderr
     again = json.loads(rerun.stdout)
     assert again["files_indexed"] == 1 and again["files_skipped"] == 2
+
+
+def test_file_names_print_on_one_line_with_odd_characters_escaped() -> None:
+    from langchain_rag_async.cli import _printable
+
+    assert _printable("names/new\nline.md") == "names/new\\nline.md"
+    assert _printable("bad\udcffname.md") == "bad\\udcffname.md"
+    assert _printable("tab\there é.md") == "tab\\there é.md"
