@@ -37,6 +37,7 @@ from langchain_rag_async.errors import IndexNotFoundError, RAGError, RetrievalEr
 from langchain_rag_async.gc_tuning import freeze_long_lived
 from langchain_rag_async.indexing.lock import run_lock_if_free
 from langchain_rag_async.indexing.resources import (
+    MANIFEST_FILE,
     check_model,
     reconcile_sparse,
     resolve_model_id,
@@ -180,15 +181,14 @@ class AsyncRAGEngine(AsyncClosing):
         if self._stores is None:
             async with self._load_locks.get():  # concurrent first queries load it once
                 if self._stores is None:
-                    await self._load_current()
-        if self._stores is None:  # pragma: no cover - _load_current sets it or raises
-            raise IndexNotFoundError(self.config.index_dir)
+                    return await self._load_current()
         return self._stores
 
-    async def _load_current(self) -> None:
-        self._stores = await self._load_stores()
+    async def _load_current(self) -> _Stores:
+        self._stores = stores = await self._load_stores()
         if self.config.freeze_gc:
             freeze_long_lived(once=True)  # gc_tuning: short GC pauses
+        return stores
 
     def _refresh_due(self, stores: _Stores) -> bool:
         """Whether to check for a newer saved index (every ``refresh_interval``)."""
@@ -403,7 +403,7 @@ async def _read_only_sparse(index_dir: Path, store: AsyncFAISS) -> FTS5Index:
 def _manifest_key(index_dir: Path) -> tuple[int, int, int] | None:
     """What changes when a save replaces the manifest (inode, mtime, size); None: none."""
     try:
-        stat = (index_dir / "manifest.json").stat()
+        stat = (index_dir / MANIFEST_FILE).stat()
     except OSError:
         return None
     return (stat.st_ino, stat.st_mtime_ns, stat.st_size)

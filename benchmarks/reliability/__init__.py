@@ -32,6 +32,7 @@ __all__ = (
     "cli_command",
     "cli_env",
     "doctor",
+    "index_args",
     "run_cli",
     "spawn_cli",
 )
@@ -94,6 +95,11 @@ def cli_env(base_url: str | None = None, **extra: str) -> dict[str, str]:
         env["OPENAI_BASE_URL"] = base_url
     env.update(extra)
     return env
+
+
+def index_args(corpus: Path, index_dir: Path, *extra: str) -> list[str]:
+    """The arguments of ``rag-async index CORPUS --index-dir DIR --no-progress EXTRA``."""
+    return ["index", str(corpus), "--index-dir", str(index_dir), "--no-progress", *extra]
 
 
 def run_cli(

@@ -28,7 +28,17 @@ from typing import Any
 
 from langchain_rag_async.testing import FakeOpenAIServer
 
-from . import PROJECT_ROOT, ScenarioResult, chunk_ids, cli_command, cli_env, doctor, run_cli
+from . import (
+    PROJECT_ROOT,
+    ScenarioResult,
+    chunk_ids,
+    cli_command,
+    cli_env,
+    doctor,
+    index_args,
+    run_cli,
+    spawn_cli,
+)
 
 __all__ = ("make_versions", "run")
 
@@ -59,10 +69,6 @@ def to_version_2(current: list[Path], extra: list[Path], corpus: Path) -> None:
         shutil.copy2(path, corpus / f"new-{path.name}")
 
 
-def _index_args(corpus: Path, index_dir: Path) -> list[str]:
-    return ["index", str(corpus), "--index-dir", str(index_dir), "--no-progress"]
-
-
 def run(
     trials: int,
     workdir: Path,
@@ -90,7 +96,7 @@ def run(
     with FakeOpenAIServer.run_in_thread(latency=latency) as server:
         env = cli_env(server.base_url)
         v1_dir = workdir / "v1"
-        first = run_cli(_index_args(corpus, v1_dir), env=env)
+        first = run_cli(index_args(corpus, v1_dir), env=env)
         if first.returncode != 0:
             raise_for = f"indexing version 1 failed: {first.stderr[-500:]}"
             for result in (two, engine, served):
@@ -100,7 +106,7 @@ def run(
         to_version_2(current, extra, corpus)
         v2_dir = workdir / "v2"
         shutil.copytree(v1_dir, v2_dir)
-        run_cli(_index_args(corpus, v2_dir), env=env)
+        run_cli(index_args(corpus, v2_dir), env=env)
         new_ids = chunk_ids(v2_dir)
         for number in range(trials):
             two.record(*_two_indexers(server, env, corpus, workdir / f"two-{number}", new_ids))
@@ -137,17 +143,7 @@ def _two_indexers(
     expected: set[str],
 ) -> tuple[bool, str]:
     server.reset_stats()
-    runs = [
-        subprocess.Popen(
-            cli_command(*_index_args(corpus, index_dir)),
-            env=env,
-            cwd=PROJECT_ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
+    runs = [spawn_cli(index_args(corpus, index_dir), env=env) for _ in range(2)]
     outputs = [process.communicate(timeout=300) for process in runs]
     codes = [process.returncode for process in runs]
     if codes != [0, 0]:
@@ -203,7 +199,7 @@ def _with_queries(
         first_line = queries.stdout.readline()  # the first round is done: queries are running
         if not first_line:
             return False, f"the query process failed: {queries.communicate()[1][-500:]}"
-        indexer = run_cli(_index_args(corpus, index_dir), env=env)
+        indexer = run_cli(index_args(corpus, index_dir), env=env)
         stop.touch()
         rest, errors = queries.communicate(timeout=300)
     finally:

@@ -23,7 +23,16 @@ from pathlib import Path
 
 from langchain_rag_async.testing import FakeOpenAIServer
 
-from . import ScenarioResult, cached_texts, chunk_ids, cli_env, doctor, run_cli, spawn_cli
+from . import (
+    ScenarioResult,
+    cached_texts,
+    chunk_ids,
+    cli_env,
+    doctor,
+    index_args,
+    run_cli,
+    spawn_cli,
+)
 
 __all__ = ("run",)
 
@@ -32,17 +41,9 @@ _BATCH = 16
 
 
 def _index_args(corpus: Path, index_dir: Path) -> list[str]:
-    return [
-        "index",
-        str(corpus),
-        "--index-dir",
-        str(index_dir),
-        "--no-progress",
-        "--concurrency",
-        str(_CONCURRENCY),
-        "--batch-size",
-        str(_BATCH),
-    ]
+    return index_args(
+        corpus, index_dir, "--concurrency", str(_CONCURRENCY), "--batch-size", str(_BATCH)
+    )
 
 
 def run(

@@ -15,16 +15,12 @@ from pathlib import Path
 
 from langchain_rag_async.testing import FakeOpenAIServer
 
-from . import ScenarioResult, chunk_ids, cli_env, doctor, run_cli, spawn_cli
+from . import ScenarioResult, chunk_ids, cli_env, doctor, index_args, run_cli, spawn_cli
 
 __all__ = ("EXIT_DEADLINE", "run")
 
 EXIT_DEADLINE = 2.0
 """Seconds a run may take to exit after the signal."""
-
-
-def _index_args(corpus: Path, index_dir: Path) -> list[str]:
-    return ["index", str(corpus), "--index-dir", str(index_dir), "--no-progress"]
 
 
 def run(
@@ -58,7 +54,7 @@ def run(
     with FakeOpenAIServer.run_in_thread(latency=latency) as server:
         env = cli_env(server.base_url, RAG_CHECKPOINT_EVERY=str(checkpoint_every))
         started = time.monotonic()
-        clean = run_cli(_index_args(corpus, workdir / "reference"), env=env)
+        clean = run_cli(index_args(corpus, workdir / "reference"), env=env)
         duration = time.monotonic() - started
         if clean.returncode != 0:
             for result in results.values():
@@ -81,7 +77,7 @@ def run(
 def _trial(
     env: dict[str, str], corpus: Path, index_dir: Path, signum: signal.Signals, delay: float
 ) -> tuple[bool, str, float]:
-    process = spawn_cli(_index_args(corpus, index_dir), env=env)
+    process = spawn_cli(index_args(corpus, index_dir), env=env)
     time.sleep(delay)
     sent = time.monotonic()
     process.send_signal(signum)
@@ -107,7 +103,7 @@ def _trial(
 def _rerun_matches(
     env: dict[str, str], corpus: Path, index_dir: Path, reference: set[str]
 ) -> tuple[bool, str]:
-    rerun = run_cli(_index_args(corpus, index_dir), env=env)
+    rerun = run_cli(index_args(corpus, index_dir), env=env)
     if rerun.returncode != 0:
         return False, f"the rerun failed ({rerun.returncode}): {rerun.stderr[-500:]}"
     ids = chunk_ids(index_dir)

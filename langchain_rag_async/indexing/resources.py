@@ -34,6 +34,7 @@ from langchain_rag_async.vectorstores._persistence import leftover_generation_fi
 from langchain_rag_async.vectorstores.faiss import read_manifest
 
 __all__ = (
+    "MANIFEST_FILE",
     "RECORDS_FILE",
     "RECORDS_NAMESPACE",
     "IndexResources",
