@@ -22,6 +22,8 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -176,36 +178,50 @@ def _with_queries(
 ) -> tuple[bool, str]:
     stop = index_dir.parent / f"{index_dir.name}.stop"
     target = ["--url", url] if url else ["--index-dir", str(index_dir)]
-    queries = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.reliability.query_load",
-            *target,
-            "--stop-file",
-            str(stop),
-            "--concurrency",
-            str(concurrency),
-        ],
-        env=env,
-        cwd=PROJECT_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        if queries.stdout is None:
-            return False, "no output pipe"
-        first_line = queries.stdout.readline()  # the first round is done: queries are running
-        if not first_line:
-            return False, f"the query process failed: {queries.communicate()[1][-500:]}"
-        indexer = run_cli(index_args(corpus, index_dir), env=env)
-        stop.touch()
-        rest, errors = queries.communicate(timeout=300)
-    finally:
-        if queries.poll() is None:
-            queries.kill()
-            queries.communicate()
+    with tempfile.TemporaryFile(mode="w+") as stderr:
+        queries = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.reliability.query_load",
+                *target,
+                "--stop-file",
+                str(stop),
+                "--concurrency",
+                str(concurrency),
+            ],
+            env=env,
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+        # Kill a query process that never stops, so the reads below end.
+        watchdog = threading.Timer(600, queries.kill)
+        watchdog.start()
+        try:
+            if queries.stdout is None:
+                return False, "no output pipe"
+            # Every read goes through this one buffered stream: communicate() would read the
+            # pipe underneath it and lose what readline() had already buffered.
+            first_line = queries.stdout.readline()  # the first round is done: queries run
+            if not first_line:
+                queries.wait()
+                stderr.seek(0)
+                return False, f"the query process failed: {stderr.read()[-500:]}"
+            indexer = run_cli(index_args(corpus, index_dir), env=env)
+            stop.touch()
+            rest = queries.stdout.read()
+            queries.wait()
+        finally:
+            watchdog.cancel()
+            if queries.poll() is None:
+                queries.kill()
+                queries.wait()
+            if queries.stdout is not None:
+                queries.stdout.close()
+        stderr.seek(0)
+        errors = stderr.read()
     if indexer.returncode != 0:
         return False, f"the indexer failed ({indexer.returncode}): {indexer.stderr[-500:]}"
     lines = [json.loads(line) for line in (first_line + rest).splitlines() if line.strip()]
