@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import urllib.parse
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,6 +111,8 @@ class SQLiteDatabase:
         read_only: Open the file for reading only (``mode=ro``; ``immutable=1`` when even
             the WAL's shared-memory file cannot be created, as in a read-only directory):
             no journal change, no schema script, and every write fails.
+        on_connect: Called with every new ``sqlite3`` connection, on the thread that uses
+            it, before any statement of the caller (e.g. to register SQL functions).
 
     Raises:
         ConfigurationError: ``synchronous`` is not a SQLite level, or a number is negative.
@@ -125,6 +127,7 @@ class SQLiteDatabase:
         "_label",
         "_read_only",
         "_loops",
+        "_on_connect",
         "_schema_version",
         "_sync_conn",
         "_sync_lock",
@@ -144,6 +147,7 @@ class SQLiteDatabase:
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
         label: str = "SQLite database",
         read_only: bool = False,
+        on_connect: Callable[[sqlite3.Connection], None] | None = None,
     ) -> None:
         if synchronous not in SYNCHRONOUS_LEVELS:
             raise ConfigurationError(
@@ -166,6 +170,7 @@ class SQLiteDatabase:
         self._busy_timeout = busy_timeout
         self._label = label
         self._read_only = read_only and self._file is not None
+        self._on_connect = on_connect
         self._thread_name = WORKER_THREAD_PREFIX + (
             self._file.name if self._file is not None else self.path
         )
@@ -399,6 +404,8 @@ class SQLiteDatabase:
                     check_same_thread=False,
                 )
                 self._check_version(int(conn.execute("PRAGMA user_version").fetchone()[0]))
+                if self._on_connect is not None:
+                    self._on_connect(conn)
                 return conn
             except sqlite3.Error as exc:
                 if conn is not None:
@@ -428,6 +435,8 @@ class SQLiteDatabase:
         self._check_version(version)
         if not self._schema_version or version < self._schema_version:
             conn.executescript(self._init_script)
+        if self._on_connect is not None:
+            self._on_connect(conn)
 
     def translate(
         self, exc: sqlite3.Error, action: str = "", *, rolled_back: bool = False

@@ -338,6 +338,7 @@ class AsyncRAGEngine(AsyncClosing):
         else:
             sparse = FTS5Index.in_index_dir(index_dir)
             try:
+                await sparse.averify()  # damage since its last write: refuse, never rank wrongly
                 if await sparse.acount() != len(store.index_to_docstore_id):
                     # A missing or lagging sparse index (a crash, a copied index without
                     # sparse.sqlite): rebuild it from the store rather than search half
@@ -384,6 +385,7 @@ async def _read_only_sparse(index_dir: Path, store: AsyncFAISS) -> FTS5Index:
     """
     sparse = FTS5Index.in_index_dir(index_dir, read_only=True)
     try:
+        await sparse.averify()
         if await sparse.acount() == len(store.index_to_docstore_id):
             return sparse
     except RAGError:

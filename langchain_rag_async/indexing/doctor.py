@@ -314,6 +314,7 @@ async def _check_sparse_texts(
         report.add("error", "counts", f"{message}; `rag-async doctor --repair` rewrites them", file)
         return
     await sparse.aapply(upserts=differ)
+    await sparse.aseal()
     report.findings.append(Finding("error", "counts", f"{message}; rewritten", str(file), True))
 
 
@@ -414,10 +415,16 @@ async def _sqlite_problem(file: Path) -> str | None:
         sparse = FTS5Index(file)
         try:
             problem = await sparse.aintegrity_problem()
+            seal = "sound" if problem is not None else await sparse.acheck_seal()
         finally:
             await sparse.aclose()
         if problem is not None:
             return f"the full-text index does not match its rows ({problem[:300]})"
+        if seal == "mismatch":
+            return (
+                "its contents changed since they were last written (they do not match "
+                "their seal: a bit flip or an edit from outside)"
+            )
     return None
 
 

@@ -31,7 +31,7 @@ from langchain_rag_async.indexing.plan import IndexPlan
 from langchain_rag_async.indexing.record_manager import FileRecord, SQLiteRecordManager
 from langchain_rag_async.loaders import AsyncDirectoryLoader
 from langchain_rag_async.observability import bind_task_id, get_logger, span
-from langchain_rag_async.sparse_index import SparseIndex
+from langchain_rag_async.sparse_index import SparseIndex, seal_sparse
 from langchain_rag_async.splitters import RunnableTextSplitter
 from langchain_rag_async.vectorstores import AsyncFAISS
 
@@ -404,6 +404,7 @@ class IndexingPipeline:
                 # One transaction; a crash before it is repaired from the saved store.
                 documents = await self._store.aget_by_ids(upserts) if upserts else []
                 await self._sparse.aapply(upserts=documents, deletes=sparse_deletes)
+                await seal_sparse(self._sparse)
             keys = [i for w in works for i in w.chunk_ids]
             groups: list[str | None] = [w.record.path for w in works for _ in w.chunk_ids]
             stale = [i for w in works for i in w.stale_ids] + deletes

@@ -28,7 +28,7 @@ from langchain_rag_async.errors import (
 from langchain_rag_async.indexing.record_manager import SQLiteRecordManager
 from langchain_rag_async.limits import ServiceLimiter
 from langchain_rag_async.observability import get_logger, span
-from langchain_rag_async.sparse_index import FTS5Index, SparseIndex
+from langchain_rag_async.sparse_index import FTS5Index, SparseIndex, seal_sparse
 from langchain_rag_async.vectorstores import AsyncFAISS
 from langchain_rag_async.vectorstores._persistence import leftover_generation_files
 from langchain_rag_async.vectorstores.faiss import read_manifest
@@ -220,6 +220,7 @@ async def open_index_resources(
     sparse = FTS5Index.in_index_dir(index_dir)
     try:
         await records.acreate_schema()
+        await sparse.averify()  # damage since its last write: `rag-async doctor --repair`
         if manifest is None:
             store = AsyncFAISS.create(
                 stack,
@@ -265,6 +266,7 @@ async def reconcile_sparse(store: AsyncFAISS, sparse: SparseIndex) -> tuple[int,
         upserts = await store.aget_by_ids(missing) if missing else []
         if upserts or extra:
             await sparse.aapply(upserts=upserts, deletes=extra)
+            await seal_sparse(sparse)
             _log.info("sparse index repaired", added=len(upserts), removed=len(extra))
         return len(upserts), len(extra)
 

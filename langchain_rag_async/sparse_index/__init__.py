@@ -7,6 +7,19 @@ it and the retrievers read it through the :class:`SparseIndex` interface.
 from __future__ import annotations
 
 from langchain_rag_async.sparse_index.base import SparseIndex
-from langchain_rag_async.sparse_index.fts5 import SPARSE_INDEX_FILENAME, FTS5Index, to_fts5_query
+from langchain_rag_async.sparse_index.fts5 import (
+    SPARSE_INDEX_FILENAME,
+    FTS5Index,
+    SealState,
+    seal_sparse,
+    to_fts5_query,
+)
 
-__all__ = ("SPARSE_INDEX_FILENAME", "FTS5Index", "SparseIndex", "to_fts5_query")
+__all__ = (
+    "SPARSE_INDEX_FILENAME",
+    "FTS5Index",
+    "SealState",
+    "SparseIndex",
+    "seal_sparse",
+    "to_fts5_query",
+)

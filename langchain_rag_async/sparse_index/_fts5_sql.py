@@ -22,7 +22,7 @@ from langchain_rag_async.errors import ConfigurationError
 __all__ = ("ENGLISH_STOPWORDS", "MAX_QUERY_TERMS", "SCHEMA_VERSION", "to_fts5_query")
 
 MAX_QUERY_TERMS = 64  # distinct words of a question that go into the FTS5 query
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the seal table (see _seal)
 
 
 # Run by the SQLite layer in one transaction, which then sets PRAGMA user_version.
@@ -49,6 +49,7 @@ CREATE TRIGGER IF NOT EXISTS chunks_au AFTER UPDATE OF page_content ON chunks BE
     VALUES ('delete', old.pk, old.page_content);
     INSERT INTO chunks_fts(rowid, page_content) VALUES (new.pk, new.page_content);
 END;
+CREATE TABLE IF NOT EXISTS seal (name TEXT PRIMARY KEY, digest TEXT NOT NULL);
 """
 UPSERT_SQL = """
 INSERT INTO chunks (id, page_content, metadata) VALUES (?, ?, ?)

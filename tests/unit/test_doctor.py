@@ -229,15 +229,46 @@ async def test_a_damaged_sqlite_file_is_set_aside_and_the_sparse_index_rebuilt(
 
 
 async def test_a_sparse_row_with_another_text_is_found_and_rewritten(index_dir: Path) -> None:
+    # Without a seal (a file an older version wrote), the row is compared with the store.
     with sqlite3.connect(index_dir / "sparse.sqlite") as conn:
         conn.execute(
             "UPDATE chunks SET page_content = 'flipped' WHERE pk = (SELECT MIN(pk) FROM chunks)"
         )
+        conn.execute("DELETE FROM seal")
     conn.close()
     report = await adiagnose(index_dir)
     assert ("counts", str(index_dir / "sparse.sqlite")) in errors(report)
     assert (await adiagnose(index_dir, repair=True)).healthy
     assert (await adiagnose(index_dir)).healthy
+    async with FTS5Index.in_index_dir(index_dir) as sparse:
+        assert await sparse.acheck_seal() == "sound"  # the repair sealed it again
+
+
+async def test_a_sparse_index_changed_behind_its_seal_is_refused_then_rebuilt(
+    index_dir: Path,
+) -> None:
+    # An edit from outside (or a bit flip) that SQLite and FTS5's own check both accept.
+    before = await answers(index_dir)
+    with sqlite3.connect(index_dir / "sparse.sqlite") as conn:
+        conn.execute(
+            """UPDATE chunks SET metadata = '{"source": "elsewhere"}' """
+            "WHERE pk = (SELECT MIN(pk) FROM chunks)"
+        )
+        conn.execute(FTS5_CHECK)
+    conn.close()
+    report = await adiagnose(index_dir)
+    (finding,) = [f for f in report.findings if f.level == "error"]
+    assert (finding.check, finding.file) == ("sqlite", str(index_dir / "sparse.sqlite"))
+    assert "do not match their seal" in finding.message
+    with pytest.raises(IndexCorruptedError, match=r"sparse\.sqlite.*seal.*rag-async doctor"):
+        await answers(index_dir)
+    docs = index_dir.parent / "docs"
+    with pytest.raises(IndexCorruptedError, match=r"sparse\.sqlite.*seal"):  # indexing too
+        async with AsyncRAGEngine(config=config_for(index_dir), embeddings=embedding()) as e:
+            await e.aindex_directory(docs)
+    fixed = await adiagnose(index_dir, repair=True)
+    assert fixed.healthy, fixed.to_dict()
+    assert await answers(index_dir) == before
 
 
 async def test_generation_files_without_a_manifest_or_records_are_a_first_save_cut_short(
