@@ -13,6 +13,7 @@ from langchain_rag_async.errors import ConfigurationError
 
 __all__ = (
     "ChatProvider",
+    "DebugAsyncConfig",
     "EmbeddingConfig",
     "EmbeddingProvider",
     "FusionMethod",
@@ -356,6 +357,27 @@ class PipelineConfig:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class DebugAsyncConfig:
+    """``--debug-async``: periodic task dumps and warnings on a blocked event loop.
+
+    Attributes:
+        enabled: Turn the monitor on (``rag-async index|ask|serve --debug-async``).
+        interval: Seconds between two dumps of the loop's tasks and what each awaits.
+        slow_callback: Warn when one callback holds the loop longer than this (seconds).
+    """
+
+    enabled: bool = False
+    interval: float = 5.0
+    slow_callback: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("interval", "slow_callback"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value <= 0:
+                raise ConfigurationError(f"{name} must be positive seconds; got {value}")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ServerConfig:
     """How ``rag-async serve`` exposes an index over HTTP (and what it refuses).
 
@@ -426,6 +448,7 @@ class RAGConfig:
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
+    debug_async: DebugAsyncConfig = field(default_factory=DebugAsyncConfig)
     freeze_gc: bool = True
     """After the engine loads an index, freeze what is alive (:mod:`.gc_tuning`)."""
 
@@ -445,8 +468,10 @@ class RAGConfig:
         ``OPENAI_BASE_URL``, ``RAG_FREEZE_GC`` (``1``/``0``), and for ``serve``:
         ``RAG_SERVE_HOST``, ``RAG_SERVE_PORT``, ``RAG_SERVE_ROOTS`` (directories separated
         by ``os.pathsep``), ``RAG_API_KEY``, ``RAG_CORS_ORIGINS`` (comma-separated),
-        ``RAG_SERVE_MAX_CONCURRENT_GENERATIONS``, ``RAG_SERVE_GRACE``. Unset variables
-        keep the defaults of the config classes.
+        ``RAG_SERVE_MAX_CONCURRENT_GENERATIONS``, ``RAG_SERVE_GRACE``, and
+        ``RAG_DEBUG_ASYNC`` (``1``/``0``), ``RAG_DEBUG_ASYNC_INTERVAL``,
+        ``RAG_DEBUG_ASYNC_SLOW_CALLBACK`` (seconds). Unset variables keep the defaults of
+        the config classes.
 
         Args:
             environ: The mapping to read; ``os.environ`` by default.
@@ -506,6 +531,7 @@ class RAGConfig:
             server=server,
             pipeline=pipeline,
             freeze_gc=_bool(env, "RAG_FREEZE_GC", default=True),
+            debug_async=_debug_async_from_env(env),
         )
 
     def with_overrides(
@@ -534,6 +560,17 @@ class RAGConfig:
             rate_limit=rate,
         )
         return replace(self, index_dir=_pick(index_dir, self.index_dir), embeddings=emb)
+
+
+def _debug_async_from_env(env: Mapping[str, str]) -> DebugAsyncConfig:
+    defaults = DebugAsyncConfig()
+    interval = _float_or_none(env, "RAG_DEBUG_ASYNC_INTERVAL")
+    slow = _float_or_none(env, "RAG_DEBUG_ASYNC_SLOW_CALLBACK")
+    return DebugAsyncConfig(
+        enabled=_bool(env, "RAG_DEBUG_ASYNC", default=False),
+        interval=defaults.interval if interval is None else interval,
+        slow_callback=defaults.slow_callback if slow is None else slow,
+    )
 
 
 def _server_from_env(env: Mapping[str, str]) -> ServerConfig:
