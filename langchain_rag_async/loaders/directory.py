@@ -26,8 +26,9 @@ from langchain_core.document_loaders import BaseLoader
 from langchain_core.documents import Document
 from langchain_core.runnables.config import run_in_executor
 
+from langchain_rag_async.aio.deadline import deadline, deadline_at
 from langchain_rag_async.config import LoaderConfig
-from langchain_rag_async.errors import FileTooLargeError, LoadingError
+from langchain_rag_async.errors import FileTooLargeError, LoadingError, RAGTimeoutError
 from langchain_rag_async.loaders._formats import (
     FileKind,
     extract_text,
@@ -469,21 +470,26 @@ class AsyncDirectoryLoader(BaseLoader):
 
     # ------------------------------------------------------------------ scanning
 
-    async def ascan(self) -> list[FileInfo]:
+    async def ascan(self, *, timeout: float | None = None) -> list[FileInfo]:
         """Walk the root in a worker thread and return the files to load, sorted by path.
 
         Too-large files and unreadable directories are recorded as failures, not returned.
-        Cancelling stops the walk at the next directory.
+        Cancelling (or ``timeout``) stops the walk at the next directory.
+
+        Args:
+            timeout: Seconds for the walk; ``None``: no limit.
 
         Raises:
             LoadingError: The root does not exist or is neither a directory nor a file.
+            RAGTimeoutError: The walk took longer than ``timeout``.
         """
         self.failures = []
         stop = threading.Event()
         walker = _Walker(self.path, self.config, stop)
         try:
-            result = await run_in_executor(None, walker.run)
-        except asyncio.CancelledError:
+            async with deadline(timeout, self._timed_out):
+                result = await run_in_executor(None, walker.run)
+        except (asyncio.CancelledError, RAGTimeoutError):
             stop.set()
             raise
         return self._finish_scan(result)
@@ -530,7 +536,9 @@ class AsyncDirectoryLoader(BaseLoader):
 
     # ------------------------------------------------------------------ many files
 
-    async def alazy_load_files(self, files: Iterable[FileInfo]) -> AsyncGenerator[Document, None]:
+    async def alazy_load_files(
+        self, files: Iterable[FileInfo], *, timeout: float | None = None
+    ) -> AsyncGenerator[Document, None]:
         """Read ``files`` concurrently and yield each Document as soon as it is ready.
 
         Resets :attr:`failures` when iteration starts. A fixed pool of at most
@@ -542,21 +550,34 @@ class AsyncDirectoryLoader(BaseLoader):
 
         Args:
             files: The files to read, typically from :meth:`ascan`.
+            timeout: Seconds from the first iteration until the last document; only the
+                loader's own waits are bounded (the time the consumer spends between two
+                documents counts, but is never interrupted). ``None``: no limit.
 
         Yields:
             Documents in completion order.
+
+        Raises:
+            RAGTimeoutError: ``timeout`` expired; the reads in flight were cancelled.
         """
         self.failures = []
-        async with aclosing(self._aload_files(files)) as documents:
+        until = deadline_at(timeout)
+        async with aclosing(self._aload_files(files, timeout, until)) as documents:
             async for document in documents:
                 yield document
 
-    async def _aload_files(self, files: Iterable[FileInfo]) -> AsyncGenerator[Document, None]:
-        """:meth:`alazy_load_files` without resetting :attr:`failures`."""
+    async def _aload_files(
+        self, files: Iterable[FileInfo], timeout: float | None, until: float | None
+    ) -> AsyncGenerator[Document, None]:
+        """:meth:`alazy_load_files` without resetting :attr:`failures`; ends by ``until``."""
         queue: asyncio.Queue[Document | None] = asyncio.Queue(self.config.max_open_files)
         producer = asyncio.create_task(self._produce(files, queue), name="rag-loader-workers")
         try:
-            while (document := await queue.get()) is not None:
+            while True:
+                async with deadline(timeout, self._timed_out, when=until):
+                    document = await queue.get()
+                if document is None:
+                    break
                 yield document
             await producer  # re-raises an unexpected error of a worker
         finally:
@@ -591,16 +612,39 @@ class AsyncDirectoryLoader(BaseLoader):
             if document is not None:
                 await queue.put(document)
 
-    async def alazy_load(self) -> AsyncGenerator[Document, None]:
+    async def alazy_load(self, *, timeout: float | None = None) -> AsyncGenerator[Document, None]:
         """Walk the root and yield its Documents in completion order (see class docs).
+
+        Args:
+            timeout: Seconds for the walk and the reads (as in :meth:`alazy_load_files`).
 
         Raises:
             LoadingError: The root does not exist or is neither a directory nor a file.
+            RAGTimeoutError: ``timeout`` expired; the walk or the reads were cancelled.
         """
-        files = await self.ascan()
-        async with aclosing(self._aload_files(files)) as documents:
+        until = deadline_at(timeout)
+        async with deadline(timeout, self._timed_out, when=until):
+            files = await self.ascan()
+        async with aclosing(self._aload_files(files, timeout, until)) as documents:
             async for document in documents:
                 yield document
+
+    async def aload(self, *, timeout: float | None = None) -> list[Document]:
+        """Every Document of the root (see :meth:`alazy_load`), within ``timeout`` seconds.
+
+        Raises:
+            LoadingError: The root does not exist or is neither a directory nor a file.
+            RAGTimeoutError: ``timeout`` expired; nothing of the load runs on.
+        """
+        async with aclosing(self.alazy_load(timeout=timeout)) as documents:
+            return [document async for document in documents]
+
+    def _timed_out(self, seconds: float) -> RAGTimeoutError:
+        return RAGTimeoutError(
+            f"loading {_printable(self.path)} did not finish within {seconds:g} s; "
+            "allow more time (timeout=) or load fewer files (include/exclude globs)",
+            timeout=seconds,
+        )
 
     def lazy_load(self) -> Iterator[Document]:
         """Blocking twin of :meth:`alazy_load`: reads files one by one, in path order."""
