@@ -40,6 +40,7 @@ DEFAULT_LOCAL_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2@onnx-int
 DEFAULT_OPENAI_CHAT_MODEL = "gpt-4o-mini"
 DEFAULT_LOCAL_CHAT_MODEL = "SmolLM2-135M-Instruct"
 DEFAULT_INDEX_DIR = Path(".rag-index")
+_MB = 1024 * 1024
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -341,12 +342,18 @@ class PipelineConfig:
         split_workers: Concurrent splitting tasks (each runs in an executor).
         store_batch_size: Chunks written to the vector store per store call.
         checkpoint_every: Save the index after this many stored chunks (0: only at the end).
+        low_memory_bytes: When the system's available memory falls under this, the embed
+            batch size and the queue depth are halved, and grow back once it recovers
+            (``indexing/memory.py``); 0 turns this off.
+        memory_check_interval: Seconds between two readings of the available memory.
     """
 
     queue_size: int = 64
     split_workers: int = 2
     store_batch_size: int = 256
     checkpoint_every: int = 0
+    low_memory_bytes: int = 512 * 1024 * 1024
+    memory_check_interval: float = 1.0
 
     def __post_init__(self) -> None:
         _require_positive("queue_size", self.queue_size)
@@ -354,6 +361,12 @@ class PipelineConfig:
         _require_positive("store_batch_size", self.store_batch_size)
         if self.checkpoint_every < 0:
             raise ConfigurationError("checkpoint_every must not be negative")
+        if self.low_memory_bytes < 0:
+            raise ConfigurationError("low_memory_bytes must not be negative (0: off)")
+        if not math.isfinite(self.memory_check_interval) or self.memory_check_interval <= 0:
+            raise ConfigurationError(
+                f"memory_check_interval must be positive seconds; got {self.memory_check_interval}"
+            )
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -460,7 +473,8 @@ class RAGConfig:
         ``RAG_EMBEDDING_MODEL``, ``RAG_EMBEDDING_BATCH_SIZE``, ``RAG_EMBEDDING_CONCURRENCY``,
         ``RAG_EMBEDDING_RPM``, ``RAG_EMBEDDING_TPM``, ``RAG_CHUNK_SIZE``, ``RAG_CHUNK_OVERLAP``,
         ``RAG_MAX_FILE_SIZE``, ``RAG_CHECKPOINT_EVERY`` (save the index after this many stored
-        chunks; 0, the default: only at the end of a run),
+        chunks; 0, the default: only at the end of a run), ``RAG_LOW_MEMORY_MB`` (halve the
+        embed batches and queues under this much available memory; 0: off; default 512),
         ``RAG_LLM`` (``extractive``/``openai``/``local``),
         ``RAG_CHAT_MODEL``, ``RAG_CHAT_CONCURRENCY`` (chat requests in flight at most,
         default 4), ``RAG_CHAT_RPM`` and ``RAG_CHAT_TPM`` (requests and estimated prompt
@@ -519,8 +533,11 @@ class RAGConfig:
         )
         index_dir = Path(env.get("RAG_INDEX_DIR") or DEFAULT_INDEX_DIR)
         server = _server_from_env(env)
+        defaults_p = PipelineConfig()
         pipeline = PipelineConfig(
-            checkpoint_every=_int(env, "RAG_CHECKPOINT_EVERY", PipelineConfig().checkpoint_every)
+            checkpoint_every=_int(env, "RAG_CHECKPOINT_EVERY", defaults_p.checkpoint_every),
+            low_memory_bytes=_int(env, "RAG_LOW_MEMORY_MB", defaults_p.low_memory_bytes // _MB)
+            * _MB,
         )
         return cls(
             index_dir=index_dir,
