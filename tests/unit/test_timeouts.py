@@ -25,6 +25,7 @@ from langchain_rag_async.errors import (
     RetrievalTimeoutError,
 )
 from langchain_rag_async.loaders import FileInfo
+from langchain_rag_async.retrievers import FTS5Index, FTS5Retriever
 
 DOCS = [
     Document(page_content=f"Rust ownership rule number {n}: values have one owner.", id=f"d{n}")
@@ -208,3 +209,28 @@ async def test_engine_query_and_indexing_timeouts(tmp_path: Path) -> None:
             await engine.aquery("borrowing", timeout=0.2)
         assert query_info.value.timeout == 0.2
         assert other_tasks() == before
+
+
+class StalledIndex(FTS5Index):
+    """An FTS5 index whose searches stall (a database locked by a long writer elsewhere)."""
+
+    stalled = False
+
+    async def asearch(self, query: str, k: int = 4, **kwargs: Any) -> Any:
+        if self.stalled:
+            await asyncio.Event().wait()
+        return await super().asearch(query, k, **kwargs)
+
+
+async def test_fts5_retriever_timeout_field_and_per_call() -> None:
+    async with StalledIndex() as index:
+        await index.aupsert(DOCS)
+        retriever = FTS5Retriever(index=index, k=2, timeout=5)
+        assert len(await retriever.ainvoke("ownership")) == 2
+        index.stalled = True
+        before = other_tasks()
+        with pytest.raises(RetrievalTimeoutError, match="BM25 search .* within 0.1 s"):
+            await retriever.ainvoke("ownership", timeout=0.1)
+        assert other_tasks() == before
+        with pytest.raises(ConfigurationError, match="timeout must be positive"):
+            FTS5Retriever(index=index, timeout=0)
