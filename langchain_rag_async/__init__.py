@@ -46,6 +46,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; test_imports checks it matches 
     from langchain_rag_async.errors import IndexNotFoundError as IndexNotFoundError
     from langchain_rag_async.errors import LoadingError as LoadingError
     from langchain_rag_async.errors import RAGError as RAGError
+    from langchain_rag_async.errors import RAGTimeoutError as RAGTimeoutError
     from langchain_rag_async.errors import RetrievalError as RetrievalError
     from langchain_rag_async.errors import VectorStoreError as VectorStoreError
     from langchain_rag_async.gc_tuning import freeze_long_lived as freeze_long_lived
@@ -115,6 +116,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "IndexingError",
         "LoadingError",
         "RAGError",
+        "RAGTimeoutError",
         "RetrievalError",
         "VectorStoreError",
     ),

@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--exclude", action="append", default=[], metavar="GLOB", help="skip files matching"
     )
     index.add_argument("--no-progress", action="store_true", help="no live progress bar")
+    _add_debug_async(index)
 
     query = sub.add_parser("query", help="show the chunks most relevant to a question")
     query.add_argument("question", help="what to look for")
@@ -78,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ask.add_argument("--timeout", type=float, default=None, help="seconds for the whole answer")
     ask.add_argument("--json", action="store_true", help="print the final answer as JSON")
+    _add_debug_async(ask)
     _add_serve(sub)
     doctor = sub.add_parser("doctor", help="check an index directory (and --repair it)")
     doctor.add_argument(
@@ -108,6 +110,7 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     serve.add_argument(
         "--grace", type=float, default=None, help="seconds streams may finish after SIGTERM"
     )
+    _add_debug_async(serve)
     mcp = sub.add_parser("mcp", help="serve the MCP tools (search, ask, index) over stdio")
     _add_common(mcp)
     _add_served(mcp)
@@ -139,6 +142,15 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_debug_async(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--debug-async",
+        action="store_true",
+        help="every 5 s print the event loop's tasks and what each awaits; warn when a "
+        "callback blocks the loop (RAG_DEBUG_ASYNC, RAG_DEBUG_ASYNC_INTERVAL)",
+    )
+
+
 def _config_from_args(args: argparse.Namespace) -> RAGConfig:
     from dataclasses import replace
 
@@ -157,6 +169,8 @@ def _config_from_args(args: argparse.Namespace) -> RAGConfig:
     if include or exclude:
         loader: LoaderConfig = replace(config.loader, include=include, exclude=exclude)
         config = replace(config, loader=loader)
+    if getattr(args, "debug_async", False):
+        config = replace(config, debug_async=replace(config.debug_async, enabled=True))
     return config
 
 
@@ -450,14 +464,15 @@ def _run(args: argparse.Namespace) -> int:
     err = Console(stderr=True)
     try:
         if args.command == "index":
-            return asyncio.run(_until_signal(_run_index(args, out, err)))
+            return asyncio.run(_until_signal(_debugged(args, _run_index(args, out, err))))
         if args.command == "query":
             return asyncio.run(_until_signal(_run_query(args, out)))
         if args.command == "doctor":
             return asyncio.run(_until_signal(_run_doctor(args, out)))
         if args.command in ("serve", "mcp"):
-            return asyncio.run(_run_server(args))  # uvicorn handles the signals itself
-        return asyncio.run(_until_signal(_run_ask(args, out, err)))
+            # uvicorn handles the signals itself
+            return asyncio.run(_debugged(args, _run_server(args)))
+        return asyncio.run(_until_signal(_debugged(args, _run_ask(args, out, err))))
     except Interrupted as exc:
         _say_interrupted(args.command, err)
         return 128 + exc.signum
@@ -489,6 +504,19 @@ async def _until_signal(command: Coroutine[Any, Any, int]) -> int:
     from langchain_rag_async.aio.signals import cancel_on_signal
 
     async with cancel_on_signal():
+        return await command
+
+
+async def _debugged(args: argparse.Namespace, command: Coroutine[Any, Any, int]) -> int:
+    """Run a command under ``--debug-async`` (task dumps, blocked-loop warnings) if asked."""
+    from langchain_rag_async.aio.debug import debug_async
+
+    try:
+        config = _config_from_args(args).debug_async
+    except BaseException:
+        command.close()  # never started: no "was never awaited" warning
+        raise
+    async with debug_async(config):
         return await command
 
 

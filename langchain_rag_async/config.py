@@ -13,6 +13,7 @@ from langchain_rag_async.errors import ConfigurationError
 
 __all__ = (
     "ChatProvider",
+    "DebugAsyncConfig",
     "EmbeddingConfig",
     "EmbeddingProvider",
     "FusionMethod",
@@ -39,6 +40,7 @@ DEFAULT_LOCAL_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2@onnx-int
 DEFAULT_OPENAI_CHAT_MODEL = "gpt-4o-mini"
 DEFAULT_LOCAL_CHAT_MODEL = "SmolLM2-135M-Instruct"
 DEFAULT_INDEX_DIR = Path(".rag-index")
+_MB = 1024 * 1024
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -340,12 +342,18 @@ class PipelineConfig:
         split_workers: Concurrent splitting tasks (each runs in an executor).
         store_batch_size: Chunks written to the vector store per store call.
         checkpoint_every: Save the index after this many stored chunks (0: only at the end).
+        low_memory_bytes: When the system's available memory falls under this, the embed
+            batch size and the queue depth are halved, and grow back once it recovers
+            (``indexing/memory.py``); 0 turns this off.
+        memory_check_interval: Seconds between two readings of the available memory.
     """
 
     queue_size: int = 64
     split_workers: int = 2
     store_batch_size: int = 256
     checkpoint_every: int = 0
+    low_memory_bytes: int = 512 * 1024 * 1024
+    memory_check_interval: float = 1.0
 
     def __post_init__(self) -> None:
         _require_positive("queue_size", self.queue_size)
@@ -353,6 +361,33 @@ class PipelineConfig:
         _require_positive("store_batch_size", self.store_batch_size)
         if self.checkpoint_every < 0:
             raise ConfigurationError("checkpoint_every must not be negative")
+        if self.low_memory_bytes < 0:
+            raise ConfigurationError("low_memory_bytes must not be negative (0: off)")
+        if not math.isfinite(self.memory_check_interval) or self.memory_check_interval <= 0:
+            raise ConfigurationError(
+                f"memory_check_interval must be positive seconds; got {self.memory_check_interval}"
+            )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DebugAsyncConfig:
+    """``--debug-async``: periodic task dumps and warnings on a blocked event loop.
+
+    Attributes:
+        enabled: Turn the monitor on (``rag-async index|ask|serve --debug-async``).
+        interval: Seconds between two dumps of the loop's tasks and what each awaits.
+        slow_callback: Warn when one callback holds the loop longer than this (seconds).
+    """
+
+    enabled: bool = False
+    interval: float = 5.0
+    slow_callback: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("interval", "slow_callback"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value <= 0:
+                raise ConfigurationError(f"{name} must be positive seconds; got {value}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -426,6 +461,7 @@ class RAGConfig:
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
+    debug_async: DebugAsyncConfig = field(default_factory=DebugAsyncConfig)
     freeze_gc: bool = True
     """After the engine loads an index, freeze what is alive (:mod:`.gc_tuning`)."""
 
@@ -437,7 +473,8 @@ class RAGConfig:
         ``RAG_EMBEDDING_MODEL``, ``RAG_EMBEDDING_BATCH_SIZE``, ``RAG_EMBEDDING_CONCURRENCY``,
         ``RAG_EMBEDDING_RPM``, ``RAG_EMBEDDING_TPM``, ``RAG_CHUNK_SIZE``, ``RAG_CHUNK_OVERLAP``,
         ``RAG_MAX_FILE_SIZE``, ``RAG_CHECKPOINT_EVERY`` (save the index after this many stored
-        chunks; 0, the default: only at the end of a run),
+        chunks; 0, the default: only at the end of a run), ``RAG_LOW_MEMORY_MB`` (halve the
+        embed batches and queues under this much available memory; 0: off; default 512),
         ``RAG_LLM`` (``extractive``/``openai``/``local``),
         ``RAG_CHAT_MODEL``, ``RAG_CHAT_CONCURRENCY`` (chat requests in flight at most,
         default 4), ``RAG_CHAT_RPM`` and ``RAG_CHAT_TPM`` (requests and estimated prompt
@@ -445,8 +482,10 @@ class RAGConfig:
         ``OPENAI_BASE_URL``, ``RAG_FREEZE_GC`` (``1``/``0``), and for ``serve``:
         ``RAG_SERVE_HOST``, ``RAG_SERVE_PORT``, ``RAG_SERVE_ROOTS`` (directories separated
         by ``os.pathsep``), ``RAG_API_KEY``, ``RAG_CORS_ORIGINS`` (comma-separated),
-        ``RAG_SERVE_MAX_CONCURRENT_GENERATIONS``, ``RAG_SERVE_GRACE``. Unset variables
-        keep the defaults of the config classes.
+        ``RAG_SERVE_MAX_CONCURRENT_GENERATIONS``, ``RAG_SERVE_GRACE``, and
+        ``RAG_DEBUG_ASYNC`` (``1``/``0``), ``RAG_DEBUG_ASYNC_INTERVAL``,
+        ``RAG_DEBUG_ASYNC_SLOW_CALLBACK`` (seconds). Unset variables keep the defaults of
+        the config classes.
 
         Args:
             environ: The mapping to read; ``os.environ`` by default.
@@ -494,8 +533,11 @@ class RAGConfig:
         )
         index_dir = Path(env.get("RAG_INDEX_DIR") or DEFAULT_INDEX_DIR)
         server = _server_from_env(env)
+        defaults_p = PipelineConfig()
         pipeline = PipelineConfig(
-            checkpoint_every=_int(env, "RAG_CHECKPOINT_EVERY", PipelineConfig().checkpoint_every)
+            checkpoint_every=_int(env, "RAG_CHECKPOINT_EVERY", defaults_p.checkpoint_every),
+            low_memory_bytes=_int(env, "RAG_LOW_MEMORY_MB", defaults_p.low_memory_bytes // _MB)
+            * _MB,
         )
         return cls(
             index_dir=index_dir,
@@ -506,6 +548,7 @@ class RAGConfig:
             server=server,
             pipeline=pipeline,
             freeze_gc=_bool(env, "RAG_FREEZE_GC", default=True),
+            debug_async=_debug_async_from_env(env),
         )
 
     def with_overrides(
@@ -534,6 +577,17 @@ class RAGConfig:
             rate_limit=rate,
         )
         return replace(self, index_dir=_pick(index_dir, self.index_dir), embeddings=emb)
+
+
+def _debug_async_from_env(env: Mapping[str, str]) -> DebugAsyncConfig:
+    defaults = DebugAsyncConfig()
+    interval = _float_or_none(env, "RAG_DEBUG_ASYNC_INTERVAL")
+    slow = _float_or_none(env, "RAG_DEBUG_ASYNC_SLOW_CALLBACK")
+    return DebugAsyncConfig(
+        enabled=_bool(env, "RAG_DEBUG_ASYNC", default=False),
+        interval=defaults.interval if interval is None else interval,
+        slow_callback=defaults.slow_callback if slow is None else slow,
+    )
 
 
 def _server_from_env(env: Mapping[str, str]) -> ServerConfig:

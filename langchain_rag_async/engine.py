@@ -26,6 +26,7 @@ from langchain_rag_async._checks import check_question
 from langchain_rag_async._closing import AsyncClosing, Closing
 from langchain_rag_async._paths import aresolve
 from langchain_rag_async.aio import LoopBound, run_sync
+from langchain_rag_async.aio.deadline import deadline
 from langchain_rag_async.config import RAGConfig
 from langchain_rag_async.embeddings.factory import (
     aclose_base_embeddings,
@@ -33,7 +34,12 @@ from langchain_rag_async.embeddings.factory import (
     embedding_limiter,
 )
 from langchain_rag_async.embeddings.rate_limited import RateLimitedEmbeddings
-from langchain_rag_async.errors import IndexNotFoundError, RAGError, RetrievalError, UsageError
+from langchain_rag_async.errors import (
+    IndexNotFoundError,
+    RAGError,
+    RetrievalTimeoutError,
+    UsageError,
+)
 from langchain_rag_async.gc_tuning import freeze_long_lived
 from langchain_rag_async.indexing.lock import run_lock_if_free
 from langchain_rag_async.indexing.resources import (
@@ -213,7 +219,8 @@ class AsyncRAGEngine(AsyncClosing):
             timeout: Seconds for the search; ``None``: no limit.
 
         Raises:
-            RetrievalError: The question is empty, or the search took longer than ``timeout``.
+            RetrievalError: The question is empty.
+            RetrievalTimeoutError: The search took longer than ``timeout`` (it was cancelled).
             IndexNotFoundError: Nothing was indexed in the index directory yet.
         """
         check_question(question)
@@ -221,13 +228,15 @@ class AsyncRAGEngine(AsyncClosing):
         kwargs: dict[str, Any] = {"k": k}
         if filter is not None:
             kwargs["filter"] = filter
-        try:
-            async with self._using(k) as retriever, asyncio.timeout(timeout):
-                return await retriever.ainvoke(question, **kwargs)
-        except TimeoutError as exc:
-            raise RetrievalError(
-                f"no results for {question!r} within {timeout} s; allow more time (timeout=)"
-            ) from exc
+
+        def timed_out(seconds: float) -> RetrievalTimeoutError:
+            return RetrievalTimeoutError(
+                f"no results for {question!r} within {seconds:g} s; allow more time (timeout=)",
+                timeout=seconds,
+            )
+
+        async with self._using(k) as retriever, deadline(timeout, timed_out):
+            return await retriever.ainvoke(question, **kwargs)
 
     # -- answers ------------------------------------------------------------------------
 

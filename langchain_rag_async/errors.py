@@ -26,6 +26,12 @@ Every error the library raises on purpose is a :class:`RAGError`::
     ├── RetrievalError                a search could not be served
     ├── GenerationError               the answer model failed or timed out
     ├── Interrupted                   SIGINT/SIGTERM cancelled the work (signal number)
+    ├── RAGTimeoutError               work outlived its ``timeout=`` and was cancelled, nothing
+    │   │                             of it left running (also a TimeoutError; seconds)
+    │   ├── EmbeddingTimeoutError     ... while embedding (also an EmbeddingError)
+    │   ├── IndexingTimeoutError      ... an indexing run (also an IndexingError)
+    │   ├── RetrievalTimeoutError     ... a search (also a RetrievalError)
+    │   └── GenerationTimeoutError    ... an answer (also a GenerationError)
     └── RequestError                  the server refuses an HTTP request (status, code)
 
 Errors carry context as attributes, chain their cause with ``raise ... from exc``
@@ -51,17 +57,22 @@ __all__ = (
     "EmbeddingError",
     "EmbeddingModelMismatchError",
     "EmbeddingResponseError",
+    "EmbeddingTimeoutError",
     "FileTooLargeError",
     "GenerationError",
+    "GenerationTimeoutError",
     "IndexCorruptedError",
     "IndexLockedError",
     "IndexNotFoundError",
     "IndexingError",
+    "IndexingTimeoutError",
     "Interrupted",
     "LoadingError",
     "RAGError",
+    "RAGTimeoutError",
     "RequestError",
     "RetrievalError",
+    "RetrievalTimeoutError",
     "UsageError",
     "VectorStoreError",
 )
@@ -263,6 +274,52 @@ class Interrupted(RAGError):
     def __init__(self, signum: int) -> None:
         self.signum = signum
         super().__init__(f"interrupted by signal {signum}")
+
+
+class RAGTimeoutError(RAGError, TimeoutError):
+    """Work did not finish within its ``timeout=``; it was cancelled and nothing of it runs on.
+
+    Also a builtin :class:`TimeoutError`, so ``except TimeoutError`` keeps working. The
+    subclasses say what timed out and are also the error of their kind (an
+    :class:`EmbeddingTimeoutError` is an :class:`EmbeddingError`).
+
+    Attributes:
+        timeout: The seconds that were allowed.
+    """
+
+    def __init__(self, message: str, *, timeout: float | None = None) -> None:
+        self.timeout = timeout
+        super().__init__(message)
+
+    def __str__(self) -> str:  # OSError would print its arguments' tuple for several
+        return str(self.args[0]) if self.args else ""
+
+
+class EmbeddingTimeoutError(RAGTimeoutError, EmbeddingError):
+    """Embedding did not finish within its ``timeout=`` (how many texts, from which sources)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        timeout: float | None = None,
+        failed_count: int = 0,
+        sources: Sequence[str] = (),
+    ) -> None:
+        EmbeddingError.__init__(self, message, failed_count=failed_count, sources=sources)
+        self.timeout = timeout
+
+
+class IndexingTimeoutError(RAGTimeoutError, IndexingError):
+    """An indexing run did not finish within its ``timeout=`` (its last checkpoint is saved)."""
+
+
+class RetrievalTimeoutError(RAGTimeoutError, RetrievalError):
+    """A search did not finish within its ``timeout=``."""
+
+
+class GenerationTimeoutError(RAGTimeoutError, GenerationError):
+    """An answer was not complete within its ``timeout=``."""
 
 
 class RequestError(RAGError):

@@ -85,3 +85,25 @@ def provider_of(service: str) -> str:
 def exposition() -> tuple[bytes, str]:
     """The registry in Prometheus' text format, and its content type."""
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+# -- memory-adaptive batches of the indexing pipeline (indexing/memory.py) ---------------------
+# (to add to __all__ above at merge: EMBED_BATCH_SIZE, MEMORY_ADAPTATIONS, PIPELINE_QUEUE_DEPTH)
+
+MEMORY_ADAPTATIONS = Counter(
+    "rag_memory_adaptations",
+    "Memory-adaptive batching decisions of indexing runs, by direction (shrink: available "
+    "memory fell under the threshold; grow: it came back above it).",
+    ["direction"],
+    registry=REGISTRY,
+)
+EMBED_BATCH_SIZE = Gauge(
+    "rag_embed_batch_size",
+    "Texts per embedding request the indexing pipeline uses now (memory-adaptive).",
+    registry=REGISTRY,
+)
+PIPELINE_QUEUE_DEPTH = Gauge(
+    "rag_pipeline_queue_depth",
+    "Capacity of each queue between indexing stages now (memory-adaptive).",
+    registry=REGISTRY,
+)

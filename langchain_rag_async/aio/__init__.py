@@ -6,10 +6,13 @@
 - :class:`LoopBound`: a value per event loop (asyncio primitives, connections), created
   lazily on first use in that loop, with the values of closed loops handed back for cleanup.
 - :func:`cancel_on_signal`: SIGINT/SIGTERM cancel the running work, which stops in order.
+- :func:`deadline`: ``timeout=`` for a public coroutine: cancel the work, raise the library's
+  :class:`~langchain_rag_async.errors.RAGTimeoutError`.
 """
 
 from __future__ import annotations
 
+from langchain_rag_async.aio.deadline import check_timeout, deadline
 from langchain_rag_async.aio.groups import first_error
 from langchain_rag_async.aio.loop_bound import LoopBound
 from langchain_rag_async.aio.portal import BlockingPortal, default_portal, run_sync
@@ -19,6 +22,8 @@ __all__ = (
     "BlockingPortal",
     "LoopBound",
     "cancel_on_signal",
+    "check_timeout",
+    "deadline",
     "default_portal",
     "first_error",
     "run_sync",

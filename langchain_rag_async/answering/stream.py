@@ -38,7 +38,9 @@ from langchain_rag_async.errors import (
     ConfigurationError,
     EmbeddingError,
     GenerationError,
+    GenerationTimeoutError,
     RAGError,
+    RAGTimeoutError,
     RetrievalError,
     VectorStoreError,
 )
@@ -336,7 +338,8 @@ async def aanswer(
 
     Raises:
         RetrievalError: The question is empty, or the retriever failed.
-        GenerationError: The chat model failed, or ``timeout`` expired.
+        GenerationError: The chat model failed.
+        GenerationTimeoutError: ``timeout`` expired (the run was cancelled).
         ConfigurationError: ``k`` or ``timeout`` is not positive.
     """
     inputs, context = _prepare(question, retriever, llm, history, k, timeout, limiter)
@@ -346,11 +349,12 @@ async def aanswer(
             async with deadline:
                 state = await answer_graph().ainvoke(inputs, context=context)
     except TimeoutError as exc:
-        if not deadline.expired():
+        if not deadline.expired() or isinstance(exc, RAGTimeoutError):
             raise
-        raise GenerationError(
+        raise GenerationTimeoutError(
             f"no answer within {timeout:g} s; allow more time (timeout=) or check that "
-            "the chat model's endpoint responds"
+            "the chat model's endpoint responds",
+            timeout=timeout,
         ) from exc
     if state.get("error"):
         raise GenerationError(state["error"])

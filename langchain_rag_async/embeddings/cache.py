@@ -19,7 +19,12 @@ from langchain_core.embeddings import Embeddings
 from langchain_rag_async._closing import Closing
 from langchain_rag_async._introspect import accepted_keywords
 from langchain_rag_async._sqlite import Row, SQLiteDatabase
-from langchain_rag_async.errors import ConfigurationError, EmbeddingError
+from langchain_rag_async.errors import (
+    ConfigurationError,
+    EmbeddingError,
+    EmbeddingTimeoutError,
+    RAGTimeoutError,
+)
 from langchain_rag_async.ids import content_hash
 from langchain_rag_async.observability import get_logger, span
 
@@ -372,10 +377,11 @@ class CachedEmbeddings(Embeddings):
             async with deadline:
                 return await self._aembed(texts, **kwargs)
         except TimeoutError as exc:
-            if not deadline.expired():
+            if not deadline.expired() or isinstance(exc, RAGTimeoutError):
                 raise
-            raise EmbeddingError(
+            raise EmbeddingTimeoutError(
                 f"embedding timed out after {seconds}s; raise the timeout or lower the batch size",
+                timeout=seconds,
                 failed_count=len(texts),
                 sources=sorted(set(sources or ())),
             ) from exc

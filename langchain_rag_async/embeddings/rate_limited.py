@@ -40,7 +40,12 @@ from langchain_rag_async.embeddings._resilience import (
     RetryBudget,
     checked_vectors,
 )
-from langchain_rag_async.errors import ConfigurationError, EmbeddingError, EmbeddingResponseError
+from langchain_rag_async.errors import (
+    ConfigurationError,
+    EmbeddingError,
+    EmbeddingResponseError,
+    EmbeddingTimeoutError,
+)
 from langchain_rag_async.limits import ServiceLimiter, min_request_interval
 from langchain_rag_async.metrics import EMBEDDING_REQUESTS, QUERY_LATENCY, provider_of
 from langchain_rag_async.observability import get_logger, span
@@ -642,6 +647,7 @@ class RateLimitedEmbeddings(Embeddings):
         service = self.limiter.name
         error_type: type[EmbeddingError] = EmbeddingError
         if cause is None:
+            error_type = EmbeddingTimeoutError
             message = (
                 f"embedding {total} text(s) with {service} did not finish within {timeout} s; "
                 "pass a larger timeout, or raise the service's rate limit or concurrency "
@@ -664,5 +670,9 @@ class RateLimitedEmbeddings(Embeddings):
                 f"{service} rejected the request ({type(cause).__name__}: {cause}). Check the "
                 "model name, API key and base URL (RAG_EMBEDDING_MODEL, OPENAI_API_KEY, "
                 "OPENAI_BASE_URL); retrying will not help"
+            )
+        if error_type is EmbeddingTimeoutError:
+            return EmbeddingTimeoutError(
+                message, timeout=timeout, failed_count=failed, sources=sources
             )
         return error_type(message, failed_count=failed, sources=sources)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -11,8 +10,9 @@ from typing import Any, cast
 from langchain_core.embeddings import Embeddings
 
 from langchain_rag_async.aio import run_sync
+from langchain_rag_async.aio.deadline import deadline
 from langchain_rag_async.config import RAGConfig
-from langchain_rag_async.errors import IndexingError
+from langchain_rag_async.errors import IndexingError, IndexingTimeoutError
 from langchain_rag_async.indexing.events import IndexingSummary
 from langchain_rag_async.indexing.graph import IndexingContext, build_indexing_graph
 from langchain_rag_async.limits import ServiceLimiter
@@ -58,6 +58,8 @@ async def aindex_directory(
         LoadingError: ``path`` does not exist.
         EmbeddingModelMismatchError: The index was built with another model.
         IndexingError: The graph ended without a summary.
+        IndexingTimeoutError: ``timeout`` expired; the run was cancelled and the index
+            is as of its last checkpoint.
     """
     config = config or RAGConfig.from_env()
     if index_dir is not None:
@@ -67,7 +69,7 @@ async def aindex_directory(
     final: dict[str, Any] = {}
     bind_request_id()
     with span("index_directory", path=str(path), index_dir=str(config.index_dir)):
-        async with asyncio.timeout(timeout):
+        async with deadline(timeout, _timed_out):
             async for mode, chunk in graph.astream(
                 {"path": str(path), "index_dir": str(config.index_dir)},
                 context=context,
@@ -82,6 +84,14 @@ async def aindex_directory(
     summary = IndexingSummary.from_dict(final["summary"])
     _count_documents(summary)
     return summary
+
+
+def _timed_out(seconds: float) -> IndexingTimeoutError:
+    return IndexingTimeoutError(
+        f"the indexing run did not finish within {seconds:g} s; the index is as of its last "
+        "checkpoint and a rerun goes on from there. Allow more time (timeout=)",
+        timeout=seconds,
+    )
 
 
 def _count_documents(summary: IndexingSummary) -> None:

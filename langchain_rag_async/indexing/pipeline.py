@@ -23,10 +23,12 @@ from langchain_core.embeddings import Embeddings
 
 from langchain_rag_async._introspect import accepted_keywords
 from langchain_rag_async.aio import first_error
+from langchain_rag_async.aio.queues import ResizableQueue
 from langchain_rag_async.config import PipelineConfig
 from langchain_rag_async.embeddings.cache import CachedEmbeddings
 from langchain_rag_async.errors import EmbeddingError, IndexingError, RAGError
 from langchain_rag_async.indexing.events import FailedFile, IndexingProgress, IndexingSummary
+from langchain_rag_async.indexing.memory import AdaptiveBatching, MemoryReading
 from langchain_rag_async.indexing.plan import IndexPlan
 from langchain_rag_async.indexing.record_manager import FileRecord, SQLiteRecordManager
 from langchain_rag_async.loaders import AsyncDirectoryLoader
@@ -67,12 +69,14 @@ class IndexingPipeline:
         store: The vector store to update.
         record_manager: Keeps chunk keys and the file table.
         index_dir: Where checkpoints are saved.
-        config: Queue sizes, workers and checkpoint interval.
-        batch_size: Texts per embedding call.
+        config: Queue sizes, workers, checkpoint interval and the low-memory threshold.
+        batch_size: Texts per embedding call (at most: halved while memory is low).
         concurrency: Embedding calls in flight at most.
         known: The file table as read before the run, by source.
         sparse: An optional sparse index kept in step with the store.
         on_progress: Called with a progress event dict after every change.
+        memory_reading: Where available memory is read (``psutil`` by default; tests
+            inject a fake).
     """
 
     def __init__(
@@ -90,6 +94,7 @@ class IndexingPipeline:
         known: dict[str, FileRecord],
         sparse: SparseIndex | None = None,
         on_progress: ProgressCallback | None = None,
+        memory_reading: MemoryReading | None = None,
     ) -> None:
         self._loader = loader
         self._splitter = splitter
@@ -99,7 +104,13 @@ class IndexingPipeline:
         self._records = record_manager
         self._index_dir = index_dir
         self._config = config
-        self._batch_size = batch_size
+        self.batching = AdaptiveBatching(
+            batch_size=batch_size,
+            queue_size=config.queue_size,
+            low_memory=config.low_memory_bytes,
+            interval=config.memory_check_interval,
+            read=memory_reading,
+        )
         self._concurrency = concurrency
         self._known = known
         self._sparse = sparse
@@ -123,11 +134,14 @@ class IndexingPipeline:
         self._emit("plan")
         counters = _CacheCounters.start(self._embeddings)
         q = self._config.queue_size
-        split_q: asyncio.Queue[Any] = asyncio.Queue(q)
-        embed_q: asyncio.Queue[Any] = asyncio.Queue(q)
-        store_q: asyncio.Queue[Any] = asyncio.Queue(q)
+        split_q: ResizableQueue[Any] = ResizableQueue(q)
+        embed_q: ResizableQueue[Any] = ResizableQueue(q)
+        store_q: ResizableQueue[Any] = ResizableQueue(q)
         try:
-            async with asyncio.TaskGroup() as tg:
+            async with (
+                self.batching.watching((split_q, embed_q, store_q)),
+                asyncio.TaskGroup() as tg,
+            ):
                 tg.create_task(_as_task("load", self._load_stage(plan, split_q)))
                 tg.create_task(_as_task("split", self._split_stage(split_q, embed_q)))
                 tg.create_task(_as_task("embed", self._embed_stage(embed_q, store_q)))
@@ -149,7 +163,7 @@ class IndexingPipeline:
 
     # -- stages -----------------------------------------------------------------------
 
-    async def _load_stage(self, plan: IndexPlan, out: asyncio.Queue[Any]) -> None:
+    async def _load_stage(self, plan: IndexPlan, out: ResizableQueue[Any]) -> None:
         with span("load", files=len(plan.to_load)):
             seen: set[str] = set()
             docs = self._loader.alazy_load_files(plan.to_load)
@@ -170,14 +184,14 @@ class IndexingPipeline:
         for _ in range(self._config.split_workers):
             await out.put(_DONE)
 
-    async def _split_stage(self, inbox: asyncio.Queue[Any], out: asyncio.Queue[Any]) -> None:
+    async def _split_stage(self, inbox: ResizableQueue[Any], out: ResizableQueue[Any]) -> None:
         with span("split", workers=self._config.split_workers):
             async with asyncio.TaskGroup() as tg:
                 for _ in range(self._config.split_workers):
                     tg.create_task(self._split_worker(inbox, out))
         await out.put(_DONE)
 
-    async def _split_worker(self, inbox: asyncio.Queue[Any], out: asyncio.Queue[Any]) -> None:
+    async def _split_worker(self, inbox: ResizableQueue[Any], out: ResizableQueue[Any]) -> None:
         while (doc := await inbox.get()) is not _DONE:
             try:
                 out_work = await self._prepare_file(doc)
@@ -218,7 +232,7 @@ class IndexingPipeline:
             remaining=len(new_chunks),
         )
 
-    async def _embed_stage(self, inbox: asyncio.Queue[Any], out: asyncio.Queue[Any]) -> None:
+    async def _embed_stage(self, inbox: ResizableQueue[Any], out: ResizableQueue[Any]) -> None:
         # Twice the request bound: while some batches wait on the embedding cache (SQLite),
         # others keep the service's slots busy. The service limiter still caps requests.
         slots = asyncio.Semaphore(2 * self._concurrency)
@@ -234,8 +248,8 @@ class IndexingPipeline:
                     await out.put(work)
                     continue
                 buffer.extend((work, i) for i in range(len(work.new_chunks)))
-                while len(buffer) >= self._batch_size:
-                    batch, buffer = buffer[: self._batch_size], buffer[self._batch_size :]
+                while len(buffer) >= (size := self.batching.batch_size):  # memory-adaptive
+                    batch, buffer = buffer[:size], buffer[size:]
                     await flush(batch)
                 if buffer and inbox.empty():
                     # Nothing else is waiting: send the partial batch rather than idle.
@@ -249,7 +263,7 @@ class IndexingPipeline:
         self,
         items: list[tuple[_FileWork, int]],
         slots: asyncio.Semaphore,
-        out: asyncio.Queue[Any],
+        out: ResizableQueue[Any],
     ) -> None:
         try:
             vectors = await self._embed_items(items)
@@ -311,7 +325,7 @@ class IndexingPipeline:
             return result
         return await self._embeddings.aembed_documents(texts)
 
-    async def _store_stage(self, inbox: asyncio.Queue[Any]) -> None:
+    async def _store_stage(self, inbox: ResizableQueue[Any]) -> None:
         batch: list[_FileWork] = []
         size = 0
         while (work := await inbox.get()) is not _DONE:

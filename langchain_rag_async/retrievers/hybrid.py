@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import (
     Callable,
     Coroutine,
@@ -46,8 +47,14 @@ from langchain_rag_async._checks import (
     check_search_kwargs,
 )
 from langchain_rag_async.aio import first_error
+from langchain_rag_async.aio.deadline import check_timeout, deadline
 from langchain_rag_async.config import FusionMethod, RetrievalConfig
-from langchain_rag_async.errors import ConfigurationError, RAGError, RetrievalError
+from langchain_rag_async.errors import (
+    ConfigurationError,
+    RAGError,
+    RetrievalError,
+    RetrievalTimeoutError,
+)
 from langchain_rag_async.ids import with_ids
 from langchain_rag_async.metrics import QUERY_LATENCY
 from langchain_rag_async.observability import get_logger, span
@@ -74,7 +81,7 @@ neighbours, then drops those the filter rejects. The sparse side filters inside 
 
 _DEFAULTS = RetrievalConfig()
 """The one source of the retriever's defaults (``k``, ``fetch_k``, fusion, weights, ``rrf_c``)."""
-_SEARCH_KWARGS = frozenset({"k", "fetch_k", "filter"})
+_SEARCH_KWARGS = frozenset({"k", "fetch_k", "filter", "timeout"})
 _log = get_logger(__name__)
 _T = TypeVar("_T")
 _Hits = TypeVar("_Hits", bound=Sized)
@@ -92,6 +99,15 @@ class _Plan:
     k: int
     per_side: int
     filter: dict[str, Any] | None
+    timeout: float | None = None
+
+    def timed_out(self, seconds: float) -> RetrievalTimeoutError:
+        """The error of a search that outlived ``seconds``."""
+        return RetrievalTimeoutError(
+            f"the hybrid search for {self.query!r} did not finish within {seconds:g} s; "
+            "allow more time (timeout=) or ask for fewer candidates (fetch_k=)",
+            timeout=seconds,
+        )
 
 
 def _dense_kwargs(store: VectorStore, plan: _Plan) -> dict[str, Any]:
@@ -230,9 +246,14 @@ class HybridRetriever(ChecksSettings, ClosesOwnedIndex, BaseRetriever):
     ``(a)similarity_search_with_relevance_scores``, and the FTS5 index with ``asearch``.
     A subclass of AsyncFAISS that changes how it searches overrides ``(a)search_ids``.
 
-    ``k``, ``fetch_k`` and ``filter`` may also be given per call:
+    ``k``, ``fetch_k``, ``filter`` and ``timeout`` may also be given per call:
     ``retriever.invoke(question, k=3, filter={"source": "a.md"})``; a per-call ``filter``
-    replaces the field (``filter={}`` searches without one). Filters are exact-match dicts
+    replaces the field (``filter={}`` searches without one), a per-call ``timeout`` the
+    field (``timeout=None`` searches without one). When the ``timeout`` expires, the async
+    search is cancelled (both sides; nothing of it runs on) and a
+    :class:`~langchain_rag_async.errors.RetrievalTimeoutError` (also a ``TimeoutError``)
+    is raised; the sync twin cannot interrupt a store's sync search and raises it as soon
+    as the side that overran returns. Filters are exact-match dicts
     understood by both sides: a scalar matches equal values, a list any of its values,
     ``None`` a missing key. With a filter, FAISS scans ``FAISS_FILTER_FETCH_FACTOR * fetch_k``
     neighbours before filtering, so a very selective filter may leave the dense side
@@ -269,6 +290,8 @@ class HybridRetriever(ChecksSettings, ClosesOwnedIndex, BaseRetriever):
     """The damping constant of reciprocal rank fusion."""
     filter: dict[str, Any] | None = None
     """Exact-match metadata filter applied to both sides."""
+    timeout: float | None = None
+    """Seconds a search may take (both sides and the fusion); ``None``: no limit."""
 
     _owns_stores: bool = PrivateAttr(default=False)
     _closed: bool = PrivateAttr(default=False)
@@ -281,6 +304,7 @@ class HybridRetriever(ChecksSettings, ClosesOwnedIndex, BaseRetriever):
         if not all(math.isfinite(w) for w in weights):
             raise ConfigurationError(f"fusion weights must be finite; got {weights}")
         self.filter = check_filter(self.filter)  # raises ConfigurationError
+        self.timeout = check_timeout(self.timeout)
 
     # -- construction ---------------------------------------------------------------------
 
@@ -417,19 +441,22 @@ class HybridRetriever(ChecksSettings, ClosesOwnedIndex, BaseRetriever):
         """
         plan = self._plan(query, kwargs)
         with span("hybrid_search", k=plan.k, fusion=self.fusion, fetch_k=plan.per_side) as current:
-            store = self.vectorstore
-            if _ranks_ids(store):
-                dense_ids, sparse_ids = await _both(
-                    self._adense_ids(store, plan), self._asparse_ids(plan)
-                )
-                with QUERY_LATENCY.labels(stage="fuse").time():
-                    documents = self._choose(store, dense_ids, sparse_ids, plan)
-            else:
-                dense, sparse = await _both(self._adense(plan), self._asparse(plan))
-                with QUERY_LATENCY.labels(stage="fuse").time():
-                    documents = self._fuse(dense, sparse, plan.k)
+            async with deadline(plan.timeout, plan.timed_out):
+                documents = await self._asearch(plan)
             current.set_attribute("rag.results", len(documents))
         return documents
+
+    async def _asearch(self, plan: _Plan) -> list[Document]:
+        store = self.vectorstore
+        if _ranks_ids(store):
+            dense_ids, sparse_ids = await _both(
+                self._adense_ids(store, plan), self._asparse_ids(plan)
+            )
+            with QUERY_LATENCY.labels(stage="fuse").time():
+                return self._choose(store, dense_ids, sparse_ids, plan)
+        dense, sparse = await _both(self._adense(plan), self._asparse(plan))
+        with QUERY_LATENCY.labels(stage="fuse").time():
+            return self._fuse(dense, sparse, plan.k)
 
     def _get_relevant_documents(
         self,
@@ -440,13 +467,26 @@ class HybridRetriever(ChecksSettings, ClosesOwnedIndex, BaseRetriever):
     ) -> list[Document]:
         """Sync twin: the stores' sync searches, one after the other, then the same fusion."""
         plan = self._plan(query, kwargs)
+        started = time.monotonic()
+
+        def in_time() -> None:  # a sync search cannot be interrupted: checked after each side
+            if plan.timeout is not None and time.monotonic() - started > plan.timeout:
+                raise plan.timed_out(plan.timeout)
+
         with span("hybrid_search", k=plan.k, fusion=self.fusion, fetch_k=plan.per_side) as current:
             store = self.vectorstore
             if _ranks_ids(store):
-                dense_ids, sparse_ids = self._dense_ids(store, plan), self._sparse_ids(plan)
+                dense_ids = self._dense_ids(store, plan)
+                in_time()
+                sparse_ids = self._sparse_ids(plan)
+                in_time()
                 documents = self._choose(store, dense_ids, sparse_ids, plan)
             else:
-                documents = self._fuse(self._dense(plan), self._sparse(plan), plan.k)
+                dense = self._dense(plan)
+                in_time()
+                sparse = self._sparse(plan)
+                in_time()
+                documents = self._fuse(dense, sparse, plan.k)
             current.set_attribute("rag.results", len(documents))
         return documents
 
@@ -553,8 +593,8 @@ class HybridRetriever(ChecksSettings, ClosesOwnedIndex, BaseRetriever):
         Raises:
             RetrievalError: The query is empty or the retriever was closed.
             ArgumentTypeError: An unknown keyword argument was given (a ``TypeError``).
-            ConfigurationError: ``k``/``fetch_k`` is not a positive whole number, or the filter
-                is not an exact-match dict.
+            ConfigurationError: ``k``/``fetch_k`` is not a positive whole number, the filter
+                is not an exact-match dict, or ``timeout`` is not positive seconds.
         """
         if self._closed:
             raise RetrievalError(
@@ -566,7 +606,8 @@ class HybridRetriever(ChecksSettings, ClosesOwnedIndex, BaseRetriever):
         k = check_count("k", overrides.get("k", self.k))
         fetch_k = check_count("fetch_k", overrides.get("fetch_k", self.fetch_k))
         filter_ = check_filter(overrides["filter"] if "filter" in overrides else self.filter)
-        return _Plan(query=query, k=k, per_side=max(k, fetch_k), filter=filter_)
+        timeout = check_timeout(overrides["timeout"] if "timeout" in overrides else self.timeout)
+        return _Plan(query=query, k=k, per_side=max(k, fetch_k), filter=filter_, timeout=timeout)
 
     def _fuse_ids(self, dense: RankedIds, sparse: RankedIds, k: int | None) -> list[FusedHit]:
         weights = (self.dense_weight, self.sparse_weight)

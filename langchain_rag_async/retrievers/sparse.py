@@ -8,6 +8,7 @@ does not load the vector-store stack.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import Any, Self
 
@@ -25,15 +26,16 @@ from langchain_rag_async._checks import (
     check_query,
     check_search_kwargs,
 )
+from langchain_rag_async.aio.deadline import check_timeout, deadline
 from langchain_rag_async.config import RetrievalConfig
-from langchain_rag_async.errors import RetrievalError
+from langchain_rag_async.errors import RetrievalError, RetrievalTimeoutError
 from langchain_rag_async.ids import with_ids
 from langchain_rag_async.retrievers._owned import ChecksSettings, ClosesOwnedIndex
 from langchain_rag_async.sparse_index import FTS5Index
 
 __all__ = ("FTS5Retriever",)
 
-_SEARCH_KWARGS = frozenset({"k", "filter"})
+_SEARCH_KWARGS = frozenset({"k", "filter", "timeout"})
 
 
 def _with_score(doc: Document, score: float) -> Document:
@@ -48,7 +50,10 @@ _DEFAULTS = RetrievalConfig()  # the one source of retrieval defaults
 class FTS5Retriever(ChecksSettings, ClosesOwnedIndex, BaseRetriever):
     """Chunks ranked by BM25 over an :class:`FTS5Index` (SQLite FTS5, porter stemming).
 
-    ``k`` and ``filter`` may also be given per call (``retriever.invoke(q, k=3)``). The
+    ``k``, ``filter`` and ``timeout`` may also be given per call
+    (``retriever.invoke(q, k=3)``). A search that outlives ``timeout`` is cancelled and
+    raises :class:`~langchain_rag_async.errors.RetrievalTimeoutError` (the sync twin raises
+    it once SQLite answers: a sync query cannot be interrupted). The
     question may hold any characters: FTS5 syntax is escaped. Each document carries its
     BM25 relevance in ``metadata["scores"] = {"sparse": ...}``; chunks sharing no word
     with the question are not returned, so fewer than ``k`` documents may come back.
@@ -70,6 +75,8 @@ class FTS5Retriever(ChecksSettings, ClosesOwnedIndex, BaseRetriever):
     """Documents returned (at most); ``RetrievalConfig().k`` by default."""
     filter: dict[str, Any] | None = None
     """Exact-match metadata filter: a scalar, a list of scalars ("any of"), or ``None``."""
+    timeout: float | None = None
+    """Seconds a search may take; ``None``: no limit."""
 
     _owns_index: bool = PrivateAttr(default=False)
     _closed: bool = PrivateAttr(default=False)
@@ -77,6 +84,7 @@ class FTS5Retriever(ChecksSettings, ClosesOwnedIndex, BaseRetriever):
     def _check_settings(self) -> None:
         check_count("k", self.k)
         self.filter = check_filter(self.filter)
+        self.timeout = check_timeout(self.timeout)
 
     @classmethod
     def from_documents(
@@ -120,24 +128,39 @@ class FTS5Retriever(ChecksSettings, ClosesOwnedIndex, BaseRetriever):
         self._closed = True
         return self.index
 
-    def _arguments(self, query: str, overrides: dict[str, Any]) -> tuple[str, int, Any]:
+    def _arguments(
+        self, query: str, overrides: dict[str, Any]
+    ) -> tuple[str, int, Any, float | None]:
         if self._closed:
             raise RetrievalError("this FTS5Retriever was closed; build a new one")
         check_search_kwargs("FTS5Retriever", overrides, _SEARCH_KWARGS)
         k = check_count("k", overrides.get("k", self.k))
         filter_ = check_filter(overrides["filter"] if "filter" in overrides else self.filter)
-        return check_query(query), k, filter_
+        timeout = check_timeout(overrides["timeout"] if "timeout" in overrides else self.timeout)
+        return check_query(query), k, filter_, timeout
 
     async def _aget_relevant_documents(
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
-        question, k, filter_ = self._arguments(query, kwargs)
-        hits = await self.index.asearch(question, k, filter=filter_)
+        question, k, filter_, timeout = self._arguments(query, kwargs)
+        async with deadline(timeout, lambda seconds: _timed_out(question, seconds)):
+            hits = await self.index.asearch(question, k, filter=filter_)
         return [_with_score(doc, score) for doc, score in hits]
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
-        question, k, filter_ = self._arguments(query, kwargs)
+        question, k, filter_, timeout = self._arguments(query, kwargs)
+        started = time.monotonic()
         hits = self.index.search(question, k, filter=filter_)
+        if timeout is not None and time.monotonic() - started > timeout:
+            raise _timed_out(question, timeout)
         return [_with_score(doc, score) for doc, score in hits]
+
+
+def _timed_out(question: str, seconds: float) -> RetrievalTimeoutError:
+    return RetrievalTimeoutError(
+        f"the BM25 search for {question!r} did not finish within {seconds:g} s; "
+        "allow more time (timeout=)",
+        timeout=seconds,
+    )

@@ -39,7 +39,12 @@ from langchain_rag_async.answering.stream import answer_graph
 from langchain_rag_async.chat_models import ExtractiveChatModel
 from langchain_rag_async.chat_models.factory import abuild_chat_model
 from langchain_rag_async.config import LLMConfig, RetrievalConfig
-from langchain_rag_async.errors import ConfigurationError, GenerationError, RetrievalError
+from langchain_rag_async.errors import (
+    ConfigurationError,
+    GenerationError,
+    GenerationTimeoutError,
+    RetrievalError,
+)
 from langchain_rag_async.limits import ServiceLimiter
 from langchain_rag_async.testing.openai_server import FakeOpenAIServer
 
@@ -333,6 +338,7 @@ async def test_aanswer_timeout_is_a_generation_error(retriever: FixedRetriever) 
     with pytest.raises(GenerationError, match="no answer within 0.5 s") as info:
         await aanswer(QUESTION, retriever=retriever, llm=llm, timeout=0.5)
     assert isinstance(info.value.__cause__, TimeoutError)
+    assert isinstance(info.value, GenerationTimeoutError) and info.value.timeout == 0.5
     assert llm.cancelled
 
 

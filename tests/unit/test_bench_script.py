@@ -76,3 +76,30 @@ def test_bench_selects_the_first_files_by_name(rust_book: Path) -> None:
     assert our_include(rust_book, files) == tuple("/" + p.name for p in files)
     assert langchain_glob(rust_book, None) == "**/*.md"
     assert our_include(rust_book, None) == ("*.md",)
+
+
+@pytest.mark.slow
+@pytest.mark.allow_blocking
+def test_memory_bench_measures_both_sides_on_a_small_corpus(
+    rust_book: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    corpus = tmp_path / "book"
+    corpus.mkdir()
+    for path in sorted(rust_book.glob("*.md"))[:2]:
+        (corpus / path.name).write_bytes(path.read_bytes())
+    spec = importlib.util.spec_from_file_location(
+        "bench_memory", SCRIPT.with_name("bench_memory.py")
+    )
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    args = ["--corpus", str(corpus), "--repeat", "1", "--dimension", "64", "--json"]
+    assert bench.main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    peaks = report["peak_rss_mb"]
+    assert 0 < peaks["python"] < peaks["ours"] and 0 < peaks["python"] < peaks["langchain_sync"]
+    ours, langchain = report["runs"]["ours"][0], report["runs"]["langchain"][0]
+    assert ours["returncode"] == 0 and langchain["returncode"] == 0
+    assert ours["output"]["files_indexed"] == langchain["output"]["files"] == 2
+    assert report["overhead"] == round(peaks["ours"] / peaks["langchain_sync"] - 1, 3)

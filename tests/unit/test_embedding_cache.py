@@ -15,7 +15,12 @@ from langchain_tests.integration_tests import EmbeddingsIntegrationTests
 from langchain_tests.unit_tests import EmbeddingsUnitTests
 
 from langchain_rag_async.embeddings.cache import CachedEmbeddings, SQLiteEmbeddingCache
-from langchain_rag_async.errors import ConfigurationError, EmbeddingError, VectorStoreError
+from langchain_rag_async.errors import (
+    ConfigurationError,
+    EmbeddingError,
+    EmbeddingTimeoutError,
+    VectorStoreError,
+)
 from langchain_rag_async.ids import content_hash
 
 DIM = 8
@@ -297,6 +302,7 @@ async def test_timeout_is_enforced_for_inner_without_timeout(cache: SQLiteEmbedd
         await embeddings.aembed_documents(["a", "b"], sources=["/s", "/s"], timeout=0.01)
     assert info.value.failed_count == 2
     assert info.value.sources == ("/s",)
+    assert isinstance(info.value, EmbeddingTimeoutError) and info.value.timeout == 0.01
     assert await cache.acount("m") == 0
 
 

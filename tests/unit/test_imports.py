@@ -47,6 +47,7 @@ EXPECTED = {
     "RAGConfig",
     "RAGEngine",
     "RAGError",
+    "RAGTimeoutError",
     "RateLimitConfig",
     "RateLimitedEmbeddings",
     "RetrievalConfig",

@@ -37,7 +37,7 @@ from langchain_rag_async.embeddings.rate_limited import (
     plan_batches,
     retry_after_seconds,
 )
-from langchain_rag_async.errors import ConfigurationError, EmbeddingError
+from langchain_rag_async.errors import ConfigurationError, EmbeddingError, EmbeddingTimeoutError
 from langchain_rag_async.limits import LimitAnswer, RequestWindow, ServiceLimiter
 from langchain_rag_async.testing.faults import SlidingWindowLimit
 from langchain_rag_async.testing.openai_server import FakeOpenAIServer, fake_embedding
@@ -452,6 +452,7 @@ async def test_overall_timeout_raises_embedding_error(openai_server: FakeOpenAIS
     assert caught.value.failed_count == 4
     assert caught.value.sources == ("b", "c")
     assert isinstance(caught.value.__cause__, TimeoutError)
+    assert isinstance(caught.value, EmbeddingTimeoutError) and caught.value.timeout == 1.0
 
 
 async def test_query_goes_through_the_limiter_and_retries(
