@@ -23,6 +23,7 @@ from pathlib import Path
 
 from langchain_community.document_loaders import DirectoryLoader, TextLoader
 from langchain_community.vectorstores import FAISS
+from langchain_core.documents import Document
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from langchain_rag_async import AsyncFAISS, LocalMiniLMEmbeddings
@@ -31,7 +32,7 @@ CORPUS = Path(__file__).resolve().parent / "corpus"
 QUESTION = "What happens when a task is cancelled?"
 
 
-def ids(docs: list) -> str:
+def ids(docs: list[Document]) -> str:
     return " ".join(str(doc.id) for doc in docs)
 
 

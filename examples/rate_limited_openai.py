@@ -34,6 +34,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from langchain_rag_async import (
     AsyncRAGEngine,
@@ -43,12 +44,15 @@ from langchain_rag_async import (
     SplitterConfig,
 )
 
+if TYPE_CHECKING:
+    from langchain_rag_async.testing import FakeOpenAIServer
+
 CORPUS = Path(__file__).resolve().parent / "corpus"
 SERVER_RPS = 8.0  # the fake server's limit: 8 requests per second
 
 
 @contextlib.asynccontextmanager
-async def endpoint() -> AsyncIterator[tuple[str, object | None]]:
+async def endpoint() -> AsyncIterator[tuple[str, FakeOpenAIServer | None]]:
     """Your endpoint when OPENAI_BASE_URL is set; otherwise a local fake one."""
     if os.environ.get("OPENAI_BASE_URL"):
         yield os.environ["OPENAI_BASE_URL"], None
@@ -108,7 +112,7 @@ async def main(corpus: Path, work_dir: Path) -> None:
             told = f"{rpm:.0f} requests/minute" if rpm else "no limit"
             print(f"run {number}: client told {told}")
             if server is not None:
-                server.reset_stats()  # type: ignore[attr-defined]
+                server.reset_stats()
             failed = await run(corpus, work_dir / f"index-{number}", base_url, rpm)
             for _ in range(3):  # failed files are not recorded: the next run retries them
                 if not failed:
@@ -116,7 +120,7 @@ async def main(corpus: Path, work_dir: Path) -> None:
                 print("  again (only the failed files are read and embedded):")
                 failed = await run(corpus, work_dir / f"index-{number}", base_url, rpm)
             if server is not None:
-                stats = server.stats  # type: ignore[attr-defined]
+                stats = server.stats
                 print(
                     f"  server: {stats.requests} requests, {stats.status_counts[429]} "
                     f"refused with 429, {stats.embedded_texts} texts embedded, at most "
