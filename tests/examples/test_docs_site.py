@@ -30,3 +30,20 @@ def test_site_builds_strict_with_every_public_name(tmp_path: Path) -> None:
     assert not missing, f"public names without an entry in docs/reference.md: {missing}"
     for page in ("migration", "async_architecture", "architecture", "benchmarks", "reliability"):
         assert (site / page / "index.html").is_file(), page
+
+
+def test_relative_links_of_the_guides_resolve() -> None:
+    """Links to repository files (examples/, other pages) point at files that exist.
+
+    The site build only reports links outside docs/ (mkdocs.yml: ``not_found: info``).
+    """
+    pages = [PROJECT_ROOT / "README.md", PROJECT_ROOT / "examples" / "README.md"]
+    pages += sorted((PROJECT_ROOT / "docs").glob("*.md"))
+    broken = [
+        f"{page.name}: {target}"
+        for page in pages
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text())
+        if not target.startswith(("http://", "https://", "#", "mailto:"))
+        and not (page.parent / target.split("#")[0]).exists()
+    ]
+    assert not broken
