@@ -13,6 +13,7 @@ import langchain_rag_async
 from tests.examples.test_examples import PROJECT_ROOT
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_site_builds_strict_with_every_public_name(tmp_path: Path) -> None:
     site = tmp_path / "site"

@@ -3,7 +3,7 @@
 The scripts start together (one subprocess each, in a module fixture), so the module costs
 about as long as the slowest of them rather than their sum. Each test then checks what
 its script printed against the corpus and against LangChain itself, not just its exit
-code.
+code. They are marked ``slow``: ``make test`` runs them, ``make test-fast`` does not.
 """
 
 from __future__ import annotations
@@ -29,8 +29,6 @@ EXAMPLES = PROJECT_ROOT / "examples"
 CORPUS = EXAMPLES / "corpus"
 TIMEOUT = 200.0  # seconds per script (a loaded 2-core machine); the module allows 300
 OPENAI_REPLY = "Bounded queues make the fast stages wait [1]."
-
-pytestmark = pytest.mark.timeout(300)
 
 
 @dataclass
@@ -140,6 +138,8 @@ def test_every_example_is_tested() -> None:
     assert {path.name for path in EXAMPLES.glob("*.py")} == tested
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_quickstart(runs: dict[str, Run]) -> None:
     out = runs["quickstart.py"].output()
     assert "indexed 5 files, 5 chunks" in out
@@ -153,6 +153,8 @@ def test_quickstart(runs: dict[str, Run]) -> None:
     check_extractive_answer(answer_lines(out, "answer:", "sources:"), sources)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_faiss_drop_in_matches_langchain(runs: dict[str, Run], faiss_dir: Path) -> None:
     out = runs["faiss_drop_in.py"].output()
     found = dict(
@@ -194,6 +196,8 @@ def test_faiss_drop_in_matches_langchain(runs: dict[str, Run], faiss_dir: Path) 
         ]
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_lcel_chain_offline(runs: dict[str, Run]) -> None:
     out = runs["lcel_chain.py"].output()
     assert "chat model: ExtractiveChatModel" in out
@@ -205,6 +209,8 @@ def test_lcel_chain_offline(runs: dict[str, Run]) -> None:
     assert re.search(r"best chunk scores: \{'dense': 0\.\d+, 'sparse': \d", out)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_lcel_chain_with_chat_openai(runs: dict[str, Run], openai_server: FakeOpenAIServer) -> None:
     out = runs["lcel_chain.py+openai"].output()
     assert "chat model: ChatOpenAI" in out
@@ -212,6 +218,8 @@ def test_lcel_chain_with_chat_openai(runs: dict[str, Run], openai_server: FakeOp
     assert openai_server.stats.status_counts[200] >= 1
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_stream_graphs(runs: dict[str, Run]) -> None:
     out = runs["stream_graphs.py"].output()
     assert "custom   plan: 5 files to load" in out
@@ -228,6 +236,8 @@ def test_stream_graphs(runs: dict[str, Run]) -> None:
     assert len(generated) == 2 and min(generated) > 0
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_sync_usage(runs: dict[str, Run]) -> None:
     out = runs["sync_usage.py"].output()
     assert "script: indexed 5 files, 5 chunks" in out
@@ -236,6 +246,8 @@ def test_sync_usage(runs: dict[str, Run]) -> None:
     assert "same top 3 from both: True" in out
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_rate_limited_openai(runs: dict[str, Run]) -> None:
     out = runs["rate_limited_openai.py"].output()
     runs_out = out.split("run 2:")
@@ -254,6 +266,8 @@ def test_rate_limited_openai(runs: dict[str, Run]) -> None:
     assert last and last[-1] == "0", second
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_custom_embeddings(runs: dict[str, Run]) -> None:
     out = runs["custom_embeddings.py"].output()
     assert "indexed 5 chunks; the model embedded 5" in out

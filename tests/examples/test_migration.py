@@ -56,6 +56,7 @@ def test_guide_has_blocks_for_every_component() -> None:
         assert name in code, name
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_every_python_block_of_the_guide_runs(tmp_path: Path) -> None:
     blocks = python_blocks(GUIDE.read_text())
