@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_INDEX ?= .rag-index-demo
 
-.PHONY: demo test test-fast chaos chaos-report lint type bench eval clean
+.PHONY: demo test test-fast chaos chaos-report lint type docs bench eval clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ lint: $(STAMP)
 type: $(STAMP)
 	$(BIN)/mypy
 
+## docs: the documentation site with the API reference (mkdocs, warnings as errors) in site/
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict
+
 ## bench: indexing throughput against LangChain (benchmarks/indexing.py; a few minutes)
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_async.py
@@ -52,4 +56,4 @@ eval: $(STAMP)
 	$(BIN)/python scripts/eval_retrieval.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_INDEX) .rag-index .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_INDEX) site .rag-index .pytest_cache .mypy_cache .ruff_cache
