@@ -16,8 +16,9 @@ if TYPE_CHECKING:  # the rest is imported by the command that uses it (see main)
     from rich.console import Console
     from rich.progress import TaskID
 
-    from langchain_rag_async.config import RAGConfig
+    from langchain_rag_async.config import ObservabilityConfig, RAGConfig
     from langchain_rag_async.indexing.events import IndexingSummary
+    from langchain_rag_async.tracing import Tracing
 
 __all__ = ("EXIT_FILES_FAILED", "build_parser", "main")
 
@@ -60,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--exclude", action="append", default=[], metavar="GLOB", help="skip files matching"
     )
     index.add_argument("--no-progress", action="store_true", help="no live progress bar")
+    index.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="N",
+        help="serve Prometheus /metrics on this port while indexing (RAG_METRICS_PORT)",
+    )
 
     query = sub.add_parser("query", help="show the chunks most relevant to a question")
     query.add_argument("question", help="what to look for")
@@ -136,6 +143,11 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="log retries, repairs and tracebacks"
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=["console", "json"],
+        help="log at info level (debug with -v) in this format, on stderr (RAG_LOG_FORMAT)",
     )
 
 
@@ -241,6 +253,17 @@ def _print_summary(console: Console, summary: IndexingSummary) -> None:
 
 
 async def _run_index(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from langchain_rag_async.metrics import serve_metrics, watch_event_loop_lag
+
+    settings = _observability(args)
+    if settings.metrics_port is None:
+        return await _index(args, out, err)
+    serve_metrics(settings.metrics_port, settings.metrics_host)  # a daemon thread
+    async with watch_event_loop_lag():
+        return await _index(args, out, err)
+
+
+async def _index(args: argparse.Namespace, out: Console, err: Console) -> int:
     from langchain_rag_async.indexing.api import aindex_directory
 
     config = _config_from_args(args)
@@ -448,7 +471,9 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(logging.DEBUG if args.verbose else logging.CRITICAL)
     out = Console(soft_wrap=True)
     err = Console(stderr=True)
+    tracing: Tracing | None = None
     try:
+        tracing = _start_telemetry(args)
         if args.command == "index":
             return asyncio.run(_until_signal(_run_index(args, out, err)))
         if args.command == "query":
@@ -470,6 +495,39 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         _say_interrupted(args.command, err)
         return 130
+    finally:
+        if tracing is not None:
+            tracing.shutdown()  # bounded by the config's flush_timeout
+
+
+def _observability(args: argparse.Namespace) -> ObservabilityConfig:
+    """The environment's observability settings, with this command's flags over them."""
+    from dataclasses import replace
+
+    from langchain_rag_async.config import RAGConfig
+
+    settings = RAGConfig.from_env().observability
+    port = getattr(args, "metrics_port", None)
+    return replace(
+        settings,
+        metrics_port=settings.metrics_port if port is None else port,
+        log_format=getattr(args, "log_format", None) or settings.log_format,
+    )
+
+
+def _start_telemetry(args: argparse.Namespace) -> Tracing | None:
+    """Logs in the chosen format (info level once one is chosen), and trace export if on."""
+    import logging
+
+    from langchain_rag_async.observability import configure_logging
+    from langchain_rag_async.tracing import configure_tracing
+
+    settings = _observability(args)
+    chosen = getattr(args, "log_format", None) or settings.log_format != "console"
+    if chosen:
+        level = logging.DEBUG if args.verbose else logging.INFO
+        configure_logging(level, json=settings.log_format == "json")
+    return configure_tracing(settings)
 
 
 def _skip_final_collections() -> None:

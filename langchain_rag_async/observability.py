@@ -2,7 +2,10 @@
 
 Every stage opens its span through :func:`span`; every log line goes through
 :func:`get_logger` and carries the ``request_id`` and ``task_id`` bound in contextvars,
-so interleaved concurrent work stays readable.
+so interleaved concurrent work stays readable, and, inside a recorded span, its
+``trace_id`` and ``span_id``, so logs and traces join. Only the API of OpenTelemetry is
+used here: spans go nowhere until an application installs a provider
+(:func:`langchain_rag_async.tracing.configure_tracing`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ __all__ = (
     "bind_task_id",
     "configure_logging",
     "get_logger",
+    "request_span",
     "request_id_var",
     "span",
     "task_id_var",
@@ -80,6 +84,33 @@ def span(name: str, **attributes: AttributeValue | None) -> Iterator[Span]:
             raise
 
 
+@contextmanager
+def request_span(name: str, **attributes: AttributeValue | None) -> Iterator[Span]:
+    """The span of a request: the framework's, when it opened one already, else a new one.
+
+    Web frameworks with OpenTelemetry built in (FastAPI, Starlette) open the HTTP server
+    span themselves, with the caller's ``traceparent``; a second span would duplicate it.
+    Either way the span gets ``attributes`` and the context ids.
+
+    Args:
+        name: Name of the span when a new one is opened, e.g. ``"POST /query"``.
+        **attributes: Span attributes (str, bool, int or float).
+
+    Yields:
+        The request's span.
+    """
+    current = trace.get_current_span()
+    if not current.is_recording():
+        with span(name, **attributes) as opened:
+            yield opened
+        return
+    current.set_attributes({k: v for k, v in attributes.items() if v is not None})
+    request_id = request_id_var.get()
+    if request_id is not None:
+        current.set_attribute("rag.request_id", request_id)
+    yield current
+
+
 def bind_request_id(request_id: str | None = None) -> str:
     """Set the ``request_id`` of the current context (a new one when not given)."""
     value = request_id or uuid.uuid4().hex[:12]
@@ -101,6 +132,10 @@ def _add_context_ids(
     task_id = task_id_var.get()
     if task_id is not None:
         event_dict.setdefault("task_id", task_id)
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:  # only with a tracer provider installed (configure_tracing)
+        event_dict.setdefault("trace_id", trace.format_trace_id(context.trace_id))
+        event_dict.setdefault("span_id", trace.format_span_id(context.span_id))
     return event_dict
 
 

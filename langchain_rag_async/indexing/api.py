@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from langchain_core.embeddings import Embeddings
+from opentelemetry.trace import Span
 
 from langchain_rag_async.aio import run_sync
 from langchain_rag_async.config import RAGConfig
@@ -17,12 +18,13 @@ from langchain_rag_async.indexing.events import IndexingSummary
 from langchain_rag_async.indexing.graph import IndexingContext, build_indexing_graph
 from langchain_rag_async.limits import ServiceLimiter
 from langchain_rag_async.metrics import DOCUMENTS_PROCESSED
-from langchain_rag_async.observability import bind_request_id, span
+from langchain_rag_async.observability import bind_request_id, get_logger, span
 from langchain_rag_async.sparse_index import SparseIndex
 
 __all__ = ("aindex_directory", "index_directory")
 
 ProgressHandler = Callable[[dict[str, Any]], None]
+_log = get_logger(__name__)
 
 
 async def aindex_directory(
@@ -66,7 +68,14 @@ async def aindex_directory(
     graph = build_indexing_graph()
     final: dict[str, Any] = {}
     bind_request_id()
-    with span("index_directory", path=str(path), index_dir=str(config.index_dir)):
+    emb = config.embeddings
+    with span(
+        "index_directory",
+        path=str(path),
+        index_dir=str(config.index_dir),
+        batch_size=emb.batch_size,
+        concurrency=emb.concurrency,
+    ) as run:
         async with asyncio.timeout(timeout):
             async for mode, chunk in graph.astream(
                 {"path": str(path), "index_dir": str(config.index_dir)},
@@ -77,21 +86,32 @@ async def aindex_directory(
                     on_progress(cast(dict[str, Any], chunk))
                 elif mode == "values":
                     final = cast(dict[str, Any], chunk)
-    if "summary" not in final:
-        raise IndexingError(f"indexing {path} ended without a summary")
-    summary = IndexingSummary.from_dict(final["summary"])
-    _count_documents(summary)
+        if "summary" not in final:
+            raise IndexingError(f"indexing {path} ended without a summary")
+        summary = IndexingSummary.from_dict(final["summary"])
+        _report(summary, run)
     return summary
 
 
-def _count_documents(summary: IndexingSummary) -> None:
-    for outcome, count in (
-        ("indexed", summary.files_indexed),
-        ("skipped", summary.files_skipped),
-        ("failed", len(summary.files_failed)),
-        ("deleted", summary.files_deleted),
-    ):
+def _report(summary: IndexingSummary, run: Span) -> None:
+    """Count the run's files by outcome; put its figures on its span and in the log."""
+    counts = {
+        "indexed": summary.files_indexed,
+        "skipped": summary.files_skipped,
+        "failed": len(summary.files_failed),
+        "deleted": summary.files_deleted,
+    }
+    for outcome, count in counts.items():
         DOCUMENTS_PROCESSED.labels(outcome=outcome).inc(count)
+    figures = {
+        **{f"files_{outcome}": count for outcome, count in counts.items()},
+        "chunks_added": summary.chunks_added,
+        "chunks_deleted": summary.chunks_deleted,
+        "chunks_embedded": summary.chunks_embedded,
+        "chunks_cached": summary.chunks_cached,
+    }
+    run.set_attributes(figures)
+    _log.info("indexing run finished", seconds=round(summary.seconds, 3), **figures)
 
 
 def index_directory(

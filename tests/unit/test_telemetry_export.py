@@ -1,0 +1,207 @@
+"""Telemetry as an operator receives it: OTLP spans on a collector, JSON logs, a scraped /metrics.
+
+Real processes (``rag-async index`` and ``rag-async serve``) export to a local OTLP/HTTP
+endpoint started by the test (:mod:`.otlp_collector` decodes the protobuf requests);
+their JSON log lines are joined with the spans by ``trace_id`` / ``span_id``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from langchain_rag_async import RAGConfig, index_directory
+from langchain_rag_async.config import EmbeddingConfig
+from langchain_rag_async.testing import FakeOpenAIServer
+
+from .otlp_collector import OTLPCollector, ReceivedSpan, running_collector
+from .server_support import free_port, write_topics
+from .test_server_cli import wait_healthy
+
+pytestmark = [pytest.mark.allow_blocking, pytest.mark.timeout(240)]
+
+RAG_ASYNC = str(Path(sys.executable).parent / "rag-async")
+
+
+def telemetry_env(
+    server: FakeOpenAIServer, collector: OTLPCollector, **extra: str
+) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "OPENAI_", "OTEL_"))}
+    env.update(
+        NO_PROXY="127.0.0.1,localhost",
+        no_proxy="127.0.0.1,localhost",
+        RAG_EMBEDDINGS="openai",
+        OPENAI_API_KEY="x",
+        OPENAI_BASE_URL=server.base_url,
+        OTEL_EXPORTER_OTLP_ENDPOINT=collector.base_url,
+        OTEL_SERVICE_NAME="rag-under-test",
+        **extra,
+    )
+    return env
+
+
+def write_files(root: Path, count: int) -> Path:
+    root.mkdir()
+    for i in range(count):
+        (root / f"topic-{i}.md").write_text(f"# Topic {i}\n\nNotes number {i} on ownership.\n")
+    return root
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def by_name(spans: list[ReceivedSpan], name: str) -> list[ReceivedSpan]:
+    return [s for s in spans if s.name == name]
+
+
+class Scraper:
+    """Scrapes ``/metrics`` every 50 ms while a process runs; keeps the last answer."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.last = ""
+        self.scrapes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with urllib.request.urlopen(self.url, timeout=2) as answer:
+                    self.last = answer.read().decode()
+                    self.scrapes += 1
+            except OSError:
+                pass
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def sample(text: str, line_start: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(line_start + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{line_start} not in the scrape:\n{text}")
+
+
+def test_an_index_run_exports_one_trace_joins_its_logs_and_serves_metrics(
+    tmp_path: Path,
+) -> None:
+    corpus = write_files(tmp_path / "docs", 6)
+    port = free_port()
+    with (
+        running_collector() as collector,
+        FakeOpenAIServer.run_in_thread(latency=0.25) as server,
+    ):
+        server.fail_next(1, status=429)  # the first request: one 429, one retry
+        command = [
+            RAG_ASYNC, "index", str(corpus), "--index-dir", str(tmp_path / "idx"),
+            "--batch-size", "2", "--concurrency", "1", "--no-progress",
+            "--log-format", "json", "--metrics-port", str(port),
+        ]  # fmt: skip
+        started = time.monotonic()
+        process = subprocess.Popen(
+            command, env=telemetry_env(server, collector), text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        scraper = Scraper(f"http://127.0.0.1:{port}/metrics")
+        try:
+            out, err = process.communicate(timeout=180)
+        finally:
+            scraper.stop()
+        seconds = time.monotonic() - started
+        spans = collector.received()  # exported before the process exited
+    assert process.returncode == 0, out + err
+
+    # One trace for the run: a root span with the run's figures, a span per stage.
+    (root,) = by_name(spans, "index_directory")
+    assert root.parent_span_id == "" and root.service == "rag-under-test"
+    assert {s.trace_id for s in spans} == {root.trace_id}
+    assert root.attributes["files_indexed"] == 6 and root.attributes["chunks_embedded"] == 6
+    assert root.attributes["batch_size"] == 2 and root.attributes["concurrency"] == 1
+    names = {s.name for s in spans}
+    assert {"plan", "load", "split", "embed_batch", "embed", "store", "checkpoint"} <= names
+    assert by_name(spans, "load")[0].attributes["files"] == 6
+    batches = by_name(spans, "embed_batch")
+    assert sum(b.attributes["batch_size"] for b in batches) == 6
+    assert sorted(b.attributes["retries"] for b in batches) == [0] * (len(batches) - 1) + [1]
+    assert all(s.attributes["concurrency"] == 1 for s in by_name(spans, "embed"))
+
+    # Logs: every line has the run's request_id; inside a span, its trace and span ids.
+    lines = json_lines(err)
+    assert lines and {line["request_id"] for line in lines} == {root.attributes["rag.request_id"]}
+    (retry,) = [line for line in lines if line["event"] == "embedding request failed; retrying"]
+    (retried,) = [b for b in batches if b.attributes["retries"] == 1]
+    assert (retry["trace_id"], retry["span_id"]) == (root.trace_id, retried.span_id)
+    assert retry["task_id"] == "embed"
+    (finished,) = [line for line in lines if line["event"] == "indexing run finished"]
+    assert (finished["trace_id"], finished["span_id"]) == (root.trace_id, root.span_id)
+
+    # /metrics was served during the run, with the limiter's and the loop's figures.
+    assert scraper.scrapes > 0, f"no scrape answered in {seconds:.1f} s"
+    text = scraper.last
+    assert sample(text, 'rag_embedding_requests_total{outcome="429",provider="openai"}') == 1
+    assert sample(text, 'rag_embedding_requests_total{outcome="retry",provider="openai"}') == 1
+    assert sample(text, 'rag_adaptive_concurrency{service="embeddings:openai"}') == 1
+    assert sample(text, 'rag_rate_limiter_wait_seconds_count{service="embeddings:openai"}') >= 1
+    assert sample(text, "rag_event_loop_lag_seconds_count") >= 1
+
+
+def test_each_server_request_is_one_trace_with_its_logs(tmp_path: Path) -> None:
+    corpus = write_topics(tmp_path / "docs")
+    index_dir = tmp_path / "idx"
+    port = free_port()
+    with (
+        running_collector() as collector,
+        FakeOpenAIServer.run_in_thread() as server,
+    ):
+        embeddings = EmbeddingConfig(
+            provider="openai", openai_api_key="x", openai_base_url=server.base_url
+        )
+        index_directory(corpus, config=RAGConfig(index_dir=index_dir, embeddings=embeddings))
+        env = telemetry_env(server, collector, OTEL_BSP_SCHEDULE_DELAY="100")
+        process = subprocess.Popen(
+            [RAG_ASYNC, "serve", "--index-dir", str(index_dir), "--port", str(port),
+             "--log-format", "json"],
+            env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_healthy(process, url)  # type: ignore[arg-type]
+            for question in ("What is Cargo?", "What are closures?"):
+                answer = httpx.post(f"{url}/query", json={"question": question}, timeout=30)
+                assert answer.status_code == 200, answer.text
+            assert collector.wait_for(lambda s: len(by_name(s, "POST /query")) == 2, 30)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            _, err = process.communicate(timeout=60)
+        spans = collector.received()
+    roots = by_name(spans, "POST /query")
+    assert len({r.trace_id for r in roots}) == 2 and all(r.parent_span_id == "" for r in roots)
+    for root in roots:
+        assert root.attributes["http.response.status_code"] == 200
+        assert root.attributes["http.route"] == "/query"  # FastAPI's server span, annotated
+        trace = {s.name for s in spans if s.trace_id == root.trace_id}
+        assert {"hybrid_search", "dense", "sparse"} <= trace, trace
+        request_id = root.attributes["rag.request_id"]
+        (logged,) = [
+            line for line in json_lines(err)
+            if line.get("event") == "request" and line.get("request_id") == request_id
+        ]  # fmt: skip
+        assert (logged["trace_id"], logged["span_id"]) == (root.trace_id, root.span_id)
+        assert logged["endpoint"] == "/query" and logged["status"] == 200
