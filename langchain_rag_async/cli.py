@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import functools
 import gc
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec
 
 if TYPE_CHECKING:  # the rest is imported by the command that uses it (see main)
-    from collections.abc import Coroutine, Sequence
+    from collections.abc import Callable, Coroutine, Sequence
 
     from rich.console import Console
     from rich.progress import TaskID
@@ -21,6 +22,8 @@ if TYPE_CHECKING:  # the rest is imported by the command that uses it (see main)
     from langchain_rag_async.tracing import Tracing
 
 __all__ = ("EXIT_FILES_FAILED", "build_parser", "main")
+
+P = ParamSpec("P")
 
 EXIT_FILES_FAILED = 3
 """``rag-async index`` finished, but some files failed (listed); the next run retries them.
@@ -172,6 +175,26 @@ def _config_from_args(args: argparse.Namespace) -> RAGConfig:
     return config
 
 
+def _in_span(
+    name: str,
+) -> Callable[[Callable[P, Coroutine[Any, Any, int]]], Callable[P, Coroutine[Any, Any, int]]]:
+    """Run a command inside one span, the root of its trace (``--help`` imports no tracing)."""
+
+    def decorate(
+        command: Callable[P, Coroutine[Any, Any, int]],
+    ) -> Callable[P, Coroutine[Any, Any, int]]:
+        @functools.wraps(command)
+        async def run(*args: P.args, **kwargs: P.kwargs) -> int:
+            from langchain_rag_async.observability import span
+
+            with span(name):
+                return await command(*args, **kwargs)
+
+        return run
+
+    return decorate
+
+
 class _ProgressView:
     """A rich progress display fed by the indexing graph's progress events."""
 
@@ -301,6 +324,7 @@ def _score(value: object) -> str:
     return "-" if value is None else f"{float(str(value)):.4f}"
 
 
+@_in_span("rag-async query")
 async def _run_query(args: argparse.Namespace, out: Console) -> int:
     from rich.markup import escape
 
@@ -341,6 +365,7 @@ async def _run_query(args: argparse.Namespace, out: Console) -> int:
     return 0
 
 
+@_in_span("rag-async ask")
 async def _run_ask(args: argparse.Namespace, out: Console, err: Console) -> int:
     from dataclasses import replace
 

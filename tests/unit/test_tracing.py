@@ -91,9 +91,16 @@ def test_a_command_loads_the_exporter_only_when_tracing_is_on(tmp_path: Path) ->
         off = run_probe(tmp_path, "index", str(corpus), "--index-dir", str(tmp_path / "a"), env=env)
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = collector.base_url
         on = run_probe(tmp_path, "index", str(corpus), "--index-dir", str(tmp_path / "b"), env=env)
-        received = collector.received()
+        indexed = collector.received()
+        run_probe(tmp_path, "query", "lifetimes", "--index-dir", str(tmp_path / "b"), env=env)
+        queried = collector.received()[len(indexed) :]
     exporter = "opentelemetry.exporter.otlp.proto.http.trace_exporter"
     assert exporter not in off["modules"] and "opentelemetry.sdk.trace.export" not in off["modules"]
     assert exporter in on["modules"]
     assert on["threads_left"] == []
-    assert any(s.name == "index_directory" for s in received)
+    assert len({s.trace_id for s in indexed}) == 1
+    assert any(s.name == "index_directory" for s in indexed)
+    # a query is one trace too: loading the index and the search under the command's span
+    (root,) = [s for s in queried if s.parent_span_id == ""]
+    assert root.name == "rag-async query" and {s.trace_id for s in queried} == {root.trace_id}
+    assert {"vectorstore.load", "hybrid_search", "dense", "sparse"} <= {s.name for s in queried}
