@@ -7,14 +7,18 @@ their JSON log lines are joined with the spans by ``trace_id`` / ``span_id``.
 
 from __future__ import annotations
 
+import email.policy
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
+from email.parser import BytesParser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -205,3 +209,76 @@ def test_each_server_request_is_one_trace_with_its_logs(tmp_path: Path) -> None:
         ]  # fmt: skip
         assert (logged["trace_id"], logged["span_id"]) == (root.trace_id, root.span_id)
         assert logged["endpoint"] == "/query" and logged["status"] == 200
+
+
+class LangSmithEndpoint:
+    """A local LangSmith API: records the runs LangChain's tracer posts (multipart)."""
+
+    def __init__(self) -> None:
+        self.runs: list[dict[str, Any]] = []
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                size = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(size) if size else b""
+                if self.path.startswith("/runs/multipart"):
+                    endpoint._receive(self.headers["Content-Type"], body)
+                answer = json.dumps({"version": "0.9.0"} if self.path == "/info" else {})
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer.encode())
+
+            do_GET = do_POST = do_PATCH = _answer
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def _receive(self, content_type: str, body: bytes) -> None:
+        message = BytesParser(policy=email.policy.HTTP).parsebytes(
+            b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body
+        )
+        for part in message.iter_parts():
+            name = part.get_param("name", header="content-disposition") or ""
+            if re.fullmatch(r"post\.[0-9a-f-]{36}", str(name)):
+                self.runs.append(json.loads(part.get_payload(decode=True)))
+
+
+def test_langsmith_runs_and_otel_spans_do_not_duplicate_each_other(tmp_path: Path) -> None:
+    """LANGSMITH_TRACING=true: LangChain's callbacks post each run once to LangSmith, and
+    the OTLP export carries the very spans it carries without LangSmith (none of the runs)."""
+    corpus = write_files(tmp_path / "docs", 3)
+    index_dir = tmp_path / "idx"
+    langsmith = LangSmithEndpoint()
+    try:
+        with running_collector() as collector, FakeOpenAIServer.run_in_thread() as server:
+            env = telemetry_env(server, collector)
+            command = [RAG_ASYNC, "ask", "What is topic 1?", "--index-dir", str(index_dir)]
+            subprocess.run(
+                [RAG_ASYNC, "index", str(corpus), "--index-dir", str(index_dir), "--no-progress"],
+                env={**env, "OTEL_TRACES_EXPORTER": "none"}, check=True, capture_output=True,
+            )  # fmt: skip
+            plain = subprocess.run(command, env=env, capture_output=True, text=True)
+            alone = collector.received()
+            env.update(
+                LANGSMITH_TRACING="true",
+                LANGSMITH_ENDPOINT=f"http://127.0.0.1:{langsmith.server.server_port}",
+                LANGSMITH_API_KEY="lsv2-test-key",
+            )
+            traced = subprocess.run(command, env=env, capture_output=True, text=True)
+            both = collector.received()[len(alone) :]
+    finally:
+        langsmith.server.shutdown()
+        langsmith.server.server_close()
+    assert plain.returncode == traced.returncode == 0, plain.stderr + traced.stderr
+    assert plain.stdout == traced.stdout  # the same answer
+    assert sorted(s.name for s in both) == sorted(s.name for s in alone)
+    runs = langsmith.runs
+    ids = [run["id"] for run in runs]
+    assert runs and len(ids) == len(set(ids))  # each run posted once
+    assert {run["run_type"] for run in runs} >= {"retriever", "chain", "llm"}
