@@ -55,6 +55,13 @@ def telemetry_env(
     return env
 
 
+def openai_config(server: FakeOpenAIServer, index_dir: Path) -> RAGConfig:
+    embeddings = EmbeddingConfig(
+        provider="openai", openai_api_key="x", openai_base_url=server.base_url
+    )
+    return RAGConfig(index_dir=index_dir, embeddings=embeddings)
+
+
 def write_files(root: Path, count: int) -> Path:
     root.mkdir()
     for i in range(count):
@@ -174,14 +181,11 @@ def test_each_server_request_is_one_trace_with_its_logs(tmp_path: Path) -> None:
         running_collector() as collector,
         FakeOpenAIServer.run_in_thread() as server,
     ):
-        embeddings = EmbeddingConfig(
-            provider="openai", openai_api_key="x", openai_base_url=server.base_url
-        )
-        index_directory(corpus, config=RAGConfig(index_dir=index_dir, embeddings=embeddings))
+        index_directory(corpus, config=openai_config(server, index_dir))
         env = telemetry_env(server, collector, OTEL_BSP_SCHEDULE_DELAY="100")
         process = subprocess.Popen(
             [RAG_ASYNC, "serve", "--index-dir", str(index_dir), "--port", str(port),
-             "--log-format", "json"],
+             "--log-format", "json", "--grace", "0"],
             env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip
         url = f"http://127.0.0.1:{port}"
@@ -259,10 +263,7 @@ def test_langsmith_runs_and_otel_spans_do_not_duplicate_each_other(tmp_path: Pat
         with running_collector() as collector, FakeOpenAIServer.run_in_thread() as server:
             env = telemetry_env(server, collector)
             command = [RAG_ASYNC, "ask", "What is topic 1?", "--index-dir", str(index_dir)]
-            subprocess.run(
-                [RAG_ASYNC, "index", str(corpus), "--index-dir", str(index_dir), "--no-progress"],
-                env={**env, "OTEL_TRACES_EXPORTER": "none"}, check=True, capture_output=True,
-            )  # fmt: skip
+            index_directory(corpus, config=openai_config(server, index_dir))
             plain = subprocess.run(command, env=env, capture_output=True, text=True)
             alone = collector.received()
             env.update(
@@ -278,6 +279,10 @@ def test_langsmith_runs_and_otel_spans_do_not_duplicate_each_other(tmp_path: Pat
     assert plain.returncode == traced.returncode == 0, plain.stderr + traced.stderr
     assert plain.stdout == traced.stdout  # the same answer
     assert sorted(s.name for s in both) == sorted(s.name for s in alone)
+    # the command is one trace: loading the index, retrieval and generation under its span
+    (root,) = [s for s in alone if s.parent_span_id == ""]
+    assert root.name == "rag-async ask" and {s.trace_id for s in alone} == {root.trace_id}
+    assert {"vectorstore.load", "hybrid_search", "retrieve", "generate"} <= {s.name for s in alone}
     runs = langsmith.runs
     ids = [run["id"] for run in runs]
     assert runs and len(ids) == len(set(ids))  # each run posted once
