@@ -74,6 +74,11 @@ def test_metrics_endpoint_exposes_the_design_metrics(tmp_path: Path) -> None:
         'rag_query_latency_seconds_count{stage="generate"}',
         "rag_time_to_first_token_seconds_count",
         'rag_requests_in_flight{endpoint="/metrics"} 1.0',
+        "rag_chunks_embedded_total",
+        "rag_chunks_cached_total",
+        'rag_adaptive_concurrency{service="embeddings:local"}',
+        'rag_rate_limiter_wait_seconds_count{service="embeddings:local"}',
+        "rag_event_loop_lag_seconds_count",
     ):
         assert name in text, name
     assert value("rag_documents_processed_total", outcome="indexed") == indexed_before + 3
@@ -179,3 +184,35 @@ def test_the_metrics_port_refuses_a_taken_port_clearly() -> None:
         port = taken.getsockname()[1]
         with pytest.raises(ConfigurationError, match="--metrics-port"):
             serve_metrics(port)
+
+
+async def test_each_query_stage_is_timed_once_per_query(tmp_path: Path) -> None:
+    corpus = write_topics(tmp_path / "docs")
+    stages = ("embed", "dense", "sparse", "fuse", "generate")
+
+    def counts() -> dict[str, float]:
+        return {s: value("rag_query_latency_seconds_count", stage=s) for s in stages}
+
+    async with AsyncRAGEngine(
+        config=config_for(tmp_path / "idx"), embeddings=embedding()
+    ) as engine:
+        await engine.aindex_directory(corpus)
+        before = counts()
+        await engine.aquery("What is Cargo?")
+        after_query = counts()
+        await engine.aanswer("What is Cargo?")
+        after_answer = counts()
+    assert {s: after_query[s] - before[s] for s in stages} == {
+        "embed": 1,
+        "dense": 1,
+        "sparse": 1,
+        "fuse": 1,
+        "generate": 0,
+    }
+    assert {s: after_answer[s] - after_query[s] for s in stages} == {
+        "embed": 1,
+        "dense": 1,
+        "sparse": 1,
+        "fuse": 1,
+        "generate": 1,
+    }
