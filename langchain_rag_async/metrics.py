@@ -7,7 +7,7 @@ sets (outcomes, providers, stage names), never a path or a question.
 
 Metrics:
     ``rag_documents_processed_total{outcome}``: files handled by indexing runs
-        (``indexed``, ``skipped``, ``failed``, ``deleted``).
+        (``indexed``, ``skipped``, ``failed``, ``deleted``), counted as a run goes.
     ``rag_embedding_requests_total{provider, outcome}``: requests to the embedding
         service: ``ok``, ``429``, ``error`` (any other failure; ``timeout`` and
         ``bad_response``, unusable vectors, are counted apart), and ``retry``: a retry
@@ -47,6 +47,7 @@ from langchain_rag_async.errors import ConfigurationError
 
 __all__ = (
     "ADAPTIVE_CONCURRENCY",
+    "RunningTotals",
     "CHUNKS_CACHED",
     "CHUNKS_EMBEDDED",
     "DOCUMENTS_PROCESSED",
@@ -134,6 +135,28 @@ REQUESTS_IN_FLIGHT = Gauge(
 def provider_of(service: str) -> str:
     """The provider part of a limiter's service name (``"embeddings:openai"`` → ``openai``)."""
     return service.rpartition(":")[2] or service
+
+
+class RunningTotals:
+    """Counts the growth of running totals into a counter labelled by ``outcome``.
+
+    A long run reports its totals as they grow (each time it emits progress); what grew
+    since the last report is counted, so ``/metrics`` follows the run, not just its end.
+    """
+
+    __slots__ = ("_counter", "_seen")
+
+    def __init__(self, counter: Counter) -> None:
+        self._counter = counter
+        self._seen: dict[str, int] = {}
+
+    def update(self, **totals: int) -> None:
+        """Count each outcome's growth since the last call."""
+        for outcome, total in totals.items():
+            grown = total - self._seen.get(outcome, 0)
+            if grown > 0:
+                self._counter.labels(outcome=outcome).inc(grown)
+                self._seen[outcome] = total
 
 
 def count_chunks(*, embedded: int, cached: int) -> None:

@@ -17,7 +17,6 @@ from langchain_rag_async.errors import IndexingError
 from langchain_rag_async.indexing.events import IndexingSummary
 from langchain_rag_async.indexing.graph import IndexingContext, build_indexing_graph
 from langchain_rag_async.limits import ServiceLimiter
-from langchain_rag_async.metrics import DOCUMENTS_PROCESSED
 from langchain_rag_async.observability import bind_request_id, get_logger, span
 from langchain_rag_async.sparse_index import SparseIndex
 
@@ -94,17 +93,12 @@ async def aindex_directory(
 
 
 def _report(summary: IndexingSummary, run: Span) -> None:
-    """Count the run's files by outcome; put its figures on its span and in the log."""
-    counts = {
-        "indexed": summary.files_indexed,
-        "skipped": summary.files_skipped,
-        "failed": len(summary.files_failed),
-        "deleted": summary.files_deleted,
-    }
-    for outcome, count in counts.items():
-        DOCUMENTS_PROCESSED.labels(outcome=outcome).inc(count)
+    """Put the run's figures on its span and in the log (the pipeline counted its files)."""
     figures = {
-        **{f"files_{outcome}": count for outcome, count in counts.items()},
+        "files_indexed": summary.files_indexed,
+        "files_skipped": summary.files_skipped,
+        "files_failed": len(summary.files_failed),
+        "files_deleted": summary.files_deleted,
         "chunks_added": summary.chunks_added,
         "chunks_deleted": summary.chunks_deleted,
         "chunks_embedded": summary.chunks_embedded,

@@ -30,6 +30,7 @@ from langchain_rag_async.indexing.events import FailedFile, IndexingProgress, In
 from langchain_rag_async.indexing.plan import IndexPlan
 from langchain_rag_async.indexing.record_manager import FileRecord, SQLiteRecordManager
 from langchain_rag_async.loaders import AsyncDirectoryLoader
+from langchain_rag_async.metrics import DOCUMENTS_PROCESSED, RunningTotals
 from langchain_rag_async.observability import bind_task_id, get_logger, span
 from langchain_rag_async.sparse_index import SparseIndex
 from langchain_rag_async.splitters import RunnableTextSplitter
@@ -106,6 +107,7 @@ class IndexingPipeline:
         self._on_progress = on_progress
         self.progress = IndexingProgress()
         self.summary = IndexingSummary(index_dir=str(index_dir))
+        self._documents = RunningTotals(DOCUMENTS_PROCESSED)  # files by outcome, as they go
         self._pending: list[_FileWork] = []
         self._pending_deletes: list[str] = []
         self._deleted_files: list[str] = []
@@ -415,6 +417,13 @@ class IndexingPipeline:
 
     def _emit(self, stage: str) -> None:
         self.progress.stage = stage
+        s = self.summary
+        self._documents.update(
+            indexed=s.files_indexed,
+            skipped=s.files_skipped,
+            failed=len(s.files_failed),
+            deleted=s.files_deleted,
+        )
         if self._on_progress is not None:
             self._on_progress(self.progress.to_event())
 

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from langchain_rag_async import AsyncRAGEngine, RAGConfig, aindex_directory
-from langchain_rag_async.config import EmbeddingConfig, ServerConfig
+from langchain_rag_async.config import EmbeddingConfig, LoaderConfig, ServerConfig
 from langchain_rag_async.embeddings.factory import embedding_limiter
 from langchain_rag_async.errors import ConfigurationError
 from langchain_rag_async.metrics import (
@@ -122,7 +122,9 @@ async def test_an_index_run_is_counted_exactly(
         provider="openai", openai_api_key="x", openai_base_url=openai_server.base_url,
         batch_size=2, concurrency=4,
     )  # fmt: skip
-    config = RAGConfig(index_dir=tmp_path / "idx", embeddings=embeddings)
+    (corpus / "huge.md").write_text("x" * 5_000)  # over the size limit: fails at the scan
+    loader = LoaderConfig(max_file_size=4_000)
+    config = RAGConfig(index_dir=tmp_path / "idx", embeddings=embeddings, loader=loader)
     limiter = embedding_limiter(embeddings)
     openai_server.fail_next(1, status=429)
     openai_server.fail_next(1, status=500, after=1)
@@ -134,6 +136,7 @@ async def test_an_index_run_is_counted_exactly(
     assert answered[429] == 1 and answered[500] == 1 and answered[200] == requests - 2
     assert short(delta) == {
         "documents_processed_total/indexed": 6,
+        "documents_processed_total/failed": 1,
         "embedding_requests_total/openai/ok": answered[200],
         "embedding_requests_total/openai/429": 1,
         "embedding_requests_total/openai/error": 1,
@@ -141,7 +144,7 @@ async def test_an_index_run_is_counted_exactly(
         "chunks_embedded_total": 6,
         "rate_limiter_wait_seconds_count/embeddings:openai": requests,  # each attempt waits
     }
-    assert first.chunks_embedded == 6
+    assert first.chunks_embedded == 6 and len(first.files_failed) == 1
     # the 429 halved the limit, successes raise it again: the gauge follows the limiter
     assert value("rag_adaptive_concurrency", service="embeddings:openai") == (
         limiter.concurrency_limit
@@ -155,6 +158,7 @@ async def test_an_index_run_is_counted_exactly(
     delta = {k: v - before[k] for k, v in snapshot().items()}
     assert short(delta) == {
         "documents_processed_total/indexed": 6,
+        "documents_processed_total/failed": 1,
         "documents_processed_total/deleted": 6,
         "chunks_cached_total": 6,
     }

@@ -171,6 +171,7 @@ def test_an_index_run_exports_one_trace_joins_its_logs_and_serves_metrics(
     assert sample(text, 'rag_adaptive_concurrency{service="embeddings:openai"}') == 1
     assert sample(text, 'rag_rate_limiter_wait_seconds_count{service="embeddings:openai"}') >= 1
     assert sample(text, "rag_event_loop_lag_seconds_count") >= 1
+    assert sample(text, 'rag_documents_processed_total{outcome="indexed"}') >= 1  # as it goes
 
 
 def test_each_server_request_is_one_trace_with_its_logs(tmp_path: Path) -> None:
