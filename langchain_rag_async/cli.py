@@ -167,6 +167,7 @@ def _config_from_args(args: argparse.Namespace) -> RAGConfig:
         requests_per_minute=getattr(args, "rpm", None),
         tokens_per_minute=getattr(args, "tpm", None),
     )
+    config = replace(config, observability=_observability(args))
     include = tuple(getattr(args, "include", ()) or ())
     exclude = tuple(getattr(args, "exclude", ()) or ())
     if include or exclude:
@@ -551,7 +552,8 @@ def _start_telemetry(args: argparse.Namespace) -> Tracing | None:
     chosen = getattr(args, "log_format", None) or settings.log_format != "console"
     if chosen:
         level = logging.DEBUG if args.verbose else logging.INFO
-        configure_logging(level, json=settings.log_format == "json")
+        json = settings.log_format == "json"
+        configure_logging(level, json=json, everything=True, levels={"uvicorn": logging.INFO})
     return configure_tracing(settings)
 
 

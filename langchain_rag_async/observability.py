@@ -204,7 +204,12 @@ def _configure_structlog() -> None:
 
 
 def configure_logging(
-    level: int = logging.WARNING, *, json: bool = False, stream: TextIO | None = None
+    level: int = logging.WARNING,
+    *,
+    json: bool = False,
+    stream: TextIO | None = None,
+    everything: bool = False,
+    levels: Mapping[str, int] | None = None,
 ) -> None:
     """Send the package's logs to ``stream`` (stderr) without blocking the event loop.
 
@@ -216,6 +221,10 @@ def configure_logging(
         level: Lowest level shown.
         json: One JSON object per line instead of the console format.
         stream: Where to write; ``sys.stderr`` by default.
+        everything: Write the records of every library the same way (the handler goes on
+            the root logger; other libraries' loggers show warnings and above unless
+            ``levels`` says otherwise), so that one stream holds one format.
+        levels: Levels of other libraries' loggers, e.g. ``{"uvicorn": logging.INFO}``.
     """
     global _listener
     _configure_structlog()
@@ -226,16 +235,31 @@ def configure_logging(
     chain: list[Any] = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
     if json:
         chain.append(structlog.processors.format_exc_info)
-    handler.setFormatter(structlog.stdlib.ProcessorFormatter(processors=[*chain, renderer]))
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[*chain, renderer],
+            foreign_pre_chain=[  # records of other libraries' loggers
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                structlog.processors.TimeStamper(fmt="iso"),
+            ],
+        )
+    )
     _stop_listener()
     records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
     _listener = logging.handlers.QueueListener(records, handler)
     _listener.start()
     package_logger = logging.getLogger(TRACER_NAME)
-    for old in [h for h in package_logger.handlers if isinstance(h, logging.handlers.QueueHandler)]:
-        package_logger.removeHandler(old)
-    package_logger.addHandler(_RecordQueueHandler(records))
+    root = logging.getLogger()
+    for logger in (package_logger, root):  # one handler, on one of them (no line twice)
+        for old in [h for h in logger.handlers if isinstance(h, _RecordQueueHandler)]:
+            logger.removeHandler(old)
+    (root if everything else package_logger).addHandler(_RecordQueueHandler(records))
     package_logger.setLevel(level)
+    if everything:
+        root.setLevel(max(level, logging.WARNING))
+    for name, other in (levels or {}).items():
+        logging.getLogger(name).setLevel(other)
 
 
 def get_logger(name: str) -> Any:

@@ -134,20 +134,20 @@ class InFlightMiddleware:
         gauge.inc()
         bind_request_id()  # this request's task and its children (logs and spans)
         status = 500  # unless the app answers
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
         started = time.perf_counter()
         try:
             with request_span(f"{scope['method']} {path}", **{"http.route": path}) as current:
+
+                async def send_status(message: Message) -> None:
+                    nonlocal status
+                    if message["type"] == "http.response.start":
+                        status = message["status"]
+                        current.set_attribute("http.response.status_code", status)
+                    await send(message)
+
                 try:
                     await self.app(scope, receive, send_status)
                 finally:
-                    current.set_attribute("http.response.status_code", status)
                     seconds = round(time.perf_counter() - started, 4)
                     _log.info("request", endpoint=path, status=status, seconds=seconds)
         finally:

@@ -154,6 +154,7 @@ def test_an_index_run_exports_one_trace_joins_its_logs_and_serves_metrics(
     assert all(s.attributes["concurrency"] == 1 for s in by_name(spans, "embed"))
 
     # Logs: every line has the run's request_id; inside a span, its trace and span ids.
+    assert all(line.startswith("{") for line in err.splitlines() if line.strip()), err
     lines = json_lines(err)
     assert lines and {line["request_id"] for line in lines} == {root.attributes["rag.request_id"]}
     (retry,) = [line for line in lines if line["event"] == "embedding request failed; retrying"]
@@ -200,6 +201,9 @@ def test_each_server_request_is_one_trace_with_its_logs(tmp_path: Path) -> None:
             process.send_signal(signal.SIGTERM)
             _, err = process.communicate(timeout=60)
         spans = collector.received()
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines and all(line.startswith("{") for line in lines), err  # uvicorn's too
+    assert any(json.loads(line).get("logger") == "uvicorn.error" for line in lines)
     roots = by_name(spans, "POST /query")
     assert len({r.trace_id for r in roots}) == 2 and all(r.parent_span_id == "" for r in roots)
     for root in roots:
