@@ -47,7 +47,6 @@ from langchain_rag_async.errors import ConfigurationError
 
 __all__ = (
     "ADAPTIVE_CONCURRENCY",
-    "RunningTotals",
     "CHUNKS_CACHED",
     "CHUNKS_EMBEDDED",
     "DOCUMENTS_PROCESSED",
@@ -58,6 +57,7 @@ __all__ = (
     "REGISTRY",
     "REQUESTS_IN_FLIGHT",
     "TIME_TO_FIRST_TOKEN",
+    "RunningTotals",
     "count_chunks",
     "exposition",
     "provider_of",

@@ -89,12 +89,12 @@ def request_span(name: str, **attributes: AttributeValue | None) -> Iterator[Spa
     """The span of a request: the framework's, when it opened one already, else a new one.
 
     Web frameworks with OpenTelemetry built in (FastAPI, Starlette) open the HTTP server
-    span themselves, with the caller's ``traceparent``; a second span would duplicate it.
-    Either way the span gets ``attributes`` and the context ids.
+    span themselves, with the caller's ``traceparent`` and the semantic-convention
+    attributes; a second span would duplicate it, so theirs only gets ``rag.request_id``.
 
     Args:
         name: Name of the span when a new one is opened, e.g. ``"POST /query"``.
-        **attributes: Span attributes (str, bool, int or float).
+        **attributes: Attributes of a new span (str, bool, int or float).
 
     Yields:
         The request's span.
@@ -104,7 +104,6 @@ def request_span(name: str, **attributes: AttributeValue | None) -> Iterator[Spa
         with span(name, **attributes) as opened:
             yield opened
         return
-    current.set_attributes({k: v for k, v in attributes.items() if v is not None})
     request_id = request_id_var.get()
     if request_id is not None:
         current.set_attribute("rag.request_id", request_id)
