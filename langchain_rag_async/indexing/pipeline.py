@@ -132,7 +132,14 @@ class IndexingPipeline:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(_as_task("load", self._load_stage(plan, split_q)))
                 tg.create_task(_as_task("split", self._split_stage(split_q, embed_q)))
-                tg.create_task(_as_task("embed", self._embed_stage(embed_q, store_q)))
+                tg.create_task(
+                    _as_task(
+                        "embed",
+                        self._embed_stage(embed_q, store_q),
+                        batch_size=self._batch_size,
+                        concurrency=self._concurrency,
+                    )
+                )
                 tg.create_task(_as_task("store", self._store_stage(store_q)))
         except BaseExceptionGroup as group:
             # Callers catch RAGError (the CLI prints it): hand them the stage's own error.
@@ -446,10 +453,11 @@ class _CacheCounters:
         return total, 0
 
 
-async def _as_task(task_id: str, coro: Coroutine[Any, Any, None]) -> None:
-    """Run a stage with its ``task_id`` bound, so its log lines say which stage wrote them."""
+async def _as_task(task_id: str, coro: Coroutine[Any, Any, None], **attributes: int | str) -> None:
+    """Run a stage in its span (``embed_stage``), with its ``task_id`` bound for its logs."""
     bind_task_id(task_id)  # each task runs in its own copy of the context
-    await coro
+    with span(f"{task_id}_stage", **attributes):
+        await coro
 
 
 def _record_of(doc: Document) -> FileRecord:

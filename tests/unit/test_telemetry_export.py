@@ -147,6 +147,21 @@ def test_an_index_run_exports_one_trace_joins_its_logs_and_serves_metrics(
     assert root.attributes["batch_size"] == 2 and root.attributes["concurrency"] == 1
     names = {s.name for s in spans}
     assert {"plan", "load", "split", "embed_batch", "embed", "store", "checkpoint"} <= names
+    stages = {s.name: s for s in spans if s.name.endswith("_stage")}
+    assert set(stages) == {"load_stage", "split_stage", "embed_stage", "store_stage"}
+    assert all(s.parent_span_id == root.span_id for s in stages.values())
+    embed_stage = stages["embed_stage"]
+    assert (embed_stage.attributes["batch_size"], embed_stage.attributes["concurrency"]) == (2, 1)
+    parents = {s.span_id: s.parent_span_id for s in spans}
+
+    def ancestors(span: ReceivedSpan) -> set[str]:
+        found, current = set(), span.parent_span_id
+        while current:
+            found.add(current)
+            current = parents.get(current, "")
+        return found
+
+    assert all(embed_stage.span_id in ancestors(b) for b in by_name(spans, "embed_batch"))
     assert by_name(spans, "load")[0].attributes["files"] == 6
     batches = by_name(spans, "embed_batch")
     assert sum(b.attributes["batch_size"] for b in batches) == 6
