@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import functools
 import gc
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec
 
 if TYPE_CHECKING:  # the rest is imported by the command that uses it (see main)
-    from collections.abc import Coroutine, Sequence
+    from collections.abc import Callable, Coroutine, Sequence
 
     from rich.console import Console
     from rich.progress import TaskID
 
-    from langchain_rag_async.config import RAGConfig
+    from langchain_rag_async.config import ObservabilityConfig, RAGConfig
     from langchain_rag_async.indexing.events import IndexingSummary
+    from langchain_rag_async.tracing import Tracing
 
 __all__ = ("EXIT_FILES_FAILED", "build_parser", "main")
+
+P = ParamSpec("P")
 
 EXIT_FILES_FAILED = 3
 """``rag-async index`` finished, but some files failed (listed); the next run retries them.
@@ -61,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     index.add_argument("--no-progress", action="store_true", help="no live progress bar")
     _add_debug_async(index)
+    index.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="N",
+        help="serve Prometheus /metrics on this port while indexing (RAG_METRICS_PORT)",
+    )
 
     query = sub.add_parser("query", help="show the chunks most relevant to a question")
     query.add_argument("question", help="what to look for")
@@ -140,6 +150,11 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="log retries, repairs and tracebacks"
     )
+    parser.add_argument(
+        "--log-format",
+        choices=["console", "json"],
+        help="log at info level (debug with -v) in this format, on stderr (RAG_LOG_FORMAT)",
+    )
 
 
 def _add_debug_async(parser: argparse.ArgumentParser) -> None:
@@ -164,6 +179,7 @@ def _config_from_args(args: argparse.Namespace) -> RAGConfig:
         requests_per_minute=getattr(args, "rpm", None),
         tokens_per_minute=getattr(args, "tpm", None),
     )
+    config = replace(config, observability=_observability(args))
     include = tuple(getattr(args, "include", ()) or ())
     exclude = tuple(getattr(args, "exclude", ()) or ())
     if include or exclude:
@@ -172,6 +188,26 @@ def _config_from_args(args: argparse.Namespace) -> RAGConfig:
     if getattr(args, "debug_async", False):
         config = replace(config, debug_async=replace(config.debug_async, enabled=True))
     return config
+
+
+def _in_span(
+    name: str,
+) -> Callable[[Callable[P, Coroutine[Any, Any, int]]], Callable[P, Coroutine[Any, Any, int]]]:
+    """Run a command inside one span, the root of its trace (``--help`` imports no tracing)."""
+
+    def decorate(
+        command: Callable[P, Coroutine[Any, Any, int]],
+    ) -> Callable[P, Coroutine[Any, Any, int]]:
+        @functools.wraps(command)
+        async def run(*args: P.args, **kwargs: P.kwargs) -> int:
+            from langchain_rag_async.observability import span
+
+            with span(name):
+                return await command(*args, **kwargs)
+
+        return run
+
+    return decorate
 
 
 class _ProgressView:
@@ -255,6 +291,17 @@ def _print_summary(console: Console, summary: IndexingSummary) -> None:
 
 
 async def _run_index(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from langchain_rag_async.metrics import serve_metrics, watch_event_loop_lag
+
+    settings = _observability(args)
+    if settings.metrics_port is None:
+        return await _index(args, out, err)
+    serve_metrics(settings.metrics_port, settings.metrics_host)  # a daemon thread
+    async with watch_event_loop_lag():
+        return await _index(args, out, err)
+
+
+async def _index(args: argparse.Namespace, out: Console, err: Console) -> int:
     from langchain_rag_async.indexing.api import aindex_directory
 
     config = _config_from_args(args)
@@ -292,6 +339,7 @@ def _score(value: object) -> str:
     return "-" if value is None else f"{float(str(value)):.4f}"
 
 
+@_in_span("rag-async query")
 async def _run_query(args: argparse.Namespace, out: Console) -> int:
     from rich.markup import escape
 
@@ -332,6 +380,7 @@ async def _run_query(args: argparse.Namespace, out: Console) -> int:
     return 0
 
 
+@_in_span("rag-async ask")
 async def _run_ask(args: argparse.Namespace, out: Console, err: Console) -> int:
     from dataclasses import replace
 
@@ -462,7 +511,9 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(logging.DEBUG if args.verbose else logging.CRITICAL)
     out = Console(soft_wrap=True)
     err = Console(stderr=True)
+    tracing: Tracing | None = None
     try:
+        tracing = _start_telemetry(args)
         if args.command == "index":
             return asyncio.run(_until_signal(_debugged(args, _run_index(args, out, err))))
         if args.command == "query":
@@ -485,6 +536,40 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         _say_interrupted(args.command, err)
         return 130
+    finally:
+        if tracing is not None:
+            tracing.shutdown()  # bounded by the config's flush_timeout
+
+
+def _observability(args: argparse.Namespace) -> ObservabilityConfig:
+    """The environment's observability settings, with this command's flags over them."""
+    from dataclasses import replace
+
+    from langchain_rag_async.config import RAGConfig
+
+    settings = RAGConfig.from_env().observability
+    port = getattr(args, "metrics_port", None)
+    return replace(
+        settings,
+        metrics_port=settings.metrics_port if port is None else port,
+        log_format=getattr(args, "log_format", None) or settings.log_format,
+    )
+
+
+def _start_telemetry(args: argparse.Namespace) -> Tracing | None:
+    """Logs in the chosen format (info level once one is chosen), and trace export if on."""
+    import logging
+
+    from langchain_rag_async.observability import configure_logging
+    from langchain_rag_async.tracing import configure_tracing
+
+    settings = _observability(args)
+    chosen = getattr(args, "log_format", None) or settings.log_format != "console"
+    if chosen:
+        level = logging.DEBUG if args.verbose else logging.INFO
+        json = settings.log_format == "json"
+        configure_logging(level, json=json, everything=True, levels={"uvicorn": logging.INFO})
+    return configure_tracing(settings)
 
 
 def _skip_final_collections() -> None:

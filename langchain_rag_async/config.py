@@ -19,6 +19,7 @@ __all__ = (
     "FusionMethod",
     "LLMConfig",
     "LoaderConfig",
+    "ObservabilityConfig",
     "PipelineConfig",
     "RAGConfig",
     "RateLimitConfig",
@@ -31,6 +32,8 @@ __all__ = (
 EmbeddingProvider = Literal["local", "openai"]
 ChatProvider = Literal["extractive", "openai", "local"]
 FusionMethod = Literal["rrf", "weighted"]
+TracesExporter = Literal["none", "otlp", "console"]
+LogFormat = Literal["console", "json"]
 
 T = TypeVar("T")
 
@@ -446,6 +449,47 @@ class ServerConfig:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class ObservabilityConfig:
+    """Where traces, metrics and logs go (applications only: the library installs nothing).
+
+    Attributes:
+        traces_exporter: ``otlp`` (OTLP over HTTP), ``console`` (stderr) or ``none``.
+        otlp_endpoint: Full URL of the OTLP/HTTP traces endpoint (``.../v1/traces``);
+            ``None``: the exporter's default (``http://localhost:4318/v1/traces``).
+        service_name: The ``service.name`` resource attribute of exported spans.
+        flush_timeout: Seconds a command may spend exporting its last spans at exit.
+        metrics_port: ``rag-async index`` serves ``/metrics`` on this port while it runs.
+        metrics_host: Interface of that endpoint (loopback by default).
+        log_format: ``console`` (human-readable) or ``json`` (one object per line).
+    """
+
+    traces_exporter: TracesExporter = "none"
+    otlp_endpoint: str | None = None
+    service_name: str = "rag-async"
+    flush_timeout: float = 2.0
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    log_format: LogFormat = "console"
+
+    def __post_init__(self) -> None:
+        if self.traces_exporter not in ("none", "otlp", "console"):
+            raise ConfigurationError(
+                f"traces exporter {self.traces_exporter!r} is not supported; "
+                "use 'otlp', 'console' or 'none' (OTEL_TRACES_EXPORTER)"
+            )
+        if self.log_format not in ("console", "json"):
+            raise ConfigurationError(
+                f"log format {self.log_format!r} is not supported; use 'console' or 'json'"
+            )
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise ConfigurationError(
+                f"metrics port must be between 0 and 65535; got {self.metrics_port}"
+            )
+        if self.flush_timeout < 0:
+            raise ConfigurationError("flush_timeout must not be negative")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class RAGConfig:
     """All settings of langchain-rag-async in one object.
 
@@ -462,6 +506,7 @@ class RAGConfig:
     llm: LLMConfig = field(default_factory=LLMConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     debug_async: DebugAsyncConfig = field(default_factory=DebugAsyncConfig)
+    observability: ObservabilityConfig = field(default_factory=ObservabilityConfig)
     freeze_gc: bool = True
     """After the engine loads an index, freeze what is alive (:mod:`.gc_tuning`)."""
 
@@ -482,10 +527,14 @@ class RAGConfig:
         ``OPENAI_BASE_URL``, ``RAG_FREEZE_GC`` (``1``/``0``), and for ``serve``:
         ``RAG_SERVE_HOST``, ``RAG_SERVE_PORT``, ``RAG_SERVE_ROOTS`` (directories separated
         by ``os.pathsep``), ``RAG_API_KEY``, ``RAG_CORS_ORIGINS`` (comma-separated),
-        ``RAG_SERVE_MAX_CONCURRENT_GENERATIONS``, ``RAG_SERVE_GRACE``, and
+        ``RAG_SERVE_MAX_CONCURRENT_GENERATIONS``, ``RAG_SERVE_GRACE``; for debugging:
         ``RAG_DEBUG_ASYNC`` (``1``/``0``), ``RAG_DEBUG_ASYNC_INTERVAL``,
-        ``RAG_DEBUG_ASYNC_SLOW_CALLBACK`` (seconds). Unset variables keep the defaults of
-        the config classes.
+        ``RAG_DEBUG_ASYNC_SLOW_CALLBACK`` (seconds); for observability:
+        ``RAG_METRICS_PORT``, ``RAG_METRICS_HOST``, ``RAG_LOG_FORMAT`` and OpenTelemetry's
+        standard ``OTEL_TRACES_EXPORTER``, ``OTEL_EXPORTER_OTLP_ENDPOINT``,
+        ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``, ``OTEL_SERVICE_NAME``, ``OTEL_SDK_DISABLED``
+        (see :func:`_observability_from_env`). Unset variables keep the defaults of the
+        config classes.
 
         Args:
             environ: The mapping to read; ``os.environ`` by default.
@@ -547,6 +596,7 @@ class RAGConfig:
             llm=llm,
             server=server,
             pipeline=pipeline,
+            observability=_observability_from_env(env),
             freeze_gc=_bool(env, "RAG_FREEZE_GC", default=True),
             debug_async=_debug_async_from_env(env),
         )
@@ -605,6 +655,33 @@ def _server_from_env(env: Mapping[str, str]) -> ServerConfig:
             env, "RAG_SERVE_MAX_CONCURRENT_GENERATIONS", defaults.max_concurrent_generations
         ),
         grace=defaults.grace if grace is None else grace,
+    )
+
+
+def _observability_from_env(env: Mapping[str, str]) -> ObservabilityConfig:
+    """OpenTelemetry's standard variables, then ours.
+
+    Traces are exported when ``OTEL_TRACES_EXPORTER`` says so, or, when it is unset, as
+    soon as an OTLP endpoint is given (OpenTelemetry's own default exporter is ``otlp``;
+    a command run without any of these variables exports nothing and loads no SDK).
+    ``OTEL_SDK_DISABLED=true`` turns tracing off whatever the rest says.
+    """
+    defaults = ObservabilityConfig()
+    traces = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip() or None
+    base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+    endpoint = traces or (f"{base.rstrip('/')}/v1/traces" if base else None)
+    exporter = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    exporter = exporter or ("otlp" if endpoint else "none")
+    if _bool(env, "OTEL_SDK_DISABLED", default=False):
+        exporter = "none"
+    port = env.get("RAG_METRICS_PORT", "").strip()
+    return ObservabilityConfig(
+        traces_exporter=exporter,  # type: ignore[arg-type]  # checked by the class
+        otlp_endpoint=endpoint,
+        service_name=env.get("OTEL_SERVICE_NAME", "").strip() or defaults.service_name,
+        metrics_port=_int(env, "RAG_METRICS_PORT", 0) if port else None,
+        metrics_host=env.get("RAG_METRICS_HOST", "").strip() or defaults.metrics_host,
+        log_format=(env.get("RAG_LOG_FORMAT", "").strip().lower() or defaults.log_format),  # type: ignore[arg-type]
     )
 
 

@@ -27,6 +27,7 @@ from aiolimiter import AsyncLimiter
 from langchain_rag_async.aio import LoopBound
 from langchain_rag_async.config import RateLimitConfig
 from langchain_rag_async.errors import ConfigurationError, UsageError
+from langchain_rag_async.metrics import ADAPTIVE_CONCURRENCY, RATE_LIMITER_WAIT
 
 __all__ = (
     "BURST_SECONDS",
@@ -458,6 +459,7 @@ class ServiceLimiter:
         )
         self._learnt = _Learnt(margin=self.rate_limit.window_margin)
         self._bound: LoopBound[_LoopPrimitives] = LoopBound(self._new_primitives)
+        ADAPTIVE_CONCURRENCY.labels(service=name).set(max_concurrency)
 
     @classmethod
     def from_config(cls, name: str, config: ServiceLimits) -> ServiceLimiter:
@@ -519,11 +521,13 @@ class ServiceLimiter:
         if tokens < 0:
             raise ConfigurationError(f"tokens must not be negative; got {tokens}")
         primitives = self._primitives()
+        asked = primitives.loop.time()
         await primitives.gate.acquire()
         try:
             if primitives.tokens is not None and tokens > 0:
                 await primitives.tokens.acquire(min(float(tokens), primitives.tokens.max_rate))
             entry, started = await self._paced(primitives)
+            RATE_LIMITER_WAIT.labels(service=self.name).observe(started - asked)
             self._in_flight += 1
             self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
             self._issued += 1
@@ -616,6 +620,7 @@ class ServiceLimiter:
         if limit == self._limit:
             return
         self._limit = limit
+        ADAPTIVE_CONCURRENCY.labels(service=self.name).set(limit)
         try:
             running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:

@@ -2,7 +2,10 @@
 
 Every stage opens its span through :func:`span`; every log line goes through
 :func:`get_logger` and carries the ``request_id`` and ``task_id`` bound in contextvars,
-so interleaved concurrent work stays readable.
+so interleaved concurrent work stays readable, and, inside a recorded span, its
+``trace_id`` and ``span_id``, so logs and traces join. Only the API of OpenTelemetry is
+used here: spans go nowhere until an application installs a provider
+(:func:`langchain_rag_async.tracing.configure_tracing`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ __all__ = (
     "bind_task_id",
     "configure_logging",
     "get_logger",
+    "request_span",
     "request_id_var",
     "span",
     "task_id_var",
@@ -80,6 +84,32 @@ def span(name: str, **attributes: AttributeValue | None) -> Iterator[Span]:
             raise
 
 
+@contextmanager
+def request_span(name: str, **attributes: AttributeValue | None) -> Iterator[Span]:
+    """The span of a request: the framework's, when it opened one already, else a new one.
+
+    Web frameworks with OpenTelemetry built in (FastAPI, Starlette) open the HTTP server
+    span themselves, with the caller's ``traceparent`` and the semantic-convention
+    attributes; a second span would duplicate it, so theirs only gets ``rag.request_id``.
+
+    Args:
+        name: Name of the span when a new one is opened, e.g. ``"POST /query"``.
+        **attributes: Attributes of a new span (str, bool, int or float).
+
+    Yields:
+        The request's span.
+    """
+    current = trace.get_current_span()
+    if not current.is_recording():
+        with span(name, **attributes) as opened:
+            yield opened
+        return
+    request_id = request_id_var.get()
+    if request_id is not None:
+        current.set_attribute("rag.request_id", request_id)
+    yield current
+
+
 def bind_request_id(request_id: str | None = None) -> str:
     """Set the ``request_id`` of the current context (a new one when not given)."""
     value = request_id or uuid.uuid4().hex[:12]
@@ -101,6 +131,10 @@ def _add_context_ids(
     task_id = task_id_var.get()
     if task_id is not None:
         event_dict.setdefault("task_id", task_id)
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:  # only with a tracer provider installed (configure_tracing)
+        event_dict.setdefault("trace_id", trace.format_trace_id(context.trace_id))
+        event_dict.setdefault("span_id", trace.format_span_id(context.span_id))
     return event_dict
 
 
@@ -169,7 +203,12 @@ def _configure_structlog() -> None:
 
 
 def configure_logging(
-    level: int = logging.WARNING, *, json: bool = False, stream: TextIO | None = None
+    level: int = logging.WARNING,
+    *,
+    json: bool = False,
+    stream: TextIO | None = None,
+    everything: bool = False,
+    levels: Mapping[str, int] | None = None,
 ) -> None:
     """Send the package's logs to ``stream`` (stderr) without blocking the event loop.
 
@@ -181,6 +220,10 @@ def configure_logging(
         level: Lowest level shown.
         json: One JSON object per line instead of the console format.
         stream: Where to write; ``sys.stderr`` by default.
+        everything: Write the records of every library the same way (the handler goes on
+            the root logger; other libraries' loggers show warnings and above unless
+            ``levels`` says otherwise), so that one stream holds one format.
+        levels: Levels of other libraries' loggers, e.g. ``{"uvicorn": logging.INFO}``.
     """
     global _listener
     _configure_structlog()
@@ -191,16 +234,31 @@ def configure_logging(
     chain: list[Any] = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
     if json:
         chain.append(structlog.processors.format_exc_info)
-    handler.setFormatter(structlog.stdlib.ProcessorFormatter(processors=[*chain, renderer]))
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[*chain, renderer],
+            foreign_pre_chain=[  # records of other libraries' loggers
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                structlog.processors.TimeStamper(fmt="iso"),
+            ],
+        )
+    )
     _stop_listener()
     records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
     _listener = logging.handlers.QueueListener(records, handler)
     _listener.start()
     package_logger = logging.getLogger(TRACER_NAME)
-    for old in [h for h in package_logger.handlers if isinstance(h, logging.handlers.QueueHandler)]:
-        package_logger.removeHandler(old)
-    package_logger.addHandler(_RecordQueueHandler(records))
+    root = logging.getLogger()
+    for logger in (package_logger, root):  # one handler, on one of them (no line twice)
+        for old in [h for h in logger.handlers if isinstance(h, _RecordQueueHandler)]:
+            logger.removeHandler(old)
+    (root if everything else package_logger).addHandler(_RecordQueueHandler(records))
     package_logger.setLevel(level)
+    if everything:
+        root.setLevel(max(level, logging.WARNING))
+    for name, other in (levels or {}).items():
+        logging.getLogger(name).setLevel(other)
 
 
 def get_logger(name: str) -> Any:

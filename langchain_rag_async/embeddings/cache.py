@@ -26,6 +26,7 @@ from langchain_rag_async.errors import (
     RAGTimeoutError,
 )
 from langchain_rag_async.ids import content_hash
+from langchain_rag_async.metrics import count_chunks
 from langchain_rag_async.observability import get_logger, span
 
 __all__ = ("CachedEmbeddings", "SQLiteEmbeddingCache")
@@ -356,6 +357,7 @@ class CachedEmbeddings(Embeddings):
         result = _assemble(hashes, cached, fresh, self.model_id)
         self.misses += len(fresh)
         self.hits += len(hashes) - len(fresh)
+        count_chunks(embedded=len(fresh), cached=len(hashes) - len(fresh))
         return result
 
     async def _aembed_inner(

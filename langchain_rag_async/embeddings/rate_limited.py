@@ -392,7 +392,9 @@ class RateLimitedEmbeddings(Embeddings):
                 self._stats.failures += 1
                 raise
             finally:
-                batch_span.set_attribute("attempts", attempts.count)
+                batch_span.set_attributes(
+                    {"attempts": attempts.count, "retries": max(0, attempts.count - 1)}
+                )
 
     async def _attempt(
         self,
@@ -403,7 +405,8 @@ class RateLimitedEmbeddings(Embeddings):
         keep: Callable[[Vectors], Awaitable[None]] | None = None,
     ) -> Vectors:
         attempts.count += 1
-        with span("embed", batch_size=size, attempt=attempts.count):
+        concurrency = self.limiter.concurrency_limit
+        with span("embed", batch_size=size, attempt=attempts.count, concurrency=concurrency):
             async with self.limiter.slot(tokens):
                 self._stats.requests += 1
                 self._budget.record_attempt(first=attempts.count == 1)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from langchain_core.embeddings import Embeddings
+from opentelemetry.trace import Span
 
 from langchain_rag_async.aio import run_sync
 from langchain_rag_async.aio.deadline import deadline
@@ -16,13 +17,13 @@ from langchain_rag_async.errors import IndexingError, IndexingTimeoutError
 from langchain_rag_async.indexing.events import IndexingSummary
 from langchain_rag_async.indexing.graph import IndexingContext, build_indexing_graph
 from langchain_rag_async.limits import ServiceLimiter
-from langchain_rag_async.metrics import DOCUMENTS_PROCESSED
-from langchain_rag_async.observability import bind_request_id, span
+from langchain_rag_async.observability import bind_request_id, get_logger, span
 from langchain_rag_async.sparse_index import SparseIndex
 
 __all__ = ("aindex_directory", "index_directory")
 
 ProgressHandler = Callable[[dict[str, Any]], None]
+_log = get_logger(__name__)
 
 
 async def aindex_directory(
@@ -68,7 +69,14 @@ async def aindex_directory(
     graph = build_indexing_graph()
     final: dict[str, Any] = {}
     bind_request_id()
-    with span("index_directory", path=str(path), index_dir=str(config.index_dir)):
+    emb = config.embeddings
+    with span(
+        "index_directory",
+        path=str(path),
+        index_dir=str(config.index_dir),
+        batch_size=emb.batch_size,
+        concurrency=emb.concurrency,
+    ) as run:
         async with deadline(timeout, _timed_out):
             async for mode, chunk in graph.astream(
                 {"path": str(path), "index_dir": str(config.index_dir)},
@@ -79,10 +87,10 @@ async def aindex_directory(
                     on_progress(cast(dict[str, Any], chunk))
                 elif mode == "values":
                     final = cast(dict[str, Any], chunk)
-    if "summary" not in final:
-        raise IndexingError(f"indexing {path} ended without a summary")
-    summary = IndexingSummary.from_dict(final["summary"])
-    _count_documents(summary)
+        if "summary" not in final:
+            raise IndexingError(f"indexing {path} ended without a summary")
+        summary = IndexingSummary.from_dict(final["summary"])
+        _report(summary, run)
     return summary
 
 
@@ -94,14 +102,20 @@ def _timed_out(seconds: float) -> IndexingTimeoutError:
     )
 
 
-def _count_documents(summary: IndexingSummary) -> None:
-    for outcome, count in (
-        ("indexed", summary.files_indexed),
-        ("skipped", summary.files_skipped),
-        ("failed", len(summary.files_failed)),
-        ("deleted", summary.files_deleted),
-    ):
-        DOCUMENTS_PROCESSED.labels(outcome=outcome).inc(count)
+def _report(summary: IndexingSummary, run: Span) -> None:
+    """Put the run's figures on its span and in the log (the pipeline counted its files)."""
+    figures = {
+        "files_indexed": summary.files_indexed,
+        "files_skipped": summary.files_skipped,
+        "files_failed": len(summary.files_failed),
+        "files_deleted": summary.files_deleted,
+        "chunks_added": summary.chunks_added,
+        "chunks_deleted": summary.chunks_deleted,
+        "chunks_embedded": summary.chunks_embedded,
+        "chunks_cached": summary.chunks_cached,
+    }
+    run.set_attributes(figures)
+    _log.info("indexing run finished", seconds=round(summary.seconds, 3), **figures)
 
 
 def index_directory(

@@ -36,6 +36,7 @@ from langchain_rag_async.indexing.resources import (
 )
 from langchain_rag_async.limits import ServiceLimiter
 from langchain_rag_async.loaders import AsyncDirectoryLoader, FileInfo
+from langchain_rag_async.metrics import DOCUMENTS_PROCESSED
 from langchain_rag_async.observability import span
 from langchain_rag_async.sparse_index import SparseIndex
 from langchain_rag_async.splitters import RunnableTextSplitter
@@ -164,6 +165,7 @@ async def _index(state: IndexingState, ctx: IndexingContext, index_dir: Path) ->
         )
         summary = await pipeline.arun(plan)
     summary.files_failed[:0] = scan_failures
+    DOCUMENTS_PROCESSED.labels(outcome="failed").inc(len(scan_failures))  # not the pipeline's
     return {"summary": summary.to_dict()}
 
 

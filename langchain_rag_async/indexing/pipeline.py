@@ -32,6 +32,7 @@ from langchain_rag_async.indexing.memory import AdaptiveBatching, MemoryReading
 from langchain_rag_async.indexing.plan import IndexPlan
 from langchain_rag_async.indexing.record_manager import FileRecord, SQLiteRecordManager
 from langchain_rag_async.loaders import AsyncDirectoryLoader
+from langchain_rag_async.metrics import DOCUMENTS_PROCESSED, RunningTotals
 from langchain_rag_async.observability import bind_task_id, get_logger, span
 from langchain_rag_async.sparse_index import SparseIndex, seal_sparse
 from langchain_rag_async.splitters import RunnableTextSplitter
@@ -117,6 +118,7 @@ class IndexingPipeline:
         self._on_progress = on_progress
         self.progress = IndexingProgress()
         self.summary = IndexingSummary(index_dir=str(index_dir))
+        self._documents = RunningTotals(DOCUMENTS_PROCESSED)  # files by outcome, as they go
         self._pending: list[_FileWork] = []
         self._pending_deletes: list[str] = []
         self._deleted_files: list[str] = []
@@ -144,7 +146,14 @@ class IndexingPipeline:
             ):
                 tg.create_task(_as_task("load", self._load_stage(plan, split_q)))
                 tg.create_task(_as_task("split", self._split_stage(split_q, embed_q)))
-                tg.create_task(_as_task("embed", self._embed_stage(embed_q, store_q)))
+                tg.create_task(
+                    _as_task(
+                        "embed",
+                        self._embed_stage(embed_q, store_q),
+                        batch_size=self.batching.batch_size,
+                        concurrency=self._concurrency,
+                    )
+                )
                 tg.create_task(_as_task("store", self._store_stage(store_q)))
         except BaseExceptionGroup as group:
             # Callers catch RAGError (the CLI prints it): hand them the stage's own error.
@@ -430,6 +439,13 @@ class IndexingPipeline:
 
     def _emit(self, stage: str) -> None:
         self.progress.stage = stage
+        s = self.summary
+        self._documents.update(
+            indexed=s.files_indexed,
+            skipped=s.files_skipped,
+            failed=len(s.files_failed),
+            deleted=s.files_deleted,
+        )
         if self._on_progress is not None:
             self._on_progress(self.progress.to_event())
 
@@ -452,10 +468,11 @@ class _CacheCounters:
         return total, 0
 
 
-async def _as_task(task_id: str, coro: Coroutine[Any, Any, None]) -> None:
-    """Run a stage with its ``task_id`` bound, so its log lines say which stage wrote them."""
+async def _as_task(task_id: str, coro: Coroutine[Any, Any, None], **attributes: int | str) -> None:
+    """Run a stage in its span (``embed_stage``), with its ``task_id`` bound for its logs."""
     bind_task_id(task_id)  # each task runs in its own copy of the context
-    await coro
+    with span(f"{task_id}_stage", **attributes):
+        await coro
 
 
 def _record_of(doc: Document) -> FileRecord:

@@ -23,6 +23,7 @@ from langchain_rag_async.errors import (
     RequestError,
     RetrievalError,
 )
+from langchain_rag_async.metrics import watch_event_loop_lag
 from langchain_rag_async.observability import get_logger
 from langchain_rag_async.server import index_api, openai_api, rest_api
 from langchain_rag_async.server.mcp_server import build_mcp_server
@@ -79,7 +80,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         try:
-            async with mcp.session_manager.run():
+            async with mcp.session_manager.run(), watch_event_loop_lag():
                 yield
         finally:
             await state.aclose()

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import time
+
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from langchain_rag_async.errors import RequestError
 from langchain_rag_async.metrics import REQUESTS_IN_FLIGHT
+from langchain_rag_async.observability import bind_request_id, get_logger, request_span
 from langchain_rag_async.server.security import authorized, unauthorized
 
 __all__ = ("AuthMiddleware", "BodyLimitMiddleware", "InFlightMiddleware")
 
 _WS_UNAUTHORIZED = 4401
+_log = get_logger(__name__)
 
 
 class AuthMiddleware:
@@ -106,6 +110,10 @@ class BodyLimitMiddleware:
 class InFlightMiddleware:
     """Count the HTTP requests being served per endpoint (``rag_requests_in_flight``).
 
+    Each request also gets its own ``request_id``, put on its span (FastAPI's HTTP server
+    span when it opens one, else ``POST /query`` of our own), so its logs and its spans
+    form one trace.
+
     The label is one of the server's own endpoints (``other`` for anything else), never a
     client-chosen path.
     """
@@ -124,7 +132,23 @@ class InFlightMiddleware:
             path = "/index" if path.startswith("/index/") else "other"  # /index/{job}
         gauge = REQUESTS_IN_FLIGHT.labels(endpoint=path)
         gauge.inc()
+        bind_request_id()  # this request's task and its children (logs and spans)
+        status = 500  # unless the app answers
+        started = time.perf_counter()
         try:
-            await self.app(scope, receive, send)
+            with request_span(f"{scope['method']} {path}", **{"http.route": path}) as current:
+
+                async def send_status(message: Message) -> None:
+                    nonlocal status
+                    if message["type"] == "http.response.start":
+                        status = message["status"]
+                        current.set_attribute("http.response.status_code", status)
+                    await send(message)
+
+                try:
+                    await self.app(scope, receive, send_status)
+                finally:
+                    seconds = round(time.perf_counter() - started, 4)
+                    _log.info("request", endpoint=path, status=status, seconds=seconds)
         finally:
             gauge.dec()

@@ -6,6 +6,7 @@ import math
 
 import uvicorn
 from starlette.middleware.trustedhost import TrustedHostMiddleware
+from uvicorn.config import LOGGING_CONFIG
 
 from langchain_rag_async.config import RAGConfig
 from langchain_rag_async.engine import AsyncRAGEngine
@@ -43,6 +44,8 @@ async def aserve(config: RAGConfig) -> None:
             port=settings.port,
             timeout_graceful_shutdown=math.ceil(settings.grace),  # 0: cancel at once
             log_level="info",
+            # JSON logs: uvicorn's loggers are the CLI's to format (configure_logging).
+            log_config=None if config.observability.log_format == "json" else LOGGING_CONFIG,
             lifespan="on",
             ws="websockets-sansio",
         )

@@ -50,6 +50,13 @@ HEAVY = (
 
 SUBCOMMANDS = ("index", "query", "ask", "doctor", "serve", "mcp")
 
+TRACE_EXPORT = {
+    "opentelemetry.sdk.trace.export",
+    "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+}
+"""Loaded only when trace export is on (LangSmith, which LangChain imports, may load the
+SDK's core itself; see tests/unit/test_tracing.py)."""
+
 PROBE = """
 import atexit, gc, json, sys, threading
 
@@ -80,7 +87,7 @@ exit, and how many objects were frozen when the interpreter started tearing down
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "OPENAI_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "OPENAI_", "OTEL_"))}
     env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
     env.update(extra)
     return env
@@ -163,6 +170,7 @@ def test_openai_commands_load_no_local_model_and_a_query_no_graph(tmp_path: Path
         assert {"openai", "faiss"} <= report["packages"]  # what they use...
         unused = report["packages"] & {"onnxruntime", "tokenizers", *WEB_STACK}
         assert not unused, unused  # ...and nothing they do not
+        assert TRACE_EXPORT.isdisjoint(report["modules"])  # tracing is off (no OTEL_*)
     assert "langgraph" in index["packages"]  # the indexing graph
     assert "langgraph" not in query["packages"]  # retrieval needs no graph
 

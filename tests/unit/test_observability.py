@@ -10,7 +10,13 @@ import time
 from typing import Any
 
 from langchain_rag_async import observability
-from langchain_rag_async.observability import bind_request_id, bind_task_id, get_logger, span
+from langchain_rag_async.observability import (
+    bind_request_id,
+    bind_task_id,
+    get_logger,
+    request_span,
+    span,
+)
 
 
 def wait_for(predicate: Any, seconds: float = 5.0) -> None:
@@ -60,3 +66,34 @@ def test_span_attributes_include_context_ids(spans: Any) -> None:
     (finished,) = spans.get_finished_spans()
     assert finished.attributes["rag.request_id"] == "req-9"
     assert finished.attributes["size"] == 3 and "missing" not in finished.attributes
+
+
+def test_a_request_span_reuses_the_frameworks_span(spans: Any) -> None:
+    bind_request_id("req-5")
+    with request_span("POST /query", **{"http.route": "/query"}):
+        pass  # no framework span: one of our own
+    with span("framework"), request_span("POST /query", **{"http.route": "/query"}):
+        pass  # inside the framework's span: annotated, not duplicated
+    own, framework = spans.get_finished_spans()
+    assert own.name == "POST /query" and own.attributes["rag.request_id"] == "req-5"
+    assert own.attributes["http.route"] == "/query"
+    assert framework.name == "framework" and "http.route" not in framework.attributes
+    assert framework.attributes["rag.request_id"] == "req-5"
+
+
+async def test_log_lines_inside_a_recorded_span_carry_its_ids(spans: Any) -> None:
+    stream = io.StringIO()
+    await asyncio.to_thread(observability.configure_logging, logging.INFO, json=True, stream=stream)
+    try:
+        log = get_logger("langchain_rag_async.test")
+        log.info("outside")
+        with span("work") as current:
+            log.info("inside")
+        await asyncio.to_thread(wait_for, lambda: stream.getvalue().count("\n") >= 2)
+    finally:
+        await asyncio.to_thread(observability.configure_logging, logging.WARNING)
+    outside, inside = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert "trace_id" not in outside and "span_id" not in outside
+    context = current.get_span_context()
+    assert inside["trace_id"] == f"{context.trace_id:032x}"
+    assert inside["span_id"] == f"{context.span_id:016x}"
