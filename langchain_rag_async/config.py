@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -670,8 +671,7 @@ def _observability_from_env(env: Mapping[str, str]) -> ObservabilityConfig:
     traces = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip() or None
     base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
     endpoint = traces or (f"{base.rstrip('/')}/v1/traces" if base else None)
-    exporter = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
-    exporter = exporter or ("otlp" if endpoint else "none")
+    exporter = _traces_exporter(env.get("OTEL_TRACES_EXPORTER", ""), endpoint)
     if _bool(env, "OTEL_SDK_DISABLED", default=False):
         exporter = "none"
     port = env.get("RAG_METRICS_PORT", "").strip()
@@ -683,6 +683,27 @@ def _observability_from_env(env: Mapping[str, str]) -> ObservabilityConfig:
         metrics_host=env.get("RAG_METRICS_HOST", "").strip() or defaults.metrics_host,
         log_format=(env.get("RAG_LOG_FORMAT", "").strip().lower() or defaults.log_format),  # type: ignore[arg-type]
     )
+
+
+def _traces_exporter(raw: str, endpoint: str | None) -> str:
+    """The first exporter of ``OTEL_TRACES_EXPORTER`` (a comma-separated list) we support.
+
+    Another application's value in the environment (``zipkin``, ``jaeger``) must not stop
+    the library from loading: it means no export here, with a warning.
+    """
+    names = [n.strip().lower() for n in raw.split(",") if n.strip()]
+    if not names:
+        return "otlp" if endpoint else "none"
+    for name in names:
+        if name in ("otlp", "console", "none"):
+            return name
+    warnings.warn(
+        f"OTEL_TRACES_EXPORTER={raw!r} names no exporter langchain-rag-async supports "
+        "(otlp, console, none); its traces are not exported",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return "none"
 
 
 def _pick(value: T | None, current: T) -> T:

@@ -52,7 +52,6 @@ def test_the_exporter_variable_decides(env: dict[str, str], exporter: str) -> No
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"OTEL_TRACES_EXPORTER": "zipkin"}, "OTEL_TRACES_EXPORTER"),
         ({"RAG_LOG_FORMAT": "xml"}, "'console' or 'json'"),
         ({"RAG_METRICS_PORT": "http"}, "RAG_METRICS_PORT"),
         ({"RAG_METRICS_PORT": "70000"}, "between 0 and 65535"),
@@ -61,6 +60,13 @@ def test_the_exporter_variable_decides(env: dict[str, str], exporter: str) -> No
 def test_bad_settings_are_refused_clearly(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         observability(**env)
+
+
+def test_another_applications_exporter_loads_with_a_warning_and_exports_nothing() -> None:
+    # OTEL_* belongs to the whole process: a zipkin setting must not break the library.
+    with pytest.warns(RuntimeWarning, match="zipkin"):
+        assert observability(OTEL_TRACES_EXPORTER="zipkin").traces_exporter == "none"
+    assert observability(OTEL_TRACES_EXPORTER="zipkin,console").traces_exporter == "console"
 
 
 def test_metrics_and_log_settings_come_from_the_environment() -> None:
