@@ -44,7 +44,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=RUST_BOOK)
     parser.add_argument("--files", type=int, default=None, help="only the first N .md files")
-    parser.add_argument("--concurrency", type=int, default=8, help="our requests in flight")
+    parser.add_argument("--concurrency", type=int, default=16, help="our requests in flight")
     parser.add_argument("--latency", type=float, default=0.1, help="server s/request")
     parser.add_argument("--batch-size", type=int, default=16, help="texts per request")
     parser.add_argument("--dimension", type=int, default=256, help="vector length")
@@ -61,6 +61,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--skip-unpaced", action="store_true", help="skip the rate-limited run without --rpm"
     )
     parser.add_argument("--skip-langchain", action="store_true")
+    parser.add_argument(
+        "--skip-llamaindex", action="store_true", help="skip LlamaIndex (also when not installed)"
+    )
+    parser.add_argument(
+        "--whole-process",
+        action="store_true",
+        help="also time each approach as a fresh process, spawn to exit (whole corpus only)",
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="one more run of ours, profiled per stage"
+    )
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per run at most")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
