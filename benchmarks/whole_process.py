@@ -81,7 +81,7 @@ def whole_process_seconds(
     seconds = time.monotonic() - started
     if done.returncode != 0:
         return {"whole_process_s": None, "error": done.stderr.strip()[-500:]}
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    report = json.loads(done.stdout)  # one JSON object (``rag-async index --json``, ours)
     return {
         "whole_process_s": round(seconds, 3),
         # ours: the pipeline's own timer; the others: from after the child's first imports

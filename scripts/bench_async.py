@@ -7,14 +7,18 @@ answers each request after ``--latency`` seconds. Compared in one run:
 (a) ``DirectoryLoader`` + ``RecursiveCharacterTextSplitter`` + ``FAISS.from_documents`` (sync);
 (b) the same loader and splitter (their async methods) + ``langchain_core.indexing.aindex``
     with a record manager into LangChain's FAISS;
+LlamaIndex: ``IngestionPipeline([SentenceSplitter, OpenAIEmbedding]).arun`` (when the
+    optional ``bench`` extra is installed; the row is skipped with a message otherwise);
 ours: ``langchain_rag_async.aindex_directory`` with ``--concurrency`` requests in flight,
     with its default (Markdown-aware) splitter, and again with the plain splitter, which
     cuts exactly the chunks LangChain's does (the same work, request for request).
 
-Then a rate-limited scenario: the server allows ``--rate`` requests/s (429 + Retry-After
-above it); ours runs paced by its own limiter (``rpm = rate * 60``) and once unpaced, relying
-on 429 handling. Each figure is printed next to its target with PASS/FAIL. The exit status
-is 0 even when a target is missed: this is a measurement, not a test.
+``--whole-process`` also times each approach as a fresh process (spawn to exit), and
+``--profile`` adds a per-stage profile of one more run of ours. Then a rate-limited
+scenario: the server allows ``--rate`` requests/s (429 + Retry-After above it); ours runs
+paced by its own limiter (``rpm = rate * 60``) and once unpaced, relying on 429 handling.
+Each figure is printed next to its target with PASS/FAIL. The exit status is 0 even when a
+target is missed: this is a measurement, not a test.
 
 The fake server has its own event loop, so its work does not run on the measured loop, but
 it shares this process's GIL and the machine's cores. Results are in docs/benchmarks.md.
