@@ -28,6 +28,7 @@ from langchain_rag_async import (
     aindex_directory,
 )
 
+from . import llamaindex
 from .corpus import corpus_files, langchain_glob, our_include, select_files, warm_page_cache
 from .fake_openai import (
     MODEL,
@@ -36,15 +37,30 @@ from .fake_openai import (
     openai_embeddings,
     server_figures,
 )
+from .indexing_profile import SpanRecorder, profile_table, stage_profile
 from .report import check, checks_table, machine, markdown_table, progress
 from .timing import Heartbeat, fresh
+from .whole_process import whole_process_seconds
 
-__all__ = ("RATE_TARGET", "SPEEDUP_TARGET", "STALL_TARGET_MS", "evaluate", "report_text", "run")
+__all__ = (
+    "FLOOR_TARGET",
+    "LLAMAINDEX_TARGET",
+    "RATE_TARGET",
+    "SPEEDUP_TARGET",
+    "STALL_TARGET_MS",
+    "SYNC_TARGET",
+    "evaluate",
+    "report_text",
+    "run",
+)
 
 SPLITTER = SplitterConfig()  # 1000 / 150: the same numbers for LangChain's splitter
 
 SPEEDUP_TARGET = 5.0
-STALL_TARGET_MS = 50.0
+FLOOR_TARGET = 1.25  # ours in-process at most this many times the network floor
+LLAMAINDEX_TARGET = 2.0  # ours at least this many times faster than LlamaIndex's arun
+SYNC_TARGET = 10.0  # ... and than LangChain sync
+STALL_TARGET_MS = 20.0  # the issue's bound on an event-loop stall
 RATE_TARGET = 0.9
 
 
@@ -72,14 +88,9 @@ def langchain_modules() -> SimpleNamespace:
     )
 
 
-def run_langchain_sync(
-    lc: SimpleNamespace, corpus: Path, files: list[Path] | None, server: FakeOpenAIServer, args: Any
-) -> dict[str, Any]:
-    """(a) DirectoryLoader + RecursiveCharacterTextSplitter + FAISS.from_documents."""
-    embeddings = openai_embeddings(server.base_url, args.batch_size)
-    server.reset_stats()
-    cpu = time.process_time()
-    started = time.monotonic()
+def _langchain_sync(
+    lc: SimpleNamespace, corpus: Path, files: list[Path] | None, embeddings: Any
+) -> tuple[list[Any], list[Any], Any]:
     loader = lc.DirectoryLoader(
         str(corpus), glob=langchain_glob(corpus, files), loader_cls=lc.TextLoader
     )
@@ -88,7 +99,26 @@ def run_langchain_sync(
         chunk_size=SPLITTER.chunk_size, chunk_overlap=SPLITTER.chunk_overlap
     )
     chunks = splitter.split_documents(docs)
-    store = lc.FAISS.from_documents(chunks, embeddings)
+    return docs, chunks, lc.FAISS.from_documents(chunks, embeddings)
+
+
+def langchain_sync_index(
+    lc: SimpleNamespace, corpus: Path, files: list[Path] | None, server: Any, args: Any
+) -> int:
+    """(a) as a child process runs it; the number of chunks."""
+    embeddings = openai_embeddings(server.base_url, args.batch_size)
+    return len(_langchain_sync(lc, corpus, files, embeddings)[1])
+
+
+def run_langchain_sync(
+    lc: SimpleNamespace, corpus: Path, files: list[Path] | None, server: FakeOpenAIServer, args: Any
+) -> dict[str, Any]:
+    """(a) DirectoryLoader + RecursiveCharacterTextSplitter + FAISS.from_documents."""
+    embeddings = openai_embeddings(server.base_url, args.batch_size)
+    server.reset_stats()
+    cpu = time.process_time()
+    started = time.monotonic()
+    docs, chunks, store = _langchain_sync(lc, corpus, files, embeddings)
     seconds = time.monotonic() - started
     cpu = time.process_time() - cpu
     return {
@@ -282,6 +312,7 @@ def evaluate(scenarios: dict[str, dict[str, Any]], args: Any) -> list[dict[str, 
             complete(ours),
         ),
     ]
+    checks.extend(issue_checks(scenarios, args))
     for mine, variant in (("ours", "ours"), ("ours_same_chunks", "ours (same chunks)")):
         for key, name in (("langchain_sync", "(a)"), ("langchain_aindex", "(b)")):
             if key in scenarios and mine in scenarios:
@@ -297,6 +328,55 @@ def evaluate(scenarios: dict[str, dict[str, Any]], args: Any) -> list[dict[str, 
     for key in ("rate_paced", "rate_unpaced"):
         if key in scenarios:
             checks.extend(rate_checks(key, scenarios[key], args.rate))
+    return checks
+
+
+def network_floor(result: dict[str, Any], concurrency: int, latency: float) -> float:
+    """Seconds the requests need at ``concurrency`` in flight, each taking ``latency``."""
+    return float(result["requests"]) / concurrency * latency
+
+
+def issue_checks(scenarios: dict[str, dict[str, Any]], args: Any) -> list[dict[str, Any]]:
+    """Issue 11's targets: ours near the network floor, well ahead of the others."""
+    ours = scenarios["ours"]
+    floor = network_floor(ours, args.concurrency, args.latency)
+    checks = [
+        check(
+            f"ours: in-process vs network floor ({ours['requests']} req / "
+            f"{args.concurrency} x {args.latency:g} s = {floor:.2f} s)",
+            f"{ours['seconds'] / floor:.2f}x",
+            f"<= {FLOOR_TARGET:g}x",
+            ours["seconds"] <= FLOOR_TARGET * floor,
+        )
+    ]
+    for key, name, target in (
+        ("llamaindex", "LlamaIndex arun", LLAMAINDEX_TARGET),
+        ("langchain_sync", "(a) LangChain sync", SYNC_TARGET),
+    ):
+        if key in scenarios:
+            ratio = scenarios[key]["seconds"] / ours["seconds"]
+            checks.append(
+                check(
+                    f"ours vs {name}, in-process (wall time ratio)",
+                    f"{ratio:.2f}x",
+                    f">= {target:g}x",
+                    ratio >= target,
+                )
+            )
+        if (
+            key in scenarios
+            and scenarios[key].get("whole_process_s")
+            and ours.get("whole_process_s")
+        ):
+            ratio = scenarios[key]["whole_process_s"] / ours["whole_process_s"]
+            checks.append(
+                check(
+                    f"ours vs {name}, whole process (wall time ratio)",
+                    f"{ratio:.2f}x",
+                    "(reported)",
+                    True,
+                )
+            )
     return checks
 
 
@@ -337,6 +417,9 @@ ROWS = (
     ("  from the first request on (ms)", "loop_stall_ms_after_first_request"),
     ("  during aindex() only (ms)", "loop_stall_ms_aindex_only"),
     ("largest loop-thread CPU time within a stall (ms)", "loop_busy_stall_ms"),
+    ("whole process, spawn to exit (s)", "whole_process_s"),
+    ("  its own timer (s; ours: the pipeline's)", "whole_process_inner_s"),
+    ("  requests it sent", "whole_process_requests"),
 )
 
 
@@ -365,9 +448,15 @@ def report_text(report: dict[str, Any]) -> str:
         "Indexing, unlimited server, latency "
         f"{settings['latency_s']:g} s/request, {settings['batch_size']} texts/request:",
         scenario_table(
-            scenarios, ("langchain_sync", "langchain_aindex", "ours", "ours_same_chunks")
+            scenarios,
+            ("langchain_sync", "langchain_aindex", "llamaindex", "ours", "ours_same_chunks"),
         ),
     ]
+    if report.get("llamaindex_skipped"):
+        parts.append(f"LlamaIndex row skipped: {report['llamaindex_skipped']}")
+    if report.get("profile"):
+        parts += ["", "Profile of ours (a separate run, spans recorded):"]
+        parts.append(profile_table(report["profile"]))
     if "langchain_aindex" in scenarios:
         parts.append(f"(b) record manager: {scenarios['langchain_aindex']['record_manager']}")
     if "rate_paced" in scenarios:
@@ -399,6 +488,9 @@ def run_unlimited(
             scenarios["langchain_aindex"] = fresh(
                 run_langchain_aindex, lc, corpus, files, server, args, work / "aindex"
             )
+        if not args.skip_llamaindex and llamaindex.missing() is None:
+            progress("LlamaIndex IngestionPipeline.arun ...")
+            scenarios["llamaindex"] = fresh(llamaindex.run_llamaindex, corpus, files, server, args)
         progress(f"ours, concurrency {args.concurrency} ...")
         scenarios["ours"] = fresh(
             run_ours,
@@ -426,7 +518,42 @@ def run_unlimited(
                 markdown_aware=False,
             ),
         )
+        if args.whole_process and files is None:
+            for key in ("langchain_sync", "llamaindex", "ours"):
+                if key in scenarios:
+                    progress(f"whole process: {scenarios[key]['label']} ...")
+                    scenarios[key] |= whole_process_seconds(key, server, args, work)
     return scenarios
+
+
+def run_profile(args: argparse.Namespace, files: list[Path] | None, work: Path) -> dict[str, Any]:
+    """One more run of ours with the package's spans recorded: where its seconds go."""
+    recorder = SpanRecorder()
+    with FakeOpenAIServer.run_in_thread(dimension=args.dimension, latency=args.latency) as server:
+        progress("ours, profiled ...")
+
+        async def profiled() -> dict[str, Any]:
+            recorder.clear()
+            started_mono, started_wall = time.monotonic(), time.time_ns()
+            result = await run_ours(
+                args.corpus,
+                files,
+                server,
+                args,
+                work / "profiled",
+                label="profiled",
+                batch_size=args.batch_size,
+            )
+            return stage_profile(
+                recorder.spans(),
+                server,
+                started_mono=started_mono,
+                started_wall_ns=started_wall,
+                seconds=result["seconds"],
+                concurrency=args.concurrency,
+            )
+
+        return fresh(profiled)
 
 
 def run_rate_limited(
@@ -468,8 +595,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         scenarios = run_unlimited(args, files, work)
         if args.rate > 0:
             scenarios |= run_rate_limited(args, files, work)
+        profile = run_profile(args, files, work) if args.profile else None
     return {
         "machine": host,
+        "llamaindex_skipped": None if args.skip_llamaindex else llamaindex.missing(),
+        "profile": profile,
         "settings": {
             "corpus": str(args.corpus),
             "files_limit": args.files,

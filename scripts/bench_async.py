@@ -7,14 +7,18 @@ answers each request after ``--latency`` seconds. Compared in one run:
 (a) ``DirectoryLoader`` + ``RecursiveCharacterTextSplitter`` + ``FAISS.from_documents`` (sync);
 (b) the same loader and splitter (their async methods) + ``langchain_core.indexing.aindex``
     with a record manager into LangChain's FAISS;
+LlamaIndex: ``IngestionPipeline([SentenceSplitter, OpenAIEmbedding]).arun`` (when the
+    optional ``bench`` extra is installed; the row is skipped with a message otherwise);
 ours: ``langchain_rag_async.aindex_directory`` with ``--concurrency`` requests in flight,
     with its default (Markdown-aware) splitter, and again with the plain splitter, which
     cuts exactly the chunks LangChain's does (the same work, request for request).
 
-Then a rate-limited scenario: the server allows ``--rate`` requests/s (429 + Retry-After
-above it); ours runs paced by its own limiter (``rpm = rate * 60``) and once unpaced, relying
-on 429 handling. Each figure is printed next to its target with PASS/FAIL. The exit status
-is 0 even when a target is missed: this is a measurement, not a test.
+``--whole-process`` also times each approach as a fresh process (spawn to exit), and
+``--profile`` adds a per-stage profile of one more run of ours. Then a rate-limited
+scenario: the server allows ``--rate`` requests/s (429 + Retry-After above it); ours runs
+paced by its own limiter (``rpm = rate * 60``) and once unpaced, relying on 429 handling.
+Each figure is printed next to its target with PASS/FAIL. The exit status is 0 even when a
+target is missed: this is a measurement, not a test.
 
 The fake server has its own event loop, so its work does not run on the measured loop, but
 it shares this process's GIL and the machine's cores. Results are in docs/benchmarks.md.
@@ -44,7 +48,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=RUST_BOOK)
     parser.add_argument("--files", type=int, default=None, help="only the first N .md files")
-    parser.add_argument("--concurrency", type=int, default=8, help="our requests in flight")
+    parser.add_argument("--concurrency", type=int, default=16, help="our requests in flight")
     parser.add_argument("--latency", type=float, default=0.1, help="server s/request")
     parser.add_argument("--batch-size", type=int, default=16, help="texts per request")
     parser.add_argument("--dimension", type=int, default=256, help="vector length")
@@ -61,6 +65,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--skip-unpaced", action="store_true", help="skip the rate-limited run without --rpm"
     )
     parser.add_argument("--skip-langchain", action="store_true")
+    parser.add_argument(
+        "--skip-llamaindex", action="store_true", help="skip LlamaIndex (also when not installed)"
+    )
+    parser.add_argument(
+        "--whole-process",
+        action="store_true",
+        help="also time each approach as a fresh process, spawn to exit (whole corpus only)",
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="one more run of ours, profiled per stage"
+    )
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per run at most")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)

@@ -18,12 +18,13 @@ from functools import partial
 from typing import Any, TypeVar
 
 from langchain_core.embeddings import Embeddings
+from langchain_core.runnables.config import run_in_executor
 from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception
 
 from langchain_rag_async._text import estimate_tokens
 from langchain_rag_async.aio import LoopBound, first_error
 from langchain_rag_async.config import RetryConfig
-from langchain_rag_async.embeddings._coalesce import QueryCoalescer
+from langchain_rag_async.embeddings._coalesce import QueryCoalescer, Then, ThenFailed
 from langchain_rag_async.embeddings._failures import (
     backoff_delay,
     failure_kind,
@@ -85,6 +86,32 @@ WORKER_TASK_PREFIX = "rag-embed-worker-"
 
 
 # -- pure helpers shared by the async and sync paths -----------------------------------------
+
+
+def _run_thens(thens: Sequence[Then | None], vectors: Vectors) -> list[Any]:
+    """Each query's ``then`` on its vector (the vector itself where none); errors kept apart."""
+    results: list[Any] = []
+    for then, vector in zip(thens, vectors, strict=True):
+        try:
+            results.append(vector if then is None else then(vector))
+        except Exception as exc:  # the caller of that query gets it, not the whole batch
+            results.append(ThenFailed(exc))
+    return results
+
+
+def _embed_then(
+    inner: Embeddings, texts: list[str], thens: Sequence[Then | None], dimension: int | None
+) -> tuple[Vectors, list[Any]]:
+    """In one executor call: embed ``texts``, then run each ``then`` on a sound vector.
+
+    Unsound vectors get no step run (the caller's validation rejects them and retries).
+    """
+    vectors = inner.embed_documents(texts)
+    try:
+        checked_vectors(vectors, len(texts), dimension)
+    except EmbeddingResponseError:
+        return vectors, []
+    return vectors, _run_thens(thens, vectors)
 
 
 def plan_batches(count: int, batch_size: int) -> list[tuple[int, int]]:
@@ -346,7 +373,8 @@ class RateLimitedEmbeddings(Embeddings):
         """
         with QUERY_LATENCY.labels(stage="embed").time():
             if self._coalescers is not None:  # with the queries of other callers, if any
-                return await self._coalescers.get().embed(text)
+                vector: list[float] = await self._coalescers.get().embed(text)
+                return vector
             attempts = _Attempts()
 
             async def one() -> Vectors:
@@ -360,20 +388,59 @@ class RateLimitedEmbeddings(Embeddings):
                 raise self._error(exc, failed=1, total=1, sources=(), attempts=attempts) from exc
             return vectors[0]
 
-    async def _aembed_query_batch(self, texts: list[str]) -> list[list[float]]:
-        """Queries embedded as one request (they embed as documents: see ``__init__``)."""
+    async def aembed_query_then(self, text: str, then: Callable[[list[float]], T]) -> T:
+        """Embed one query and run ``then`` (a blocking search) on its vector.
+
+        With a model that computes in an executor thread anyway (``embeds_in_executor``:
+        the local model), both run in the same executor call, together with the queries
+        coalesced beside it: a query costs one executor call, not two. Otherwise the
+        query is embedded as by :meth:`aembed_query` and ``then`` runs in an executor.
+        Limiter, retries and validation are those of :meth:`aembed_query`; an exception
+        of ``then`` is raised as it is, never retried.
+
+        Raises:
+            EmbeddingError: The query could not be embedded, even after retries.
+        """
+        if self._coalescers is not None and getattr(type(self.inner), "embeds_in_executor", False):
+            with QUERY_LATENCY.labels(stage="embed").time():
+                result: T = await self._coalescers.get().embed(text, then)
+            return result
+        vector = await self.aembed_query(text)
+        return await run_in_executor(None, then, vector)
+
+    async def _aembed_query_batch(
+        self, texts: list[str], thens: Sequence[Then | None] = ()
+    ) -> list[Any]:
+        """Queries embedded as one request (they embed as documents: see ``__init__``).
+
+        Each query's ``then`` (if any) runs on its vector; in the model's own executor call
+        when the model computes in one (see :meth:`aembed_query_then`).
+        """
         attempts = _Attempts()
+        outcomes: list[Any] = []
+        call: VectorsCall = partial(self.inner.aembed_documents, texts)
+        if any(thens) and getattr(type(self.inner), "embeds_in_executor", False):
+            dimension = self._dimension
+
+            async def call() -> Vectors:
+                fused = partial(_embed_then, self.inner, texts, thens, dimension)
+                vectors, found = await run_in_executor(None, fused)
+                outcomes[:] = found
+                return vectors
+
         try:
-            return await self._with_retry(
-                partial(self.inner.aembed_documents, texts),
-                size=len(texts),
-                tokens=estimate_tokens(texts),
-                attempts=attempts,
+            vectors = await self._with_retry(
+                call, size=len(texts), tokens=estimate_tokens(texts), attempts=attempts
             )
         except Exception as exc:
             raise self._error(
                 exc, failed=len(texts), total=len(texts), sources=(), attempts=attempts
             ) from exc
+        if not any(thens):
+            return vectors
+        if not outcomes:  # a model with its own async I/O: the steps in one executor call
+            outcomes = await run_in_executor(None, _run_thens, thens, vectors)
+        return outcomes
 
     async def _with_retry(
         self,

@@ -162,6 +162,7 @@ async def _index(state: IndexingState, ctx: IndexingContext, index_dir: Path) ->
             known=await res.records.aget_files(),
             sparse=sparse,
             on_progress=writer,
+            stage_sparse=ctx.sparse is None,  # ours alone: no query waits on its connection
         )
         summary = await pipeline.arun(plan)
     summary.files_failed[:0] = scan_failures

@@ -6,6 +6,8 @@ whatever the corpus size. The index is saved at checkpoints: first the vector st
 (atomically), then the sparse index (one transaction), then the record manager, so a crash
 or cancellation at any point leaves a saved index that agrees with its records (at worst
 the next run re-stores a few chunks), and readers see the sparse rows of the saved store.
+The pipeline's own FTS5 index takes each batch as the store does, inside one transaction
+committed (with its seal) after the store's save, so its work overlaps the embedding.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from langchain_rag_async.indexing.record_manager import FileRecord, SQLiteRecord
 from langchain_rag_async.loaders import AsyncDirectoryLoader
 from langchain_rag_async.metrics import DOCUMENTS_PROCESSED, RunningTotals
 from langchain_rag_async.observability import bind_task_id, get_logger, span
-from langchain_rag_async.sparse_index import SparseIndex, seal_sparse
+from langchain_rag_async.sparse_index import FTS5Index, SparseIndex, seal_sparse
+from langchain_rag_async.sparse_index.fts5 import StagedWrites
 from langchain_rag_async.splitters import RunnableTextSplitter
 from langchain_rag_async.vectorstores import AsyncFAISS
 
@@ -78,6 +81,9 @@ class IndexingPipeline:
         on_progress: Called with a progress event dict after every change.
         memory_reading: Where available memory is read (``psutil`` by default; tests
             inject a fake).
+        stage_sparse: Write an :class:`FTS5Index` ``sparse`` batch by batch in one
+            transaction per checkpoint (its connection is then busy for the run: pass
+            ``False`` for an index that also serves queries meanwhile).
     """
 
     def __init__(
@@ -96,6 +102,7 @@ class IndexingPipeline:
         sparse: SparseIndex | None = None,
         on_progress: ProgressCallback | None = None,
         memory_reading: MemoryReading | None = None,
+        stage_sparse: bool = False,
     ) -> None:
         self._loader = loader
         self._splitter = splitter
@@ -125,6 +132,9 @@ class IndexingPipeline:
         self._stored_since_checkpoint = 0
         self._sparse_upserts: list[str] = []  # ids: the documents are in the store
         self._sparse_deletes: list[str] = []
+        self._staged_index = sparse if stage_sparse and isinstance(sparse, FTS5Index) else None
+        self._staging: contextlib.AbstractAsyncContextManager[StagedWrites] | None = None
+        self._staged: StagedWrites | None = None
 
     # -- public -----------------------------------------------------------------------
 
@@ -140,29 +150,33 @@ class IndexingPipeline:
         embed_q: ResizableQueue[Any] = ResizableQueue(q)
         store_q: ResizableQueue[Any] = ResizableQueue(q)
         try:
-            async with (
-                self.batching.watching((split_q, embed_q, store_q)),
-                asyncio.TaskGroup() as tg,
-            ):
-                tg.create_task(_as_task("load", self._load_stage(plan, split_q)))
-                tg.create_task(_as_task("split", self._split_stage(split_q, embed_q)))
-                tg.create_task(
-                    _as_task(
-                        "embed",
-                        self._embed_stage(embed_q, store_q),
-                        batch_size=self.batching.batch_size,
-                        concurrency=self._concurrency,
+            try:
+                async with (
+                    self.batching.watching((split_q, embed_q, store_q)),
+                    asyncio.TaskGroup() as tg,
+                ):
+                    tg.create_task(_as_task("load", self._load_stage(plan, split_q)))
+                    tg.create_task(_as_task("split", self._split_stage(split_q, embed_q)))
+                    tg.create_task(
+                        _as_task(
+                            "embed",
+                            self._embed_stage(embed_q, store_q),
+                            batch_size=self.batching.batch_size,
+                            concurrency=self._concurrency,
+                        )
                     )
-                )
-                tg.create_task(_as_task("store", self._store_stage(store_q)))
-        except BaseExceptionGroup as group:
-            # Callers catch RAGError (the CLI prints it): hand them the stage's own error.
-            cause = first_error(group)
-            if isinstance(cause, asyncio.CancelledError):
-                raise
-            raise cause from group
-        await self._forget_deleted(plan.deleted)
-        await self._checkpoint()
+                    tg.create_task(_as_task("store", self._store_stage(store_q)))
+            except BaseExceptionGroup as group:
+                # Callers catch RAGError (the CLI prints it): hand them the stage's own error.
+                cause = first_error(group)
+                if isinstance(cause, asyncio.CancelledError):
+                    raise
+                raise cause from group
+            await self._forget_deleted(plan.deleted)
+            await self._checkpoint()
+        except BaseException as exc:
+            await self._end_staging(exc)  # roll back sparse rows of an unsaved store
+            raise
         self.summary.chunks_embedded, self.summary.chunks_cached = counters.finish(
             self._embeddings, self.progress.chunks_to_embed
         )
@@ -367,8 +381,16 @@ class IndexingPipeline:
                 await self._store.adelete(deletes)
         # The sparse index changes with the saved store, at the checkpoint: until then,
         # readers (other processes too) see the sparse rows of the saved generation.
-        self._sparse_upserts.extend(str(c.id) for c in adds)
-        self._sparse_deletes.extend(deletes)
+        if self._staged_index is not None and (adds or deletes):  # written now, committed then
+            staged = await self._staged_writes()
+            stored = [
+                Document(id=str(c.id), page_content=c.page_content, metadata=dict(c.metadata))
+                for c in adds
+            ]  # what the store holds (its own copy of each chunk)
+            await staged.aapply(upserts=stored, deletes=deletes)
+        else:
+            self._sparse_upserts.extend(str(c.id) for c in adds)
+            self._sparse_deletes.extend(deletes)
         for work in good:  # until the checkpoint, a file needs only its record and ids
             work.chunks, work.new_chunks, work.vectors = [], [], []
         for work in good:
@@ -422,7 +444,19 @@ class IndexingPipeline:
         sparse_deletes, self._sparse_deletes = self._sparse_deletes, []
         self._stored_since_checkpoint = 0
         with span("checkpoint", files=len(works)):
-            await self._store.asave_local(str(self._index_dir))
+            if self._staged is not None or (self._staged_index is not None and sparse_deletes):
+                staged = await self._staged_writes()
+                await staged.aapply(deletes=sparse_deletes)  # files deleted from disk
+                sparse_deletes = []
+                try:
+                    async with asyncio.TaskGroup() as tg:  # seal while the store saves
+                        tg.create_task(self._store.asave_local(str(self._index_dir)))
+                        tg.create_task(staged.aseal())
+                except BaseExceptionGroup as group:
+                    raise first_error(group) from group
+                await self._end_staging(None)  # commit: after the save, as below
+            else:
+                await self._store.asave_local(str(self._index_dir))
             if self._sparse is not None and (upserts or sparse_deletes):
                 # One transaction; a crash before it is repaired from the saved store.
                 documents = await self._store.aget_by_ids(upserts) if upserts else []
@@ -436,6 +470,25 @@ class IndexingPipeline:
             )
             if deleted_files:
                 await self._records.adelete_files(deleted_files)
+
+    async def _staged_writes(self) -> StagedWrites:
+        """The open staged transaction of the sparse index (opened on first use)."""
+        if self._staged is None and self._staged_index is not None:
+            self._staging = self._staged_index.astaged()
+            self._staged = await self._staging.__aenter__()
+        if self._staged is None:
+            raise IndexingError("internal error: sparse writes staged without an FTS5 index")
+        return self._staged
+
+    async def _end_staging(self, exc: BaseException | None) -> None:
+        """Commit the staged sparse rows (``exc`` is ``None``), or roll them back."""
+        staging, self._staging, self._staged = self._staging, None, None
+        if staging is None:
+            return
+        if exc is None:
+            await staging.__aexit__(None, None, None)
+        else:
+            await staging.__aexit__(type(exc), exc, exc.__traceback__)
 
     def _emit(self, stage: str) -> None:
         self.progress.stage = stage

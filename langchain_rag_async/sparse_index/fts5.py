@@ -7,10 +7,12 @@ come from the package's one SQLite layer (:class:`~langchain_rag_async._sqlite.S
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 from langchain_core.documents import Document
 
 from langchain_rag_async._closing import Closing
@@ -33,6 +35,7 @@ __all__ = (
     "SPARSE_INDEX_FILENAME",
     "FTS5Index",
     "SealState",
+    "StagedWrites",
     "seal_sparse",
     "to_fts5_query",
 )
@@ -151,6 +154,24 @@ class FTS5Index(Closing):
                     await conn.executemany(sql.DELETE_SQL, plan.deletes)
                 if plan.rows:
                     await conn.executemany(sql.UPSERT_SQL, plan.rows)
+
+    @asynccontextmanager
+    async def astaged(self) -> AsyncIterator[StagedWrites]:
+        """One write transaction a run feeds batch by batch; readers see it when it ends.
+
+        The indexing pipeline writes each batch here as the vector store takes it, so that
+        FTS5's work overlaps the embedding of later batches, and ends the block (commit:
+        the rows and their seal at once) only after the store holding them is saved. An
+        exception or cancellation inside the block rolls all of it back. Meanwhile this
+        object's connection is in the transaction: other calls on it wait for the end.
+
+        Raises:
+            IndexLockedError: Another writer kept the database locked too long.
+            VectorStoreError: A write failed; everything staged was rolled back.
+        """
+        async with self._db.atransaction("writing a run's chunks") as conn:
+            await conn.execute(_seal.UNSEAL_SQL)
+            yield StagedWrites(conn)
 
     async def asearch(
         self, query: str, k: int = 4, *, filter: dict[str, Any] | None = None
@@ -362,6 +383,35 @@ class FTS5Index(Closing):
     def close(self) -> None:
         """Sync twin of :meth:`aclose` (also ends the connections of async callers)."""
         self._db.close()
+
+
+class StagedWrites:
+    """Writes inside :meth:`FTS5Index.astaged`'s transaction (not visible until it ends)."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def aapply(
+        self, *, upserts: Sequence[Document] = (), deletes: Sequence[str] = ()
+    ) -> None:
+        """Delete ``deletes`` then upsert ``upserts`` (as :meth:`FTS5Index.aapply`)."""
+        plan = sql.plan_write(upserts, deletes)
+        if not plan.size:
+            return
+        with span("sparse.apply", upserts=len(plan.rows), deletes=len(plan.deletes), staged=True):
+            await self._conn.execute(_seal.UNSEAL_SQL)  # a seal taken earlier no longer holds
+            if plan.deletes:
+                await self._conn.executemany(sql.DELETE_SQL, plan.deletes)
+            if plan.rows:
+                await self._conn.executemany(sql.UPSERT_SQL, plan.rows)
+
+    async def aseal(self) -> None:
+        """Seal the staged contents (committed with them; see :meth:`FTS5Index.aseal`)."""
+        with span("sparse.seal", staged=True):
+            rows = await drain_on_cancel(self._conn, self._conn.execute_fetchall(_seal.DIGEST_SQL))
+            await self._conn.execute(_seal.SEAL_SQL, (_seal.combine(tuple(next(iter(rows)))),))
 
 
 async def seal_sparse(sparse: SparseIndex) -> None:

@@ -255,6 +255,18 @@ class AsyncFAISS(FAISSCore):
                 self.similarity_search_with_score, query, k, filter, fetch_k, **kwargs
             )
             return await run_in_executor(None, search)
+        if (
+            fused := self._search_then(AsyncFAISS.asimilarity_search_with_score_by_vector)
+        ) is not None:
+            then = functools.partial(
+                self.similarity_search_with_score_by_vector,
+                k=k,
+                filter=filter,
+                fetch_k=fetch_k,
+                **kwargs,
+            )
+            result: list[tuple[Document, float]] = await fused(query, then)
+            return result
         embedding = await self._aembed_query(query)
         return await self.asimilarity_search_with_score_by_vector(
             embedding, k, filter, fetch_k, **kwargs
@@ -272,6 +284,10 @@ class AsyncFAISS(FAISSCore):
         if self._embeds_with_search():
             search = functools.partial(self.search_ids, query, k, filter=filter, fetch_k=fetch_k)
             return await run_in_executor(None, search)
+        if (fused := self._search_then()) is not None:
+            then = functools.partial(self.search_ids_by_vector, k=k, filter=filter, fetch_k=fetch_k)
+            ids: list[tuple[str, float]] = await fused(query, then)
+            return ids
         embedding = await self._aembed_query(query)
         by_vector = functools.partial(
             self.search_ids_by_vector, embedding, k, filter=filter, fetch_k=fetch_k
@@ -289,6 +305,21 @@ class AsyncFAISS(FAISSCore):
         if any(getattr(kind, step.__name__) is not step for step in steps):
             return False
         return _embeds_in_executor(self.embedding_function)
+
+    def _search_then(self, *async_steps: Callable[..., Any]) -> Callable[..., Any] | None:
+        """The model's ``aembed_query_then``, to embed and search in one executor call.
+
+        Our :class:`~langchain_rag_async.embeddings.RateLimitedEmbeddings` has it (the
+        engine's query model): around the local model, the query is embedded and searched
+        in the same executor call. Only when no subclass changed how the query is embedded
+        or searched asynchronously (``async_steps``).
+        """
+        kind = type(self)
+        steps = (AsyncFAISS._aembed_query, *async_steps)
+        if any(getattr(kind, step.__name__) is not step for step in steps):
+            return None
+        then = getattr(self.embedding_function, "aembed_query_then", None)
+        return then if callable(then) else None
 
     async def aget_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         """Documents for ``ids`` in the order asked; unknown ids are skipped."""

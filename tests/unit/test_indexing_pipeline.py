@@ -353,6 +353,46 @@ async def test_the_sparse_index_changes_with_the_saved_store_not_before(
     assert len(dense_ids) > len(before)
 
 
+async def test_a_cancelled_run_leaves_no_staged_sparse_rows(tmp_path: Path) -> None:
+    # The run writes sparse rows as the store takes chunks, in a transaction committed after
+    # the store's save: cancelled before it, the sparse index is as it was, still sealed.
+    corpus = make_corpus(tmp_path / "docs", files=2)
+    index_dir = tmp_path / "index"
+    config = config_for(index_dir, store_batch_size=1)
+    emb = HoldingEmbedding(size=32)
+    await aindex_directory(corpus, config=config, embeddings=emb)
+    async with FTS5Index.in_index_dir(index_dir) as sparse:
+        before = await sparse.aids()
+        assert await sparse.acheck_seal() == "sound"
+    (corpus / "a-new.md").write_text(f"# New\n\n{PARAGRAPH} fresh words", "utf-8")
+    (corpus / "z-held.md").write_text(f"# Held\n\n{PARAGRAPH} HOLD", "utf-8")
+    emb.release = asyncio.Event()
+    first_stored = asyncio.Event()
+
+    def on_progress(event: dict[str, Any]) -> None:
+        if event.get("type") == "progress" and event["chunks_stored"] > 0:
+            first_stored.set()  # a-new.md's rows are staged in the sparse index
+
+    task = asyncio.create_task(
+        aindex_directory(corpus, config=config, embeddings=emb, on_progress=on_progress)
+    )
+    async with asyncio.timeout(30):
+        await first_stored.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    async with FTS5Index.in_index_dir(index_dir) as sparse:
+        assert await sparse.aids() == before
+        assert await sparse.acheck_seal() == "sound"
+    emb.release.set()
+    summary = await aindex_directory(corpus, config=config, embeddings=emb)
+    assert summary.files_indexed == 2
+    dense_ids, _ = await store_and_record_ids(index_dir)  # sparse == store
+    assert len(dense_ids) > len(before)
+    async with FTS5Index.in_index_dir(index_dir) as sparse:
+        assert await sparse.acheck_seal() == "sound"
+
+
 @pytest.mark.allow_blocking
 def test_sync_twin_runs_inside_a_running_loop(tmp_path: Path) -> None:
     corpus = make_corpus(tmp_path / "docs", files=2)
