@@ -86,6 +86,14 @@ def is_rate_limited(exc: BaseException) -> bool:
     )
 
 
+def is_quota_exhausted(exc: BaseException) -> bool:
+    """Whether a 429 says the account's quota is spent (OpenAI's ``insufficient_quota``).
+
+    Unlike a rate limit, waiting does not help: no retry.
+    """
+    return is_rate_limited(exc) and getattr(exc, "code", None) == "insufficient_quota"
+
+
 def is_bad_response(exc: BaseException) -> bool:
     """Whether ``exc`` says the service answered with something unusable.
 
@@ -108,6 +116,8 @@ def is_retryable(exc: BaseException) -> bool:
     """
     status = status_code_of(exc)
     if status is not None:
+        if is_quota_exhausted(exc):
+            return False
         return status >= 500 or status in _RETRYABLE_STATUSES
     return is_bad_response(exc) or isinstance(
         exc, (TimeoutError, *loaded_error_types(*_CONNECTION_ERRORS))

@@ -9,6 +9,7 @@ adaptive deadline, every response validated, retried with exponential backoff an
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from collections import Counter
@@ -82,6 +83,8 @@ async def _kept(keep: Callable[[Vectors], Awaitable[None]], vectors: Vectors) ->
 
 
 WORKER_TASK_PREFIX = "rag-embed-worker-"
+PACING_WINDOW = 10.0
+"""Seconds since the service's last success within which a 429 is pacing (a free retry)."""
 """Name prefix of the tasks that send sub-batches (handy to find leftovers in tests)."""
 
 
@@ -201,7 +204,11 @@ class RateLimitedEmbeddings(Embeddings):
       sub-batch also stops after ``max_attempts`` attempts, ``max_total_seconds``, or once
       its failure streak is implausible for a transient fault at the failure rate observed
       (``persistent_probability``): a transient mix keeps being retried, a persistent
-      fault fails after a few attempts, and a dead service is not retried forever.
+      fault fails after a few attempts, and a dead service is not retried forever. A 429
+      while the service still admits other requests (one succeeded in the last
+      :data:`PACING_WINDOW` seconds) is pacing, not a fault: its retry is free, so a run
+      that is merely faster than an unstated limit loses no file. OpenAI's
+      ``insufficient_quota`` 429 is not retried at all.
     - **Failures are precise.** A sub-batch that fails for good does not cancel the
       others; the error names the texts and sources of the failed sub-batches only.
     - **Limits stated by the service are paced.** The ``x-ratelimit-*-requests`` and
@@ -242,6 +249,7 @@ class RateLimitedEmbeddings(Embeddings):
         self.request_timeout = request_timeout
         self._stats = _Stats()
         self._failure_streak = 0  # failures in a row, over all requests (reset on a success)
+        self._last_success = -math.inf  # time.monotonic() of the last successful request
         self._budget = RetryBudget(
             ratio=self.retry.retry_budget_ratio, minimum=self.retry.retry_budget_min
         )
@@ -642,12 +650,28 @@ class RateLimitedEmbeddings(Embeddings):
                 "implausible for faults as rare as in the rest of this run, so it looks "
                 "persistent"
             )
-        elif not self._budget.try_spend():
+        elif not self._pacing(state) and not self._budget.try_spend():
             attempts.gave_up = (
                 f"after {count} attempt(s): the run's retry budget is spent "
                 f"({self._budget.retries} retries for {self._budget.first_attempts} requests)"
             )
         return attempts.gave_up is not None
+
+    def _pacing(self, state: RetryCallState) -> bool:
+        """Whether the failed attempt was the service pacing us, so its retry is free.
+
+        A 429 while the service still admits other requests (one succeeded within the
+        last :data:`PACING_WINDOW` seconds) is back-pressure, not a fault: the limiter
+        slows down and ``Retry-After`` is honoured, and spending the run's retry budget on
+        it would fail files of a run that is merely fast. With no success for that long
+        (a quota spent, a service refusing everyone), 429 retries spend the budget again.
+        """
+        exc = state.outcome.exception() if state.outcome is not None else None
+        return (
+            exc is not None
+            and is_rate_limited(exc)
+            and time.monotonic() - self._last_success < PACING_WINDOW
+        )
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome is not None else None
@@ -676,6 +700,7 @@ class RateLimitedEmbeddings(Embeddings):
 
     def _record_success(self) -> None:
         self._failure_streak = 0
+        self._last_success = time.monotonic()
         self.limiter.record_success()
         self._count("ok")
 

@@ -362,3 +362,55 @@ async def test_transient_mix_keeps_every_batch(openai_server: FakeOpenAIServer) 
     assert await embeddings.aembed_documents(texts) == [fake_embedding(t) for t in texts]
     assert embeddings.stats["failures"] == 0
     assert no_worker_tasks()
+
+
+async def test_429s_while_the_service_admits_others_are_pacing_not_spent_retries(
+    openai_server: FakeOpenAIServer,
+) -> None:
+    # A run faster than an unstated limit (the server: 8 requests/s, 429 + Retry-After
+    # above): most first attempts are refused, yet nothing fails, even with no budget.
+    openai_server.requests_per_second = 8.0
+    retry = RetryConfig(
+        max_attempts=40, retry_budget_min=0, retry_budget_ratio=0.0, persistent_probability=0.0
+    )
+    embeddings = make_embeddings(openai_server, retry=retry, batch_size=2, concurrency=4)
+    vectors = await embeddings.aembed_documents(texts_of(40))
+    assert len(vectors) == 40
+    assert openai_server.stats.status_counts[429] > 0  # it was paced, for free
+    assert no_worker_tasks()
+
+
+async def test_429s_without_any_success_spend_the_budget(
+    openai_server: FakeOpenAIServer,
+) -> None:
+    # A service refusing everyone (a spent quota that does not say so): not retried forever.
+    openai_server.set_fault_mix(FaultMix(rate_limited=1.0, retry_after=0.0))
+    retry = RetryConfig(
+        max_attempts=50,
+        initial_backoff=0.0,
+        max_backoff=0.0,
+        retry_budget_min=5,
+        retry_budget_ratio=0.0,
+        persistent_probability=0.0,
+    )
+    embeddings = make_embeddings(openai_server, retry=retry, concurrency=2)
+    with pytest.raises(EmbeddingError, match="retry budget is spent"):
+        await embeddings.aembed_documents(texts_of(16))
+    assert openai_server.stats.requests == 4 + 5
+
+
+def test_a_spent_quota_is_not_retried() -> None:
+    import httpx
+    import openai
+
+    from langchain_rag_async.embeddings._failures import is_quota_exhausted, is_retryable
+
+    response = httpx.Response(429, request=httpx.Request("POST", "http://x/v1/embeddings"))
+    quota = openai.RateLimitError(
+        "You exceeded your current quota",
+        response=response,
+        body={"code": "insufficient_quota", "type": "insufficient_quota"},
+    )
+    limit = openai.RateLimitError("Rate limit reached", response=response, body=None)
+    assert is_quota_exhausted(quota) and not is_retryable(quota)
+    assert not is_quota_exhausted(limit) and is_retryable(limit)
