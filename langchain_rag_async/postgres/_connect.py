@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from langchain_rag_async.aio import LoopBound
 from langchain_rag_async.config import check_store_url
-from langchain_rag_async.errors import ConfigurationError, VectorStoreError
+from langchain_rag_async.errors import VectorStoreError
 
 __all__ = ("PoolSettings", "PostgresDatabase", "redact_url", "sqlalchemy_url")
 
@@ -152,20 +152,3 @@ class PostgresDatabase:
 
 def _reason(exc: DBAPIError | InterfaceError) -> str:
     return str(exc.orig or exc).strip().splitlines()[0] if str(exc.orig or exc) else repr(exc)
-
-
-def check_identifier(name: str) -> str:
-    """``name`` if it is a plain lower-case SQL identifier (used in table names).
-
-    Raises:
-        ConfigurationError: Anything else.
-    """
-    if not name or not name.replace("_", "a").isalnum() or not name.isascii():
-        raise ConfigurationError(
-            f"table prefix {name!r} must be letters, digits and underscores only"
-        )
-    if name[0].isdigit() or name != name.lower():
-        raise ConfigurationError(
-            f"table prefix {name!r} must be lower case, not start with a digit"
-        )
-    return name
