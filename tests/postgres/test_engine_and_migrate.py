@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
@@ -9,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from subprocess import PIPE
 
 import pytest
 from langchain_core.embeddings import DeterministicFakeEmbedding
@@ -17,7 +19,6 @@ from benchmarks.reliability import cli_env
 from langchain_rag_async import AsyncRAGEngine
 from langchain_rag_async.config import EmbeddingConfig, RAGConfig
 from langchain_rag_async.postgres import PostgresDatabase, PostgresVectorStore
-from langchain_rag_async.postgres.migrate import amigrate_directory
 from langchain_rag_async.postgres.record_manager import PostgresRecordManager
 from langchain_rag_async.testing.openai_server import FakeOpenAIServer
 from langchain_rag_async.vectorstores import AsyncFAISS
@@ -116,12 +117,25 @@ async def test_migrate_copies_without_embedding(
     async with AsyncRAGEngine(config=config) as engine:
         summary = await engine.aindex_directory(root)
     before = server.stats.requests
-    report = await amigrate_directory(tmp_path / "index", pg_url)
+    cli = [sys.executable, "-m", "langchain_rag_async.cli", "migrate", "--json"]
+    done = await asyncio.create_subprocess_exec(
+        *cli,
+        "--from",
+        str(tmp_path / "index"),
+        "--to",
+        pg_url,
+        env=cli_env(server.base_url),
+        stdout=PIPE,
+        stderr=PIPE,
+    )
+    out, err = await done.communicate()
+    assert done.returncode == 0, err.decode()
     assert server.stats.requests == before  # nothing re-embedded
-    assert report.chunks == summary.chunks_added == report.keys and report.files == 3
-    assert report.cached_vectors == summary.chunks_embedded
+    report = json.loads(out)
+    assert report["chunks"] == summary.chunks_added == report["keys"] and report["files"] == 3
+    assert report["cached_vectors"] == summary.chunks_embedded
     chunks, keys, files = await counts(pg_url)
-    assert (chunks, keys, files) == (report.chunks, report.keys, 3)
+    assert (chunks, keys, files) == (report["chunks"], report["keys"], 3)
     probe = DeterministicFakeEmbedding(size=64)  # the fake server's dimension
     faiss = await AsyncFAISS.aload_local(str(tmp_path / "index"), probe)
     db = PostgresDatabase(pg_url)

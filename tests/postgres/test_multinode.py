@@ -54,7 +54,10 @@ asyncio.run(main(Path(sys.argv[1])))
 
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize(
-    "files_per_indexer", [2, pytest.param(12, marks=pytest.mark.slow)], ids=["fast", "full"]
+    "files_per_indexer",
+    # make test runs the fast case; the full one is a long run: pytest -m chaos tests/postgres
+    [2, pytest.param(12, marks=pytest.mark.chaos)],
+    ids=["fast", "full"],
 )
 def test_three_indexers_and_four_query_processes_share_one_index(
     pg_url: str, tmp_path: Path, files_per_indexer: int
