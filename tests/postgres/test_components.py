@@ -9,8 +9,10 @@ import pytest
 from langchain_core.embeddings import DeterministicFakeEmbedding
 from langchain_core.indexing import aindex
 
+from langchain_rag_async import AsyncRAGEngine
+from langchain_rag_async.config import RAGConfig
 from langchain_rag_async.embeddings.cache import CachedEmbeddings
-from langchain_rag_async.errors import ConfigurationError, IndexLockedError
+from langchain_rag_async.errors import ConfigurationError, IndexLockedError, VectorStoreError
 from langchain_rag_async.indexing.record_manager import FileRecord
 from langchain_rag_async.postgres import PostgresDatabase, PostgresVectorStore, TableNames
 from langchain_rag_async.postgres.cache import PostgresEmbeddingCache
@@ -127,3 +129,19 @@ async def test_writer_commits_chunks_with_records_or_not_at_all(pg_url: str) -> 
         assert await PostgresRecordManager("ns", db=db, names=names).alist_keys() == ["c1"]
     finally:
         await db.aclose()
+
+
+def test_store_url_is_checked_and_read_from_the_environment() -> None:
+    with pytest.raises(ConfigurationError, match="postgresql://"):
+        RAGConfig(store_url="mysql://u@h/db")
+    config = RAGConfig.from_env({"RAG_STORE_URL": "postgresql://u:secret@h/db"})
+    assert config.store_url == "postgresql://u:secret@h/db" and "secret" not in repr(config)
+    assert RAGConfig.from_env({}).store_url is None
+
+
+async def test_an_unreachable_database_is_a_clear_error(tmp_path: Any) -> None:
+    url = "postgresql://nobody:secret@127.0.0.1:9/none?connect_timeout=2"
+    async with AsyncRAGEngine(store_url=url, embeddings=DeterministicFakeEmbedding(size=4)) as e:
+        with pytest.raises(VectorStoreError, match="cannot connect to PostgreSQL") as caught:
+            await e.aquery("anything")
+    assert "secret" not in str(caught.value)
