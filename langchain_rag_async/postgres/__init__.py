@@ -12,13 +12,19 @@ from __future__ import annotations
 
 from langchain_rag_async.postgres._connect import PoolSettings, PostgresDatabase
 from langchain_rag_async.postgres._sql import TableNames
+from langchain_rag_async.postgres.cache import PostgresEmbeddingCache
 from langchain_rag_async.postgres.hybrid import PostgresHybridRetriever
+from langchain_rag_async.postgres.record_manager import PostgresRecordManager
 from langchain_rag_async.postgres.store import PostgresVectorStore
+from langchain_rag_async.postgres.writer import PostgresIndexWriter
 
 __all__ = (
     "PoolSettings",
     "PostgresDatabase",
+    "PostgresEmbeddingCache",
     "PostgresHybridRetriever",
+    "PostgresIndexWriter",
+    "PostgresRecordManager",
     "PostgresVectorStore",
     "TableNames",
 )

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from langchain_rag_async.errors import IndexLockedError
 from langchain_rag_async.indexing.lock import DEFAULT_RUN_LOCK_TIMEOUT
@@ -71,9 +72,6 @@ async def run_lock_if_free(db: PostgresDatabase, names: TableNames) -> AsyncIter
                 await asyncio.shield(_unlock(conn, key))
 
 
-async def _unlock(conn: object, key: int) -> None:
-    from sqlalchemy.ext.asyncio import AsyncConnection
-
-    if isinstance(conn, AsyncConnection):
-        await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-        await conn.commit()
+async def _unlock(conn: AsyncConnection, key: int) -> None:
+    await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+    await conn.commit()
