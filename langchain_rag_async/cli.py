@@ -103,7 +103,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     doctor.add_argument("--json", action="store_true", help="print the report as JSON")
     doctor.add_argument("-v", "--verbose", action="store_true", help="log details")
+    _add_migrate(sub)
     return parser
+
+
+def _add_migrate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    migrate = sub.add_parser(
+        "migrate", help="copy an index directory into PostgreSQL (no re-embedding)"
+    )
+    migrate.add_argument("--from", dest="source", type=Path, required=True, metavar="DIR")
+    migrate.add_argument("--to", dest="target", required=True, metavar="postgresql://...")
+    migrate.add_argument("--json", action="store_true", help="print the counts as JSON")
+    migrate.add_argument("-v", "--verbose", action="store_true", help="log details")
 
 
 def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -148,6 +159,12 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         "--embeddings", choices=["local", "openai"], default=None, help="embedding provider"
     )
     parser.add_argument(
+        "--store-url",
+        default=None,
+        metavar="postgresql://...",
+        help="keep the index in PostgreSQL + pgvector instead of --index-dir (RAG_STORE_URL)",
+    )
+    parser.add_argument(
         "-v", "--verbose", action="store_true", help="log retries, repairs and tracebacks"
     )
     parser.add_argument(
@@ -178,6 +195,7 @@ def _config_from_args(args: argparse.Namespace) -> RAGConfig:
         concurrency=getattr(args, "concurrency", None),
         requests_per_minute=getattr(args, "rpm", None),
         tokens_per_minute=getattr(args, "tpm", None),
+        store_url=getattr(args, "store_url", None),
     )
     config = replace(config, observability=_observability(args))
     include = tuple(getattr(args, "include", ()) or ())
@@ -445,6 +463,23 @@ async def _run_doctor(args: argparse.Namespace, out: Console) -> int:
     return 0 if report.healthy else 1
 
 
+async def _run_migrate(args: argparse.Namespace, out: Console) -> int:
+    from langchain_rag_async.postgres.migrate import amigrate_directory
+
+    report = await amigrate_directory(args.source, args.target)
+    if args.json:
+        out.print_json(json.dumps(report.to_dict()))
+    else:
+        out.print(
+            f"copied {report.chunks} chunk(s), {report.files} file record(s), "
+            f"{report.keys} chunk record(s) and {report.cached_vectors} cached vector(s) "
+            f"from {args.source} (nothing re-embedded)",
+            highlight=False,
+            markup=False,
+        )
+    return 0
+
+
 def _server_config(args: argparse.Namespace) -> RAGConfig:
     from dataclasses import replace
 
@@ -520,6 +555,8 @@ def _run(args: argparse.Namespace) -> int:
             return asyncio.run(_until_signal(_run_query(args, out)))
         if args.command == "doctor":
             return asyncio.run(_until_signal(_run_doctor(args, out)))
+        if args.command == "migrate":
+            return asyncio.run(_until_signal(_run_migrate(args, out)))
         if args.command in ("serve", "mcp"):
             # uvicorn handles the signals itself
             return asyncio.run(_debugged(args, _run_server(args)))

@@ -28,6 +28,7 @@ __all__ = (
     "RetryConfig",
     "ServerConfig",
     "SplitterConfig",
+    "check_store_url",
 )
 
 EmbeddingProvider = Literal["local", "openai"]
@@ -510,6 +511,14 @@ class RAGConfig:
     observability: ObservabilityConfig = field(default_factory=ObservabilityConfig)
     freeze_gc: bool = True
     """After the engine loads an index, freeze what is alive (:mod:`.gc_tuning`)."""
+    store_url: str | None = field(default=None, repr=False)
+    """``postgresql://...``: the whole index (vectors, keyword index, records, embedding
+    cache, run lock) lives in that PostgreSQL + pgvector database (:mod:`.postgres`)
+    instead of ``index_dir``; ``None`` (the default): the local directory."""
+
+    def __post_init__(self) -> None:
+        if self.store_url is not None:
+            check_store_url(self.store_url)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RAGConfig:
@@ -534,8 +543,8 @@ class RAGConfig:
         ``RAG_METRICS_PORT``, ``RAG_METRICS_HOST``, ``RAG_LOG_FORMAT`` and OpenTelemetry's
         standard ``OTEL_TRACES_EXPORTER``, ``OTEL_EXPORTER_OTLP_ENDPOINT``,
         ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``, ``OTEL_SERVICE_NAME``, ``OTEL_SDK_DISABLED``
-        (see :func:`_observability_from_env`). Unset variables keep the defaults of the
-        config classes.
+        (see :func:`_observability_from_env`); ``RAG_STORE_URL`` (``postgresql://...``: the
+        index lives in PostgreSQL). Unset variables keep the defaults of the config classes.
 
         Args:
             environ: The mapping to read; ``os.environ`` by default.
@@ -600,6 +609,7 @@ class RAGConfig:
             observability=_observability_from_env(env),
             freeze_gc=_bool(env, "RAG_FREEZE_GC", default=True),
             debug_async=_debug_async_from_env(env),
+            store_url=env.get("RAG_STORE_URL") or None,
         )
 
     def with_overrides(
@@ -611,6 +621,7 @@ class RAGConfig:
         concurrency: int | None = None,
         requests_per_minute: float | None = None,
         tokens_per_minute: float | None = None,
+        store_url: str | None = None,
     ) -> RAGConfig:
         """Return a copy with the given values (``None`` keeps the current one)."""
         emb = self.embeddings
@@ -627,7 +638,32 @@ class RAGConfig:
             concurrency=_pick(concurrency, emb.concurrency),
             rate_limit=rate,
         )
-        return replace(self, index_dir=_pick(index_dir, self.index_dir), embeddings=emb)
+        return replace(
+            self,
+            index_dir=_pick(index_dir, self.index_dir),
+            embeddings=emb,
+            store_url=_pick(store_url, self.store_url),
+        )
+
+
+STORE_URL_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
+
+
+def check_store_url(url: str) -> str:
+    """Return ``url`` if it names a PostgreSQL database (no I/O).
+
+    Raises:
+        ConfigurationError: Another scheme, or no scheme at all.
+    """
+    scheme, sep, _rest = url.partition("://")
+    if not sep or scheme.lower() not in STORE_URL_SCHEMES:
+        shown = scheme if sep else url[:20]
+        raise ConfigurationError(
+            f"store URL must start with postgresql:// (got {shown!r}...); e.g. "
+            "RAG_STORE_URL=postgresql://user:password@host:5432/dbname, or leave it unset "
+            "to keep the index in the local directory"
+        )
+    return url
 
 
 def _debug_async_from_env(env: Mapping[str, str]) -> DebugAsyncConfig:

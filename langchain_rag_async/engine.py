@@ -60,6 +60,7 @@ if TYPE_CHECKING:  # imported where used: a query loads neither LangGraph graph
 
     from langchain_rag_async.answering import AnswerEvent, AnswerResult
     from langchain_rag_async.indexing.events import IndexingSummary
+    from langchain_rag_async.postgres import PostgresHybridRetriever, PostgresVectorStore
 
 __all__ = ("AsyncRAGEngine", "RAGEngine")
 
@@ -74,6 +75,9 @@ class AsyncRAGEngine(AsyncClosing):
     Args:
         index_dir: The index directory; ``config.index_dir`` when not given.
         config: All settings; :meth:`RAGConfig.from_env` when not given.
+        store_url: ``postgresql://...``: the index lives in that database (vectors,
+            keyword index, records, cache; :mod:`langchain_rag_async.postgres`) instead
+            of ``index_dir``; ``config.store_url`` when not given.
         embeddings: Your own base embedding model instead of the configured one.
         llm: Your own chat model instead of the configured one.
 
@@ -96,12 +100,15 @@ class AsyncRAGEngine(AsyncClosing):
         index_dir: str | Path | None = None,
         config: RAGConfig | None = None,
         *,
+        store_url: str | None = None,
         embeddings: Embeddings | None = None,
         llm: BaseChatModel | None = None,
     ) -> None:
         config = config or RAGConfig.from_env()
         if index_dir is not None:
             config = replace(config, index_dir=Path(index_dir))
+        if store_url is not None:
+            config = replace(config, store_url=store_url)
         self.config = config
         self._embeddings = embeddings
         self._llm = llm
@@ -145,7 +152,9 @@ class AsyncRAGEngine(AsyncClosing):
 
     # -- retrieval ----------------------------------------------------------------------
 
-    async def aretriever(self, *, k: int | None = None) -> HybridRetriever:
+    async def aretriever(
+        self, *, k: int | None = None
+    ) -> HybridRetriever | PostgresHybridRetriever:
         """The hybrid retriever over the saved index (loaded once, reloaded after indexing).
 
         The retriever stays usable until the engine re-indexes or closes; the engine's own
@@ -159,7 +168,9 @@ class AsyncRAGEngine(AsyncClosing):
         return stores.retriever(self.config, k)
 
     @asynccontextmanager
-    async def _using(self, k: int | None) -> AsyncIterator[HybridRetriever]:
+    async def _using(
+        self, k: int | None
+    ) -> AsyncIterator[HybridRetriever | PostgresHybridRetriever]:
         """A retriever whose stores stay open until the block ends (re-index or not)."""
         stores = await self._current_stores()
         stores.users += 1
@@ -197,7 +208,12 @@ class AsyncRAGEngine(AsyncClosing):
         return stores
 
     def _refresh_due(self, stores: _Stores) -> bool:
-        """Whether to check for a newer saved index (every ``refresh_interval``)."""
+        """Whether to check for a newer saved index (every ``refresh_interval``).
+
+        Never over PostgreSQL: each query reads the latest committed checkpoint.
+        """
+        if stores.sparse is None:
+            return False
         return time.monotonic() - stores.checked_at >= self.config.retrieval.refresh_interval
 
     async def aquery(
@@ -315,6 +331,8 @@ class AsyncRAGEngine(AsyncClosing):
             await stores.aclose()
 
     async def _load_stores(self) -> _Stores:
+        if self.config.store_url:
+            return await self._load_postgres(self.config.store_url)
         index_dir = await aresolve(self.config.index_dir)
         # Read before the load: a save landing meanwhile is then seen as a change, once more.
         saved = await run_in_executor(None, _manifest_key, index_dir)
@@ -365,6 +383,44 @@ class AsyncRAGEngine(AsyncClosing):
             own_base=own_base,
             index_dir=index_dir,
             manifest_key=saved,
+            checked_at=time.monotonic(),
+        )
+
+    async def _load_postgres(self, store_url: str) -> _Stores:
+        """The query side of an index in PostgreSQL (nothing loaded into memory)."""
+        from langchain_rag_async.postgres import PostgresDatabase, PostgresVectorStore, TableNames
+        from langchain_rag_async.postgres.schema import acheck_model, aread_meta
+
+        db = PostgresDatabase(store_url)
+        names = TableNames()
+        try:
+            model_id = resolve_model_id(self.config, self._embeddings)
+            if "dimension" not in await aread_meta(db, names):
+                raise IndexNotFoundError(db.where)
+            await acheck_model(db, names, model_id, record=False)
+            own_base: Embeddings | None = None
+            if self._embeddings is not None:
+                base = self._embeddings
+            else:
+                base = own_base = await run_in_executor(
+                    None, build_base_embeddings, self.config.embeddings
+                )
+            query_embeddings = RateLimitedEmbeddings(
+                base,
+                limiter=self.limiter,
+                batch_size=self.config.embeddings.batch_size,
+                retry=self.config.embeddings.retry,
+                request_timeout=self.config.embeddings.request_timeout,
+            )
+        except BaseException:
+            await db.aclose()
+            raise
+        return _Stores(
+            store=PostgresVectorStore(db, query_embeddings, names=names),
+            sparse=None,
+            own_base=own_base,
+            index_dir=Path(db.where),
+            manifest_key=None,
             checked_at=time.monotonic(),
         )
 
@@ -424,8 +480,8 @@ def _manifest_key(index_dir: Path) -> tuple[int, int, int] | None:
 class _Stores:
     """One loaded generation of the index: store, sparse index, query model, users."""
 
-    store: AsyncFAISS
-    sparse: FTS5Index
+    store: AsyncFAISS | PostgresVectorStore
+    sparse: FTS5Index | None  # None: the index is in PostgreSQL (keyword side included)
     own_base: Embeddings | None
     index_dir: Path
     manifest_key: tuple[int, int, int] | None
@@ -433,14 +489,25 @@ class _Stores:
     users: int = 0
     retired: bool = False
 
-    def retriever(self, config: RAGConfig, k: int | None) -> HybridRetriever:
+    def retriever(
+        self, config: RAGConfig, k: int | None
+    ) -> HybridRetriever | PostgresHybridRetriever:
         retrieval = config.retrieval
         if k is not None:
             retrieval = replace(retrieval, k=k, fetch_k=max(retrieval.fetch_k, k))
-        return HybridRetriever.from_config(self.store, self.sparse, retrieval)
+        if isinstance(self.store, AsyncFAISS) and self.sparse is not None:
+            return HybridRetriever.from_config(self.store, self.sparse, retrieval)
+        from langchain_rag_async.postgres import PostgresHybridRetriever, PostgresVectorStore
+
+        if not isinstance(self.store, PostgresVectorStore):
+            raise UsageError("an index is either a directory (FAISS + FTS5) or PostgreSQL")
+        return PostgresHybridRetriever.from_config(self.store, retrieval)
 
     async def aclose(self) -> None:
-        await self.sparse.aclose()
+        if self.sparse is not None:
+            await self.sparse.aclose()
+        elif not isinstance(self.store, AsyncFAISS):
+            await self.store.aclose()
         if self.own_base is not None:
             await aclose_base_embeddings(self.own_base)
 
@@ -462,10 +529,13 @@ class RAGEngine(Closing):
         index_dir: str | Path | None = None,
         config: RAGConfig | None = None,
         *,
+        store_url: str | None = None,
         embeddings: Embeddings | None = None,
         llm: BaseChatModel | None = None,
     ) -> None:
-        self._engine = AsyncRAGEngine(index_dir, config, embeddings=embeddings, llm=llm)
+        self._engine = AsyncRAGEngine(
+            index_dir, config, store_url=store_url, embeddings=embeddings, llm=llm
+        )
         self._closed = False
 
     @property

@@ -11,7 +11,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
@@ -29,7 +29,7 @@ from langchain_rag_async.ids import content_hash
 from langchain_rag_async.metrics import count_chunks
 from langchain_rag_async.observability import get_logger, span
 
-__all__ = ("CachedEmbeddings", "SQLiteEmbeddingCache")
+__all__ = ("CachedEmbeddings", "EmbeddingVectorCache", "SQLiteEmbeddingCache")
 
 _log = get_logger(__name__)
 
@@ -174,6 +174,37 @@ class SQLiteEmbeddingCache(Closing):
         self._db.close()
 
 
+class EmbeddingVectorCache(Protocol):
+    """What :class:`CachedEmbeddings` needs of a cache: SQLite's, or PostgreSQL's.
+
+    See :class:`~langchain_rag_async.postgres.cache.PostgresEmbeddingCache`.
+    """
+
+    async def aget_many(self, model_id: str, hashes: Sequence[str]) -> list[list[float] | None]:
+        """The cached vector of each hash, ``None`` for a miss, in input order."""
+        ...
+
+    def get_many(self, model_id: str, hashes: Sequence[str]) -> list[list[float] | None]:
+        """Sync twin of :meth:`aget_many`."""
+        ...
+
+    async def aput_many(self, model_id: str, items: Sequence[tuple[str, list[float]]]) -> None:
+        """Store ``(content hash, vector)`` pairs in one transaction."""
+        ...
+
+    def put_many(self, model_id: str, items: Sequence[tuple[str, list[float]]]) -> None:
+        """Sync twin of :meth:`aput_many`."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the cache's connections."""
+        ...
+
+    def close(self) -> None:
+        """Sync twin of :meth:`aclose`."""
+        ...
+
+
 # -- the Embeddings wrapper -----------------------------------------------------------------
 
 
@@ -235,7 +266,7 @@ class CachedEmbeddings(Embeddings):
         misses: Texts sent to the inner model.
     """
 
-    def __init__(self, inner: Embeddings, cache: SQLiteEmbeddingCache, *, model_id: str) -> None:
+    def __init__(self, inner: Embeddings, cache: EmbeddingVectorCache, *, model_id: str) -> None:
         """Wrap ``inner``.
 
         Args:

@@ -30,6 +30,7 @@ async def aindex_directory(
     path: str | Path,
     *,
     index_dir: str | Path | None = None,
+    store_url: str | None = None,
     config: RAGConfig | None = None,
     embeddings: Embeddings | None = None,
     limiter: ServiceLimiter | None = None,
@@ -45,6 +46,8 @@ async def aindex_directory(
     Args:
         path: Directory (or single file) to index.
         index_dir: Where the index lives; ``config.index_dir`` by default.
+        store_url: ``postgresql://...``: the index lives in that database instead
+            (``config.store_url`` by default; see :mod:`langchain_rag_async.postgres`).
         config: Settings; :meth:`RAGConfig.from_env` by default.
         embeddings: Your own base embedding model instead of the configured one.
         limiter: The shared limiter of the embedding service.
@@ -65,6 +68,8 @@ async def aindex_directory(
     config = config or RAGConfig.from_env()
     if index_dir is not None:
         config = replace(config, index_dir=Path(index_dir))
+    if store_url is not None:
+        config = replace(config, store_url=store_url)
     context = IndexingContext(config=config, embeddings=embeddings, limiter=limiter, sparse=sparse)
     graph = build_indexing_graph()
     final: dict[str, Any] = {}

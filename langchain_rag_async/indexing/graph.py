@@ -97,6 +97,11 @@ async def plan_node(state: IndexingState, runtime: Runtime[IndexingContext]) -> 
     ctx = _context(runtime)
     config = ctx.config
     root = await aresolve(state["path"])
+    if config.store_url:  # the index lives in PostgreSQL
+        from langchain_rag_async.postgres.indexing import aplan
+
+        plan, failures, where = await aplan(root, config, ctx.embeddings)
+        return _planned(plan, failures, where)
     index_dir = await aresolve(state.get("index_dir") or config.index_dir)
     await make_index_dir(index_dir)
     with span("plan", path=str(root)):
@@ -117,6 +122,10 @@ async def _plan(root: Path, index_dir: Path, ctx: IndexingContext) -> IndexingSt
     plan = plan_indexing(
         root, scanned, known, excluded=[f.path for f in failures], index_dir=index_dir
     )
+    return _planned(plan, failures, str(index_dir))
+
+
+def _planned(plan: IndexPlan, failures: list[FailedFile], where: str) -> IndexingState:
     get_stream_writer()(
         {
             "type": "plan",
@@ -125,11 +134,19 @@ async def _plan(root: Path, index_dir: Path, ctx: IndexingContext) -> IndexingSt
             "files_deleted": len(plan.deleted),
         }
     )
-    return {"index_dir": str(index_dir), "plan": _plan_to_state(plan, failures)}
+    return {"index_dir": where, "plan": _plan_to_state(plan, failures)}
 
 
 async def index_node(state: IndexingState, runtime: Runtime[IndexingContext]) -> IndexingState:
     """Run the overlapped pipeline over the plan and save the index (under the run lock)."""
+    ctx = _context(runtime)
+    if ctx.config.store_url:  # the index lives in PostgreSQL
+        from langchain_rag_async.postgres.indexing import aindex
+
+        plan, scan_failures = _plan_from_state(state["plan"])
+        summary = await aindex(Path(state["path"]), plan, ctx, get_stream_writer())
+        summary.files_failed[:0] = scan_failures
+        return {"summary": summary.to_dict()}
     index_dir = Path(state["index_dir"])
     async with run_lock(index_dir):
         return await _index(state, _context(runtime), index_dir)

@@ -28,7 +28,7 @@ LAYERS: dict[str, int] = {
          "testing"],
         3,
     ),
-    **dict.fromkeys(["retrievers", "indexing"], 4),
+    **dict.fromkeys(["retrievers", "indexing", "postgres"], 4),
     "answering": 5,
     "engine": 6,
     **dict.fromkeys(["cli", "server"], 7),

@@ -48,7 +48,7 @@ HEAVY = (
 )
 """Packages that take from tens to hundreds of milliseconds to import."""
 
-SUBCOMMANDS = ("index", "query", "ask", "doctor", "serve", "mcp")
+SUBCOMMANDS = ("index", "query", "ask", "doctor", "serve", "mcp", "migrate")
 
 TRACE_EXPORT = {
     "opentelemetry.sdk.trace.export",
