@@ -23,6 +23,7 @@ from langchain_rag_async.answering import ErrorEvent
 from langchain_rag_async.errors import RAGError, RequestError
 from langchain_rag_async.metrics import exposition
 from langchain_rag_async.server._answers import StartedAnswer, sources_payload, start_answer
+from langchain_rag_async.server._disconnect import cancel_on_disconnect
 from langchain_rag_async.server.schemas import (
     AnswerRequest,
     QueryRequest,
@@ -45,7 +46,9 @@ async def query(body: QueryRequest, request: Request) -> dict[str, Any]:
     state = get_state(request)
     check_question_length(body.question, state.settings, "question")
     k = check_k(body.k, state.settings)
-    docs = await state.engine.aquery(body.question, k=k, filter=body.filter)
+    docs = await cancel_on_disconnect(
+        request, state.engine.aquery(body.question, k=k, filter=body.filter)
+    )
     return {"hits": [_hit(doc) for doc in docs]}
 
 
@@ -74,9 +77,8 @@ async def answer(body: AnswerRequest, request: Request) -> EventSourceResponse:
             param="history",
             code="too_many_messages",
         )
-    started = await start_answer(
-        state, body.question, history_messages(body.history), check_k(body.k, state.settings)
-    )
+    history, k = history_messages(body.history), check_k(body.k, state.settings)
+    started = await cancel_on_disconnect(request, start_answer(state, body.question, history, k))
     return EventSourceResponse(_sse(started), ping=15, background=BackgroundTask(started.release))
 
 
