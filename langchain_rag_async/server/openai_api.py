@@ -26,6 +26,7 @@ from langchain_rag_async.errors import RequestError
 from langchain_rag_async.server._answers import (
     StartedAnswer,
     event_error,
+    merge_tokens,
     sources_payload,
     start_answer,
 )
@@ -165,26 +166,36 @@ def _chunk(meta: _Meta, delta: dict[str, Any], finish: str | None = None, **extr
 
 
 async def _stream(answer: StartedAnswer, meta: _Meta, *, include_usage: bool) -> AsyncIterator[str]:
-    yield _chunk(meta, {"role": "assistant", "content": ""})
+    """OpenAI chunks as SSE; what is ready at once leaves in one write, tokens merged."""
+    frames = [_chunk(meta, {"role": "assistant", "content": ""})]
     text: list[str] = []
-    async for event in answer:
-        if event.type == "token":
-            text.append(event.text)
-            yield _chunk(meta, {"content": event.text})
-        elif isinstance(event, ErrorEvent):
-            error = event_error(event)
-            yield f"data: {json.dumps(error.body(), ensure_ascii=False)}\n\n"
-            return
-        elif event.type == "done":
-            yield _chunk(meta, {}, "stop", sources=sources_payload(event.sources))
-    if include_usage:
-        usage_chunk = {
-            "id": meta.id,
-            "object": "chat.completion.chunk",
-            "created": meta.created,
-            "model": meta.model,
-            "choices": [],
-            "usage": meta.usage("".join(text)),
-        }
-        yield f"data: {json.dumps(usage_chunk)}\n\n"
-    yield "data: [DONE]\n\n"
+    async for batch in answer.batches():
+        for event in merge_tokens(batch):
+            if event.type == "token":
+                text.append(event.text)
+                frames.append(_chunk(meta, {"content": event.text}))
+            elif isinstance(event, ErrorEvent):
+                error = event_error(event)
+                frames.append(f"data: {json.dumps(error.body(), ensure_ascii=False)}\n\n")
+                yield "".join(frames)
+                return
+            elif event.type == "done":
+                frames.append(_chunk(meta, {}, "stop", sources=sources_payload(event.sources)))
+                if include_usage:
+                    frames.append(_usage_chunk(meta, "".join(text)))
+                frames.append("data: [DONE]\n\n")
+        if frames:
+            yield "".join(frames)
+            frames = []
+
+
+def _usage_chunk(meta: _Meta, answer: str) -> str:
+    usage = {
+        "id": meta.id,
+        "object": "chat.completion.chunk",
+        "created": meta.created,
+        "model": meta.model,
+        "choices": [],
+        "usage": meta.usage(answer),
+    }
+    return f"data: {json.dumps(usage)}\n\n"

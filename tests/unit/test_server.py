@@ -13,9 +13,11 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from langchain_rag_async import AsyncRAGEngine, RAGConfig
+from langchain_rag_async.answering import AnswerEvent, DoneEvent, SourcesEvent, TokenEvent
 from langchain_rag_async.config import ServerConfig
 from langchain_rag_async.errors import ConfigurationError
 from langchain_rag_async.server import create_app
+from langchain_rag_async.server._answers import merge_tokens
 from langchain_rag_async.server.security import check_bind, is_loopback
 
 from .server_support import build_index, config_for, embedding, write_topics
@@ -310,3 +312,17 @@ def test_a_streamed_body_over_the_limit_gets_413(index_dir: Path) -> None:
             "/v1/chat/completions", content=chunks(), headers={"content-type": "application/json"}
         )
         assert_openai_error(response, 413, "request_too_large")
+
+
+def test_tokens_ready_together_leave_as_one_event_with_the_same_text() -> None:
+    batch: list[AnswerEvent] = [
+        SourcesEvent(sources=()),
+        TokenEvent(text="Cargo is "),
+        TokenEvent(text="the build "),
+        TokenEvent(text="tool [1]."),
+        DoneEvent(answer="Cargo is the build tool [1].", sources=()),
+    ]
+    merged = merge_tokens(batch)
+    assert [e.type for e in merged] == ["sources", "token", "done"]
+    assert isinstance(merged[1], TokenEvent) and merged[1].text == "Cargo is the build tool [1]."
+    assert merge_tokens([TokenEvent(text="a")]) == [TokenEvent(text="a")]
