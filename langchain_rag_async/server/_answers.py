@@ -94,8 +94,12 @@ class StartedAnswer:
             task.cancel()
             await asyncio.wait([task])
 
-    def release(self) -> None:
-        """Give the generation slot back (idempotent; the stream does it when it ends)."""
+    async def release(self) -> None:
+        """Give the generation slot back (idempotent; the stream does it when it ends).
+
+        A coroutine so that a response's background task runs it on the event loop:
+        Starlette hands a plain function to its thread pool, a thread hop per request.
+        """
         self._slot.release()
 
     def timings(self) -> dict[str, float | None]:
