@@ -3,7 +3,9 @@
 Both servers run in their own process on loopback and speak OpenAI's streaming chat
 format; one load generator (the ``openai`` async client) drives them with ``C``
 concurrent streaming chats, then reports time to first token, whole-answer time,
-tokens/s, requests/s, errors, the server's largest event-loop stall and its memory.
+tokens/s, requests/s, errors, the server's largest event-loop stall and its memory, and
+the CPU seconds per request spent by the server process (all its threads) and by the load
+generator: on a shared 2-core machine those bound requests/s whatever the scheduling.
 """
 
 from __future__ import annotations
