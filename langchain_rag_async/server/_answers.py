@@ -77,7 +77,7 @@ class StartedAnswer:
                 finished = True
                 arrived.set()
 
-        task = asyncio.create_task(pump(), name="rag-answer-writer")
+        task = asyncio.create_task(pump(), name="rag-answer-events")
         try:
             while True:
                 if not ready and not finished:
