@@ -3,7 +3,9 @@
 Both servers run in their own process on loopback and speak OpenAI's streaming chat
 format; one load generator (the ``openai`` async client) drives them with ``C``
 concurrent streaming chats, then reports time to first token, whole-answer time,
-tokens/s, requests/s, errors, the server's largest event-loop stall and its memory.
+tokens/s, requests/s, errors, the server's largest event-loop stall and its memory, and
+the CPU seconds per request spent by the server process (all its threads) and by the load
+generator: on a shared 2-core machine those bound requests/s whatever the scheduling.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ class LoadResult:
     max_stall_ms: float = 0.0
     rss_idle_mb: float = 0.0
     rss_peak_mb: float = 0.0
+    server_cpu_s: float = 0.0
+    client_cpu_s: float = 0.0
 
     def row(self) -> list[Any]:
         """The run as one row of the report table."""
@@ -74,13 +78,15 @@ class LoadResult:
             f"{self.tokens / self.wall:.0f}" if self.wall else "-",
             f"{self.ok / self.wall:.1f}" if self.wall else "-",
             self.max_stall_ms, self.rss_idle_mb, self.rss_peak_mb,
+            f"{1000 * self.server_cpu_s / self.ok:.1f}" if self.ok else "-",
+            f"{1000 * self.client_cpu_s / self.ok:.1f}" if self.ok else "-",
         ]  # fmt: skip
 
 
 HEADER = [
     "server", "clients", "ok", "errors", "TTFT p50 ms", "TTFT p99 ms", "total p50 ms",
     "total p99 ms", "tokens/s", "requests/s", "max loop stall ms", "RSS idle MiB",
-    "RSS peak MiB",
+    "RSS peak MiB", "server CPU ms/req", "client CPU ms/req",
 ]  # fmt: skip
 
 
@@ -176,7 +182,7 @@ async def load(target: Target, concurrency: int) -> LoadResult:
         idle = await asyncio.to_thread(target.stats)
         result.rss_idle_mb = idle["rss_mb"]
         peak = idle["rss_mb"]
-        started = time.perf_counter()
+        started, client_cpu = time.perf_counter(), _process_cpu()
         chats = [
             asyncio.create_task(one_chat(client, QUESTIONS[i % len(QUESTIONS)], result))
             for i in range(concurrency)
@@ -185,10 +191,18 @@ async def load(target: Target, concurrency: int) -> LoadResult:
             await asyncio.sleep(0.25)
             peak = max(peak, (await asyncio.to_thread(target.stats))["rss_mb"])
         result.wall = time.perf_counter() - started
+        result.client_cpu_s = _process_cpu() - client_cpu
         final = await asyncio.to_thread(target.stats)
+        result.server_cpu_s = final["cpu_s"] - idle["cpu_s"]
         result.rss_peak_mb = max(peak, final["rss_mb"])
         result.max_stall_ms = final["max_stall_ms"]
     return result
+
+
+def _process_cpu() -> float:
+    """CPU seconds this process (the load generator) used so far, all threads."""
+    times = os.times()
+    return times.user + times.system
 
 
 REMOTE_REPLY = "Cargo is the Rust build system and package manager [1]. " * 4

@@ -35,7 +35,7 @@ def rss_mb() -> float:
 
 
 def add_stats(app: FastAPI) -> None:
-    """``/_bench/stats``: largest loop stall (ms) since the previous call, and RSS (MiB)."""
+    """``/_bench/stats``: largest loop stall (ms) since the last call, RSS (MiB), CPU seconds."""
     beats: list[Heartbeat] = []
     since = [time.monotonic()]
 
@@ -46,7 +46,12 @@ def add_stats(app: FastAPI) -> None:
         now = time.monotonic()
         stall = beats[0].max_stall_ms(since[0], now)
         since[0] = now
-        return {"max_stall_ms": stall, "rss_mb": round(rss_mb(), 1)}
+        times = os.times()
+        return {
+            "max_stall_ms": stall,
+            "rss_mb": round(rss_mb(), 1),
+            "cpu_s": round(times.user + times.system, 3),
+        }
 
 
 def ours(index_dir: Path, remote_llm: str | None) -> FastAPI:

@@ -408,6 +408,12 @@ class ServerConfig:
             ``Authorization: Bearer <api_key>``.
         insecure: Allow a non-loopback ``host`` without ``api_key``.
         cors_origins: Origins allowed by CORS; empty turns CORS off.
+        allowed_hosts: ``Host`` header names served (``"*.example.com"`` patterns, ``"*"``
+            for any); others get 400. ``None``, the default: when ``host`` is loopback,
+            only ``127.0.0.1`` and ``localhost`` (against DNS rebinding: a web page whose
+            name is made to resolve to 127.0.0.1 cannot reach the index through a
+            browser), else any. Set it when the app is reached under another name (a
+            reverse proxy, an app that mounts ``create_app()``).
         model_name: The one model name ``/v1/models`` lists and chat requests must use.
         max_body_bytes: Largest request body accepted (413 above).
         max_question_chars: Longest question accepted (400 above).
@@ -424,6 +430,7 @@ class ServerConfig:
     api_key: str | None = field(default=None, repr=False)
     insecure: bool = False
     cors_origins: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] | None = None
     model_name: str = "rag-async"
     max_body_bytes: int = 1_000_000
     max_question_chars: int = 4_000
@@ -448,6 +455,11 @@ class ServerConfig:
             raise ConfigurationError("queue_timeout and grace must not be negative")
         if not self.model_name.strip():
             raise ConfigurationError("model_name must not be empty")
+        if self.allowed_hosts is not None and not self.allowed_hosts:
+            raise ConfigurationError(
+                "allowed_hosts must name at least one host ('*' for any), or be None for "
+                "the default (loopback names on a loopback host)"
+            )
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -536,7 +548,8 @@ class RAGConfig:
         tokens per minute of the chat service; unset: unlimited), ``OPENAI_API_KEY``,
         ``OPENAI_BASE_URL``, ``RAG_FREEZE_GC`` (``1``/``0``), and for ``serve``:
         ``RAG_SERVE_HOST``, ``RAG_SERVE_PORT``, ``RAG_SERVE_ROOTS`` (directories separated
-        by ``os.pathsep``), ``RAG_API_KEY``, ``RAG_CORS_ORIGINS`` (comma-separated),
+        by ``os.pathsep``), ``RAG_API_KEY``, ``RAG_CORS_ORIGINS`` and
+        ``RAG_SERVE_ALLOWED_HOSTS`` (comma-separated),
         ``RAG_SERVE_MAX_CONCURRENT_GENERATIONS``, ``RAG_SERVE_GRACE``; for debugging:
         ``RAG_DEBUG_ASYNC`` (``1``/``0``), ``RAG_DEBUG_ASYNC_INTERVAL``,
         ``RAG_DEBUG_ASYNC_SLOW_CALLBACK`` (seconds); for observability:
@@ -681,6 +694,7 @@ def _server_from_env(env: Mapping[str, str]) -> ServerConfig:
     defaults = ServerConfig()
     roots = tuple(Path(p) for p in env.get("RAG_SERVE_ROOTS", "").split(os.pathsep) if p.strip())
     origins = tuple(o.strip() for o in env.get("RAG_CORS_ORIGINS", "").split(",") if o.strip())
+    hosts = tuple(h.strip() for h in env.get("RAG_SERVE_ALLOWED_HOSTS", "").split(",") if h.strip())
     grace = _float_or_none(env, "RAG_SERVE_GRACE")
     return ServerConfig(
         host=env.get("RAG_SERVE_HOST") or defaults.host,
@@ -688,6 +702,7 @@ def _server_from_env(env: Mapping[str, str]) -> ServerConfig:
         roots=roots,
         api_key=env.get("RAG_API_KEY") or None,
         cors_origins=origins,
+        allowed_hosts=hosts or None,
         max_concurrent_generations=_int(
             env, "RAG_SERVE_MAX_CONCURRENT_GENERATIONS", defaults.max_concurrent_generations
         ),

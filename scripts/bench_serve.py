@@ -4,7 +4,8 @@ Indexes the first ``--files`` rust-book files with the bundled model, starts eac
 its own process on loopback, and drives it with ``C`` concurrent streaming chats through the
 ``openai`` async client, for each ``--clients`` level. Prints, side by side: errors, time to
 first token and whole-answer time (p50/p99), tokens/s, requests/s, the server's largest
-event-loop stall and its memory (RSS idle and peak), then PASS/FAIL per target (0 errors,
+event-loop stall, its memory (RSS idle and peak) and the CPU time per request of the server
+and of the load generator, then PASS/FAIL per target (0 errors,
 stall <= 50 ms, TTFT p99 <= 1 s at 100 clients, >= 3x the LangChain way's requests/s).
 It exits 0 whatever the figures: it measures, it does not test.
 

@@ -17,6 +17,7 @@ import concurrent.futures
 import contextvars
 import os
 import threading
+import weakref
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -27,6 +28,8 @@ __all__ = ("BlockingPortal", "default_portal", "run_sync")
 T = TypeVar("T")
 
 _STOP_TIMEOUT = 5.0  # seconds stop() waits for the loop's tasks to finish cancelling
+
+_portals: weakref.WeakSet[BlockingPortal] = weakref.WeakSet()  # reset in a forked child
 
 
 class BlockingPortal:
@@ -41,13 +44,24 @@ class BlockingPortal:
         name: The thread's name (``rag-async-portal`` for the default portal).
     """
 
-    __slots__ = ("_lock", "_loop", "_name", "_pid", "_thread")
+    __slots__ = ("__weakref__", "_lock", "_loop", "_name", "_pid", "_thread")
 
     def __init__(self, name: str = "rag-async-portal") -> None:
         self._name = name
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._pid = 0
+        _portals.add(self)
+
+    def _forget_parent(self) -> None:
+        """In a forked child: the parent's loop thread does not exist here; start afresh.
+
+        The lock may have been held by one of the parent's threads at fork time (starting
+        or stopping the loop), and nothing in the child would ever release it.
+        """
+        self._lock = threading.Lock()
+        self._loop = self._thread = None
         self._pid = 0
 
     @property
@@ -161,6 +175,17 @@ async def _shutdown() -> None:
 
 _default: BlockingPortal | None = None
 _default_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    """Fresh locks and no loop thread in a forked child (a worker process after fork)."""
+    global _default_lock
+    _default_lock = threading.Lock()
+    for portal in list(_portals):
+        portal._forget_parent()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def default_portal() -> BlockingPortal:

@@ -48,12 +48,17 @@ __all__ = (
     "AnswerContext",
     "AnswerInput",
     "AnswerState",
+    "RunContext",
     "SourceInfo",
+    "agenerate",
     "build_answer_graph",
     "can_rewrite",
     "condense_question",
     "default_k",
     "model_slot",
+    "retrieve_node",
+    "rewrite_node",
+    "run_context",
     "source_previews",
     "validate_question",
 )
@@ -293,7 +298,7 @@ _NO_CONTEXT = (
 
 
 @dataclass(frozen=True, slots=True)
-class _RunContext:
+class RunContext:
     """A complete context: what the nodes use."""
 
     retriever: BaseRetriever
@@ -307,10 +312,15 @@ def _is_complete(context: AnswerContext | None) -> bool:
     return context is not None and context.retriever is not None and context.llm is not None
 
 
-def _context(context: AnswerContext | None) -> _RunContext:
+def run_context(context: AnswerContext | None) -> RunContext:
+    """The complete context of a run (what the steps use).
+
+    Raises:
+        ConfigurationError: ``context`` lacks the retriever or the chat model.
+    """
     if context is None or context.retriever is None or context.llm is None:
         raise ConfigurationError(_NO_CONTEXT)
-    return _RunContext(
+    return RunContext(
         context.retriever, context.llm, context.k, context.max_history_tokens, context.limiter
     )
 
@@ -336,7 +346,7 @@ def _with_default_context(
 def route_start(state: AnswerState) -> Literal["rewrite", "retrieve"]:
     """Check the input before any work; follow-ups (with history) are rewritten first."""
     validate_question(state.get("question"))
-    _context(get_runtime(AnswerContext).context)
+    run_context(get_runtime(AnswerContext).context)
     return _route(state)
 
 
@@ -351,7 +361,7 @@ def _route_with_default(state: AnswerState) -> Literal["rewrite", "retrieve"]:
 
 async def rewrite_node(state: AnswerState, runtime: Runtime[AnswerContext]) -> AnswerState:
     """Condense the follow-up and the history into a standalone search query."""
-    ctx = _context(runtime.context)
+    ctx = run_context(runtime.context)
     question = validate_question(state.get("question"))
     history = _history(state)
     query = ""
@@ -363,7 +373,7 @@ async def rewrite_node(state: AnswerState, runtime: Runtime[AnswerContext]) -> A
     return {"search_query": query}
 
 
-async def _model_rewrite(ctx: _RunContext, question: str, history: list[BaseMessage]) -> str:
+async def _model_rewrite(ctx: RunContext, question: str, history: list[BaseMessage]) -> str:
     """Ask the model for a standalone query; "" when it fails or says nothing usable."""
     messages = REWRITE_PROMPT.format_messages(
         history=history[-REWRITE_HISTORY_MESSAGES:], question=question
@@ -383,7 +393,7 @@ async def _model_rewrite(ctx: _RunContext, question: str, history: list[BaseMess
 
 async def retrieve_node(state: AnswerState, runtime: Runtime[AnswerContext]) -> AnswerState:
     """Search for the (rewritten) question; write the documents and their previews."""
-    ctx = _context(runtime.context)
+    ctx = run_context(runtime.context)
     query = state.get("search_query") or validate_question(state.get("question"))
     with span("retrieve", k=ctx.k, retriever=type(ctx.retriever).__name__) as current:
         try:
@@ -407,7 +417,17 @@ async def generate_node(state: AnswerState, runtime: Runtime[AnswerContext]) -> 
     A failing chat model does not fail the run: the text streamed so far is kept in
     ``answer`` and the failure is described in ``error`` (and logged with its traceback).
     """
-    ctx = _context(runtime.context)
+    return await agenerate(state, run_context(runtime.context))
+
+
+async def agenerate(
+    state: AnswerState, ctx: RunContext, on_token: Callable[[str], None] | None = None
+) -> AnswerState:
+    """What :func:`generate_node` does, with ``on_token`` called for each piece of text.
+
+    The one implementation of the ``generate`` step: the graph's node, and the streaming
+    API that runs the same steps without the graph (``astream_answer``), both call it.
+    """
     documents = state.get("documents") or []
     messages = build_answer_messages(
         validate_question(state.get("question")),
@@ -425,7 +445,10 @@ async def generate_node(state: AnswerState, runtime: Runtime[AnswerContext]) -> 
             async with model_slot(ctx.limiter, messages):
                 # astream, not ainvoke: the text received before a failure is still at hand.
                 async for chunk in ctx.llm.astream(messages):
-                    parts.append(chunk.text)
+                    text = chunk.text
+                    parts.append(text)
+                    if on_token is not None and text:
+                        on_token(text)
         except GraphBubbleUp:
             raise
         except Exception as exc:

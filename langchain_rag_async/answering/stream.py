@@ -11,16 +11,15 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import AsyncGenerator, Sequence
-from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from langchain_core.documents import Document
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages import BaseMessage
 from langchain_core.retrievers import BaseRetriever
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import StreamPart
+from langgraph.runtime import Runtime
 from opentelemetry.trace import Status, StatusCode
 
 from langchain_rag_async.aio import run_sync
@@ -29,9 +28,13 @@ from langchain_rag_async.answering.graph import (
     AnswerInput,
     AnswerState,
     SourceInfo,
+    agenerate,
     alog_exception,
     build_answer_graph,
     default_k,
+    retrieve_node,
+    rewrite_node,
+    run_context,
     validate_question,
 )
 from langchain_rag_async.errors import (
@@ -156,31 +159,21 @@ def _prepare(
 
 @dataclass(slots=True)
 class _Progress:
-    """What a streamed run has produced so far; turns stream parts into events."""
+    """What a streamed run has produced so far; puts its events on ``events``."""
 
+    events: asyncio.Queue[AnswerEvent | None]
     sources: tuple[SourceInfo, ...] = ()
     tokens: list[str] = field(default_factory=list)
     answer: str | None = None
     error: str | None = None
 
-    def read(self, part: StreamPart[Any, Any]) -> list[AnswerEvent]:
-        if part["type"] == "messages":
-            message, metadata = part["data"]
-            if metadata.get("langgraph_node") == "generate" and isinstance(message, AIMessage):
-                text = message.text
-                if text:
-                    self.tokens.append(text)
-                    return [TokenEvent(text=text)]
-        elif part["type"] == "updates":
-            update = part["data"].get("retrieve")
-            if update:
-                self.sources = tuple(update.get("sources") or ())
-                return [SourcesEvent(sources=self.sources)]
-            update = part["data"].get("generate")
-            if update:
-                self.answer = update.get("answer")
-                self.error = update.get("error")
-        return []
+    def found(self, sources: Sequence[SourceInfo]) -> None:
+        self.sources = tuple(sources)
+        self.events.put_nowait(SourcesEvent(sources=self.sources))
+
+    def token(self, text: str) -> None:
+        self.tokens.append(text)
+        self.events.put_nowait(TokenEvent(text=text))
 
     @property
     def partial_answer(self) -> str:
@@ -215,33 +208,39 @@ def _classify(exc: Exception, *, timed_out: bool, timeout: float | None) -> tupl
     )
 
 
+async def _run_steps(inputs: AnswerInput, context: AnswerContext, progress: _Progress) -> None:
+    """The answer graph's steps, in its order, called directly: the same events, less work.
+
+    ``rewrite`` (follow-ups only), ``retrieve`` and ``generate`` are the graph's own node
+    functions; what the graph adds around them (a checkpoint and callbacks per step, a
+    stream event and a message object per token) cost more CPU per answer than the
+    extractive model's whole answer, and a served answer needs none of it.
+    """
+    runtime = Runtime(context=context)
+    state: AnswerState = {"question": inputs["question"], "history": inputs.get("history", [])}
+    if state["history"]:  # as the graph routes: follow-ups are condensed first
+        state.update(await rewrite_node(state, runtime))
+    found = await retrieve_node(state, runtime)
+    state.update(found)
+    progress.found(found.get("sources") or ())
+    done = await agenerate(state, run_context(context), progress.token)
+    progress.answer, progress.error = done.get("answer"), done.get("error")
+
+
 async def _produce(
     inputs: AnswerInput,
     context: AnswerContext,
     timeout: float | None,
     events: asyncio.Queue[AnswerEvent | None],
 ) -> None:
-    """Run the graph and put its events on ``events``; always end with ``None``."""
-    progress = _Progress()
+    """Run the answer's steps and put their events on ``events``; always end with ``None``."""
+    progress = _Progress(events)
     deadline = asyncio.timeout(timeout)
     try:
         try:
             with span("answer", k=context.k, history=len(inputs.get("history", ()))) as current:
                 async with deadline:
-                    # astream is an async generator: closed here, not by the garbage collector.
-                    parts = cast(
-                        "AsyncGenerator[StreamPart[Any, Any], None]",
-                        answer_graph().astream(
-                            inputs,
-                            context=context,
-                            stream_mode=["updates", "messages"],
-                            version="v2",
-                        ),
-                    )
-                    async with aclosing(parts):
-                        async for part in parts:
-                            for event in progress.read(part):
-                                events.put_nowait(event)
+                    await _run_steps(inputs, context, progress)
                 outcome = progress.outcome()
                 if isinstance(outcome, ErrorEvent):
                     current.set_status(Status(StatusCode.ERROR, outcome.message))
@@ -272,6 +271,9 @@ async def astream_answer(
     limiter: ServiceLimiter | None = None,
 ) -> AsyncGenerator[AnswerEvent, None]:
     """Answer ``question`` from what ``retriever`` finds, as a stream of events.
+
+    It runs the steps of the answer graph (:func:`answer_graph`: the same nodes, in the
+    same order) without the graph runtime around them.
 
     Events come in this order: one :class:`SourcesEvent`, then :class:`TokenEvent` s, then
     a :class:`DoneEvent` (answer and sources) or, when retrieval or the chat model fails

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing
@@ -10,13 +11,13 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage
 
-from langchain_rag_async.answering import AnswerEvent, ErrorEvent
+from langchain_rag_async.answering import AnswerEvent, ErrorEvent, TokenEvent
 from langchain_rag_async.errors import RequestError
 from langchain_rag_async.metrics import TIME_TO_FIRST_TOKEN
 from langchain_rag_async.server.gate import GenerationSlot
 from langchain_rag_async.server.state import ServerState
 
-__all__ = ("StartedAnswer", "event_error", "sources_payload", "start_answer")
+__all__ = ("StartedAnswer", "event_error", "merge_tokens", "sources_payload", "start_answer")
 
 _STATUS_BY_KIND = {"retrieval": 503, "generation": 502, "timeout": 504, "internal": 500}
 
@@ -54,8 +55,51 @@ class StartedAnswer:
         finally:
             self._slot.release()
 
-    def release(self) -> None:
-        """Give the generation slot back (idempotent; the stream does it when it ends)."""
+    async def batches(self) -> AsyncIterator[list[AnswerEvent]]:
+        """The events in groups: each group is all that arrived while the last was written.
+
+        Nothing waits for a group to fill: a token goes out as soon as the writer is free.
+        But tokens that come faster than the server writes them (a busy server, a fast
+        model) leave in one write instead of one write, one SSE frame and one client-side
+        parse each. Closing this generator (a client that went away) cancels the answer.
+        """
+        ready: list[AnswerEvent] = []
+        arrived = asyncio.Event()
+        finished = False
+
+        async def pump() -> None:
+            nonlocal finished
+            try:
+                async for event in self:
+                    ready.append(event)
+                    arrived.set()
+            finally:
+                finished = True
+                arrived.set()
+
+        task = asyncio.create_task(pump(), name="rag-answer-events")
+        try:
+            while True:
+                if not ready and not finished:
+                    arrived.clear()
+                    await arrived.wait()
+                if ready:
+                    batch = ready.copy()
+                    ready.clear()
+                    yield batch
+                elif finished:
+                    break
+            await task  # its error, if it failed
+        finally:
+            task.cancel()
+            await asyncio.wait([task])
+
+    async def release(self) -> None:
+        """Give the generation slot back (idempotent; the stream does it when it ends).
+
+        A coroutine so that a response's background task runs it on the event loop:
+        Starlette hands a plain function to its thread pool, a thread hop per request.
+        """
         self._slot.release()
 
     def timings(self) -> dict[str, float | None]:
@@ -102,6 +146,18 @@ async def start_answer(
         await events.aclose()
         raise event_error(first)
     return StartedAnswer(first=first, _events=events, _slot=slot, started=started)
+
+
+def merge_tokens(batch: Sequence[AnswerEvent]) -> list[AnswerEvent]:
+    """``batch`` with each run of consecutive token events joined into one (same text)."""
+    merged: list[AnswerEvent] = []
+    for event in batch:
+        last = merged[-1] if merged else None
+        if isinstance(event, TokenEvent) and isinstance(last, TokenEvent):
+            merged[-1] = TokenEvent(text=last.text + event.text)
+        else:
+            merged.append(event)
+    return merged
 
 
 def sources_payload(sources: Sequence[Any]) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from langchain_rag_async.config import RAGConfig, ServerConfig
 from langchain_rag_async.engine import AsyncRAGEngine
@@ -32,6 +33,7 @@ from langchain_rag_async.server.middleware import (
     BodyLimitMiddleware,
     InFlightMiddleware,
 )
+from langchain_rag_async.server.security import allowed_hosts
 from langchain_rag_async.server.state import ServerState
 
 __all__ = ("create_app",)
@@ -57,6 +59,10 @@ def create_app(
     config: RAGConfig | None = None,
 ) -> FastAPI:
     """Build the server's ASGI app over one index (mount it in your own FastAPI app if you like).
+
+    Requests whose ``Host`` header is not in ``settings.allowed_hosts`` get 400; by
+    default, with the default loopback ``host``, only ``127.0.0.1`` and ``localhost``
+    are served: set ``allowed_hosts`` to the names your app is reached under.
 
     Args:
         engine: The engine to serve (you close it); by default one is built from
@@ -108,7 +114,7 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(InFlightMiddleware, endpoints=_COUNTED_ENDPOINTS)
     app.add_middleware(AuthMiddleware, api_key=settings.api_key, open_paths=_OPEN_PATHS)
-    # Added last, so outermost: a browser's CORS preflight never meets the key check.
+    # Added after the key check, so outside it: a browser's CORS preflight never meets it.
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -116,6 +122,9 @@ def create_app(
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type"],
         )
+    hosts = allowed_hosts(settings)
+    if hosts is not None:  # outermost: a foreign Host name is refused before anything runs
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(hosts))
     return app
 
 

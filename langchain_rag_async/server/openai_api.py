@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -26,9 +26,11 @@ from langchain_rag_async.errors import RequestError
 from langchain_rag_async.server._answers import (
     StartedAnswer,
     event_error,
+    merge_tokens,
     sources_payload,
     start_answer,
 )
+from langchain_rag_async.server._disconnect import cancel_on_disconnect
 from langchain_rag_async.server.schemas import ChatCompletionRequest, check_k, split_chat
 from langchain_rag_async.server.state import ServerState, get_state
 
@@ -68,19 +70,24 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     state = get_state(request)
     _check_model(body.model, state)
     question, history = split_chat(body.messages, state.settings)
-    answer = await start_answer(state, question, history, check_k(body.k, state.settings))
+    k = check_k(body.k, state.settings)
     meta = _Meta(
         model=body.model, prompt_tokens=estimate_tokens([question, *(m.text for m in history)])
     )
-    if body.stream:
-        usage = body.stream_options is not None and body.stream_options.include_usage
-        return StreamingResponse(
-            _stream(answer, meta, include_usage=usage),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-            background=BackgroundTask(answer.release),
+    if not body.stream:  # nothing is written until the end: watch for the client leaving
+        return await cancel_on_disconnect(
+            request, _complete(start_answer(state, question, history, k), meta)
         )
-    return await _complete(answer, meta)
+    # A client that leaves while queued or during retrieval stops it too; once streaming,
+    # the response notices it when writing.
+    answer = await cancel_on_disconnect(request, start_answer(state, question, history, k))
+    usage = body.stream_options is not None and body.stream_options.include_usage
+    return StreamingResponse(
+        _stream(answer, meta, include_usage=usage),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        background=BackgroundTask(answer.release),
+    )
 
 
 def _check_model(model: str, state: ServerState) -> None:
@@ -112,7 +119,8 @@ class _Meta:
         }
 
 
-async def _complete(answer: StartedAnswer, meta: _Meta) -> JSONResponse:
+async def _complete(starting: Awaitable[StartedAnswer], meta: _Meta) -> JSONResponse:
+    answer = await starting
     text: list[str] = []
     sources: list[dict[str, Any]] = []
     async for event in answer:
@@ -158,26 +166,36 @@ def _chunk(meta: _Meta, delta: dict[str, Any], finish: str | None = None, **extr
 
 
 async def _stream(answer: StartedAnswer, meta: _Meta, *, include_usage: bool) -> AsyncIterator[str]:
-    yield _chunk(meta, {"role": "assistant", "content": ""})
+    """OpenAI chunks as SSE; what is ready at once leaves in one write, tokens merged."""
+    frames = [_chunk(meta, {"role": "assistant", "content": ""})]
     text: list[str] = []
-    async for event in answer:
-        if event.type == "token":
-            text.append(event.text)
-            yield _chunk(meta, {"content": event.text})
-        elif isinstance(event, ErrorEvent):
-            error = event_error(event)
-            yield f"data: {json.dumps(error.body(), ensure_ascii=False)}\n\n"
-            return
-        elif event.type == "done":
-            yield _chunk(meta, {}, "stop", sources=sources_payload(event.sources))
-    if include_usage:
-        usage_chunk = {
-            "id": meta.id,
-            "object": "chat.completion.chunk",
-            "created": meta.created,
-            "model": meta.model,
-            "choices": [],
-            "usage": meta.usage("".join(text)),
-        }
-        yield f"data: {json.dumps(usage_chunk)}\n\n"
-    yield "data: [DONE]\n\n"
+    async for batch in answer.batches():
+        for event in merge_tokens(batch):
+            if event.type == "token":
+                text.append(event.text)
+                frames.append(_chunk(meta, {"content": event.text}))
+            elif isinstance(event, ErrorEvent):
+                error = event_error(event)
+                frames.append(f"data: {json.dumps(error.body(), ensure_ascii=False)}\n\n")
+                yield "".join(frames)
+                return
+            elif event.type == "done":
+                frames.append(_chunk(meta, {}, "stop", sources=sources_payload(event.sources)))
+                if include_usage:
+                    frames.append(_usage_chunk(meta, "".join(text)))
+                frames.append("data: [DONE]\n\n")
+        if frames:
+            yield "".join(frames)
+            frames = []
+
+
+def _usage_chunk(meta: _Meta, answer: str) -> str:
+    usage = {
+        "id": meta.id,
+        "object": "chat.completion.chunk",
+        "created": meta.created,
+        "model": meta.model,
+        "choices": [],
+        "usage": meta.usage(answer),
+    }
+    return f"data: {json.dumps(usage)}\n\n"

@@ -22,7 +22,13 @@ from starlette.background import BackgroundTask
 from langchain_rag_async.answering import ErrorEvent
 from langchain_rag_async.errors import RAGError, RequestError
 from langchain_rag_async.metrics import exposition
-from langchain_rag_async.server._answers import StartedAnswer, sources_payload, start_answer
+from langchain_rag_async.server._answers import (
+    StartedAnswer,
+    merge_tokens,
+    sources_payload,
+    start_answer,
+)
+from langchain_rag_async.server._disconnect import cancel_on_disconnect
 from langchain_rag_async.server.schemas import (
     AnswerRequest,
     QueryRequest,
@@ -45,7 +51,9 @@ async def query(body: QueryRequest, request: Request) -> dict[str, Any]:
     state = get_state(request)
     check_question_length(body.question, state.settings, "question")
     k = check_k(body.k, state.settings)
-    docs = await state.engine.aquery(body.question, k=k, filter=body.filter)
+    docs = await cancel_on_disconnect(
+        request, state.engine.aquery(body.question, k=k, filter=body.filter)
+    )
     return {"hits": [_hit(doc) for doc in docs]}
 
 
@@ -74,27 +82,27 @@ async def answer(body: AnswerRequest, request: Request) -> EventSourceResponse:
             param="history",
             code="too_many_messages",
         )
-    started = await start_answer(
-        state, body.question, history_messages(body.history), check_k(body.k, state.settings)
-    )
+    history, k = history_messages(body.history), check_k(body.k, state.settings)
+    started = await cancel_on_disconnect(request, start_answer(state, body.question, history, k))
     return EventSourceResponse(_sse(started), ping=15, background=BackgroundTask(started.release))
 
 
 async def _sse(answer: StartedAnswer) -> AsyncIterator[ServerSentEvent]:
-    async for event in answer:
-        if event.type == "sources":
-            data: dict[str, Any] = {"sources": sources_payload(event.sources)}
-        elif event.type == "token":
-            data = {"text": event.text}
-        elif isinstance(event, ErrorEvent):
-            data = {"message": event.message, "kind": event.kind, "answer": event.answer}
-        else:
-            data = {
-                "answer": event.answer,
-                "sources": sources_payload(event.sources),
-                "timings": answer.timings(),
-            }
-        yield ServerSentEvent(data=json.dumps(data, ensure_ascii=False), event=event.type)
+    async for batch in answer.batches():  # tokens ready at once leave as one event
+        for event in merge_tokens(batch):
+            if event.type == "sources":
+                data: dict[str, Any] = {"sources": sources_payload(event.sources)}
+            elif event.type == "token":
+                data = {"text": event.text}
+            elif isinstance(event, ErrorEvent):
+                data = {"message": event.message, "kind": event.kind, "answer": event.answer}
+            else:
+                data = {
+                    "answer": event.answer,
+                    "sources": sources_payload(event.sources),
+                    "timings": answer.timings(),
+                }
+            yield ServerSentEvent(data=json.dumps(data, ensure_ascii=False), event=event.type)
 
 
 @router.get("/chunks/{chunk_id}")

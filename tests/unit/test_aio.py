@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from langchain_rag_async.aio import (
     first_error,
     run_sync,
 )
+from langchain_rag_async.aio import portal as portal_module
 from langchain_rag_async.errors import Interrupted as SignalInterrupted
 from langchain_rag_async.errors import UsageError
 
@@ -163,6 +165,42 @@ def test_stop_is_idempotent_and_cancels_what_still_runs(portal: BlockingPortal) 
     assert not portal.running and thread is not None and not thread.is_alive()
     BlockingPortal(name="never-started").stop()  # nothing to stop: fine too
     assert portal.call(double(7)) == 14  # a later call starts a fresh loop
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_gets_fresh_locks_and_a_loop_of_its_own(portal: BlockingPortal) -> None:
+    """A lock held by another thread at fork time must not deadlock the child.
+
+    A worker process forked by uvicorn or gunicorn while a thread of the parent was
+    starting a portal would otherwise wait for that lock forever.
+    """
+    assert portal.call(double(2)) == 4  # the parent's loop thread runs
+    default_portal()
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_locks() -> None:
+        with portal_module._default_lock, portal._lock:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold_the_locks)
+    holder.start()
+    assert held.wait(10)
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: both locks are copied held; it must still get answers
+            code = 3
+            try:
+                signal.alarm(10)  # a deadlock kills the child instead of hanging the test
+                code = 0 if portal.call(double(3)) == 6 and run_sync(double(4)) == 8 else 2
+            finally:
+                os._exit(code)
+    finally:
+        release.set()
+        holder.join(10)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert portal.call(double(5)) == 10  # the parent's portal is untouched
 
 
 def test_stop_from_the_portals_own_loop_is_refused(portal: BlockingPortal) -> None:

@@ -25,6 +25,7 @@ from langchain_openai import ChatOpenAI
 from pydantic import Field, PrivateAttr
 
 from langchain_rag_async.answering import (
+    AnswerContext,
     AnswerEvent,
     AnswerResult,
     DoneEvent,
@@ -241,6 +242,37 @@ async def test_history_is_rewritten_before_retrieval(retriever: FixedRetriever) 
     )
     assert retriever.queries == ["What do Kubernetes Pod containers share?"]
     assert "".join(tokens_of(events)) == "A net [2]."  # the rewrite is not streamed
+
+
+@pytest.mark.parametrize("follow_up", [False, True])
+async def test_the_stream_runs_the_graphs_steps_to_the_same_events(
+    retriever: FixedRetriever, follow_up: bool
+) -> None:
+    """astream_answer calls the graph's nodes without the graph: same sources, tokens, answer."""
+    history = [HumanMessage("What is a Kubernetes Pod?"), AIMessage("The unit [2].")]
+    inputs: dict[str, Any] = {"question": QUESTION, "history": history if follow_up else []}
+    context = AnswerContext(retriever=retriever, llm=ExtractiveChatModel(), k=2)
+    sources: list[Any] = []
+    graph_tokens: list[str] = []
+    async for mode, data in answer_graph().astream(
+        inputs, context=context, stream_mode=["updates", "messages"]
+    ):
+        if mode == "updates" and "retrieve" in data:
+            sources = data["retrieve"]["sources"]
+        elif mode == "messages" and data[1]["langgraph_node"] == "generate":
+            graph_tokens.append(data[0].text)
+    graph_queries, retriever.queries = retriever.queries, []
+
+    events = await collect(
+        astream_answer(
+            QUESTION, retriever=retriever, llm=ExtractiveChatModel(), k=2, history=inputs["history"]
+        )
+    )
+    assert retriever.queries == graph_queries  # the follow-up condensed the same way
+    assert isinstance(events[0], SourcesEvent) and list(events[0].sources) == sources
+    assert tokens_of(events) == graph_tokens and len(graph_tokens) > 1
+    done = events[-1]
+    assert isinstance(done, DoneEvent) and done.answer == "".join(graph_tokens)
 
 
 async def test_spans_nest_answer_over_retrieve_and_generate(

@@ -55,7 +55,8 @@ def test_metrics_endpoint_exposes_the_design_metrics(tmp_path: Path) -> None:
     indexed_before = value("rag_documents_processed_total", outcome="indexed")
     dense_before = value("rag_query_latency_seconds_count", stage="dense")
     ttft_before = value("rag_time_to_first_token_seconds_count")
-    with TestClient(create_app(engine, ServerConfig(roots=(root,)))) as client:
+    app = create_app(engine, ServerConfig(roots=(root,)))
+    with TestClient(app, base_url="http://localhost") as client:  # loopback Host name
         job = client.post("/index", json={"path": str(root)}).json()["job_id"]
         while client.get(f"/index/{job}").json()["state"] == "running":
             pass

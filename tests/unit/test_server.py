@@ -9,12 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from langchain_rag_async import AsyncRAGEngine
+from langchain_rag_async import AsyncRAGEngine, RAGConfig
+from langchain_rag_async.answering import AnswerEvent, DoneEvent, SourcesEvent, TokenEvent
 from langchain_rag_async.config import ServerConfig
 from langchain_rag_async.errors import ConfigurationError
 from langchain_rag_async.server import create_app
+from langchain_rag_async.server._answers import merge_tokens
 from langchain_rag_async.server.security import check_bind, is_loopback
 
 from .server_support import build_index, config_for, embedding, write_topics
@@ -32,7 +35,7 @@ def index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def client_for(index_dir: Path, **settings: Any) -> TestClient:
     engine = AsyncRAGEngine(config=config_for(index_dir), embeddings=embedding())
     app = create_app(engine, ServerConfig(**settings))
-    return TestClient(app)
+    return TestClient(app, base_url="http://localhost")  # a loopback name (DNS-rebinding guard)
 
 
 @pytest.fixture
@@ -249,6 +252,38 @@ def test_binding_beyond_loopback_needs_a_key_or_insecure() -> None:
     check_bind(ServerConfig(host="0.0.0.0", insecure=True))
 
 
+def test_the_app_serves_only_loopback_host_names_by_default(index_dir: Path) -> None:
+    """DNS rebinding: create_app() guards itself, not only `rag-async serve`."""
+    with client_for(index_dir) as client:  # the default host is 127.0.0.1
+        assert client.get("/v1/models").status_code == 200
+        assert client.get("/v1/models", headers={"Host": "127.0.0.1:8000"}).status_code == 200
+        refused = client.get("/v1/models", headers={"Host": "evil.example"})
+        assert refused.status_code == 400
+        assert client.get("/healthz", headers={"Host": "evil.example"}).status_code == 400
+
+
+def test_a_mounted_app_follows_its_allowed_hosts(index_dir: Path) -> None:
+    engine = AsyncRAGEngine(config=config_for(index_dir), embeddings=embedding())
+    outer = FastAPI()
+    outer.mount("/rag", create_app(engine, ServerConfig(allowed_hosts=("*.example.com",))))
+    with TestClient(outer, base_url="http://rag.example.com") as client:
+        assert client.get("/rag/v1/models").json()["data"][0]["id"] == "rag-async"
+        assert client.get("/rag/v1/models", headers={"Host": "localhost"}).status_code == 400
+    with client_for(index_dir, allowed_hosts=("*",)) as client:  # "*": any name
+        assert client.get("/v1/models", headers={"Host": "anything.test"}).status_code == 200
+    with client_for(index_dir, host="0.0.0.0", api_key=KEY) as client:  # not loopback: any
+        headers = {"Host": "10.0.0.5:8000", "Authorization": f"Bearer {KEY}"}
+        assert client.get("/v1/models", headers=headers).status_code == 200
+    with pytest.raises(ConfigurationError, match="allowed_hosts"):
+        ServerConfig(allowed_hosts=())
+
+
+def test_allowed_hosts_come_from_the_environment() -> None:
+    config = RAGConfig.from_env({"RAG_SERVE_ALLOWED_HOSTS": "rag.example.com, *.corp.test"})
+    assert config.server.allowed_hosts == ("rag.example.com", "*.corp.test")
+    assert RAGConfig.from_env({}).server.allowed_hosts is None
+
+
 def test_cors_preflight_passes_before_the_key_check(index_dir: Path) -> None:
     origin = "https://chat.example"
     with client_for(index_dir, api_key=KEY, cors_origins=(origin,)) as client:
@@ -277,3 +312,17 @@ def test_a_streamed_body_over_the_limit_gets_413(index_dir: Path) -> None:
             "/v1/chat/completions", content=chunks(), headers={"content-type": "application/json"}
         )
         assert_openai_error(response, 413, "request_too_large")
+
+
+def test_tokens_ready_together_leave_as_one_event_with_the_same_text() -> None:
+    batch: list[AnswerEvent] = [
+        SourcesEvent(sources=()),
+        TokenEvent(text="Cargo is "),
+        TokenEvent(text="the build "),
+        TokenEvent(text="tool [1]."),
+        DoneEvent(answer="Cargo is the build tool [1].", sources=()),
+    ]
+    merged = merge_tokens(batch)
+    assert [e.type for e in merged] == ["sources", "token", "done"]
+    assert isinstance(merged[1], TokenEvent) and merged[1].text == "Cargo is the build tool [1]."
+    assert merge_tokens([TokenEvent(text="a")]) == [TokenEvent(text="a")]

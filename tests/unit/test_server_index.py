@@ -31,7 +31,8 @@ def root(tmp_path: Path) -> Path:
 def make_client(tmp_path: Path, root: Path | None, embedding: GatedEmbedding) -> TestClient:
     engine = AsyncRAGEngine(config=config_for(tmp_path / "idx"), embeddings=embedding)
     roots = () if root is None else (root,)
-    return TestClient(create_app(engine, ServerConfig(roots=roots)))
+    app = create_app(engine, ServerConfig(roots=roots))
+    return TestClient(app, base_url="http://localhost")  # a loopback name, as the guard wants
 
 
 @pytest.fixture
@@ -72,7 +73,7 @@ def test_a_job_indexes_under_a_root_and_queries_see_it(client: TestClient, root:
 def test_websocket_streams_progress_then_the_summary(client: TestClient, root: Path) -> None:
     job_id = client.post("/index", json={"path": str(root)}).json()["job_id"]
     events = []
-    with client.websocket_connect(f"/index/{job_id}/events") as ws:
+    with client.websocket_connect(f"ws://localhost/index/{job_id}/events") as ws:
         while True:
             event = ws.receive_json()
             events.append(event)
@@ -91,7 +92,7 @@ def test_websocket_streams_progress_then_the_summary(client: TestClient, root: P
         "elapsed_seconds",
     } <= set(last)
     # a late subscriber still gets the outcome
-    with client.websocket_connect(f"/index/{job_id}/events") as ws:
+    with client.websocket_connect(f"ws://localhost/index/{job_id}/events") as ws:
         seen = [ws.receive_json() for _ in range(3)]
     assert seen[-1]["type"] == "summary"
 
@@ -123,7 +124,7 @@ def test_bad_paths_and_unknown_jobs(client: TestClient, root: Path) -> None:
     assert client.get("/index/does-not-exist").json()["error"]["code"] == "job_not_found"
     with (
         pytest.raises(WebSocketDisconnect) as closed,
-        client.websocket_connect("/index/nope/events") as ws,
+        client.websocket_connect("ws://localhost/index/nope/events") as ws,
     ):
         ws.receive_json()
     assert closed.value.code == 4404

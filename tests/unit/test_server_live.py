@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,9 +14,11 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from langchain_core.embeddings import DeterministicFakeEmbedding
 from langchain_openai import ChatOpenAI
+from pydantic import ConfigDict, Field
 
-from langchain_rag_async import AsyncRAGEngine
+from langchain_rag_async import AsyncRAGEngine, RAGEngine
 from langchain_rag_async.config import ServerConfig
 from langchain_rag_async.server import create_app
 
@@ -170,3 +175,60 @@ def test_full_server_answers_429_with_retry_after(index_dir: Path) -> None:
             return await first
 
         assert "Cargo" in asyncio.run(scenario())
+
+
+class HeldQueryEmbedding(DeterministicFakeEmbedding):
+    """Fake embeddings whose query embedding runs until cancelled (a search that hangs)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    started: threading.Event = Field(default_factory=threading.Event)
+    cancelled: threading.Event = Field(default_factory=threading.Event)
+
+    async def aembed_query(self, text: str) -> list[float]:
+        self.started.set()
+        try:
+            await asyncio.Event().wait()  # nobody sets it: only cancellation ends the wait
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+        raise AssertionError("unreachable")
+
+
+def post_then_leave(url: str, path: str, body: dict[str, Any], started: threading.Event) -> None:
+    """POST ``body`` on a raw socket and close the connection once the server ``started``."""
+    payload = json.dumps(body).encode()
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {KEY}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+        )
+        sock.sendall(head.encode() + payload)
+        assert started.wait(10), "the server never started working on the request"
+
+
+def test_a_client_that_leaves_a_whole_answer_cancels_its_generation(index_dir: Path) -> None:
+    """stream=false writes nothing until the end; a disconnect still cancels the model."""
+    llm = GatedChatModel()
+    with serve(index_dir, llm=llm) as live:
+        state = live.server.config.app.state.rag
+        idle = tasks(live)
+        body = {"model": "rag-async", "messages": question("What is Cargo?"), "stream": False}
+        post_then_leave(live.url, "/v1/chat/completions", body, llm.started)
+        assert wait_until(llm.cancelled.is_set), "the generation was not cancelled"
+        assert wait_until(lambda: state.gate.in_flight == 0)
+        assert wait_until(lambda: tasks(live) <= idle), f"{tasks(live)} tasks left, {idle} idle"
+
+
+def test_a_client_that_leaves_a_query_cancels_the_search(tmp_path: Path) -> None:
+    held = HeldQueryEmbedding(size=32)
+    index_dir = tmp_path / "idx"
+    with RAGEngine(config=config_for(index_dir), embeddings=held) as indexer:
+        indexer.index_directory(write_topics(tmp_path / "docs"))
+    engine = AsyncRAGEngine(config=config_for(index_dir), embeddings=held)
+    with live_server(create_app(engine, ServerConfig(api_key=KEY))) as live:
+        idle = tasks(live)
+        post_then_leave(live.url, "/query", {"question": "What is Cargo?"}, held.started)
+        assert wait_until(held.cancelled.is_set), "the search was not cancelled"
+        assert wait_until(lambda: tasks(live) <= idle), f"{tasks(live)} tasks left, {idle} idle"
