@@ -6,16 +6,22 @@ candidate: texts per second, the mean and minimum cosine to today's vectors, and
 dense-only nDCG@10 over a subset of SciFact (every abstract judged relevant to a train
 query, plus others in corpus order up to ``--docs``; all train queries).
 
-Candidates:
-  today          the int8-storage wheel file in onnxruntime (fp32 compute): the fallback
-  ov-fp32        OpenVINO on that same file
-  ov-bf16        OpenVINO on that same file with bf16 compute (a no-op without avx512_bf16)
-  static-ov      the repository's static int8 file in OpenVINO: the new default
-  static-ort     the same file in onnxruntime (the fallback when OpenVINO is missing)
-  dynamic-ort    onnxruntime dynamic int8 (per-channel) of the fp32 export (needs ``onnx``)
+Candidates (each through the library's own runtime settings unless said otherwise):
+  today          the wheel's file (int8 storage, fp32 compute) in onnxruntime: until now
+  today-ov       the same file in OpenVINO (fp32, as the library runs it)
+  today-ov-dq    the same file in OpenVINO's defaults (dynamic int8 activations)
+  today-ov-bf16  the same file in OpenVINO with bf16 compute (needs avx512_bf16 to pay)
+  static-ov      the static int8 file of the repository in OpenVINO: the new default
+  static-ort     the same file in onnxruntime (where OpenVINO is not installed)
+  dynamic-ort    onnxruntime dynamic int8 (per channel) of the fp32 export (needs ``onnx``)
+
+Speed is the median of interleaved rounds (each candidate in turn on the same abstracts),
+as texts per second and per CPU second (all threads): on a shared machine the second one
+moves less with the load.
 
 Usage:
-    .venv/bin/python scripts/bench_local_embeddings.py [--docs N] [--only today,static-ov]
+    .venv/bin/python scripts/bench_local_embeddings.py [--docs N] [--rounds N]
+        [--speed-texts N] [--only today,static-ov,static-ort]
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -37,46 +44,42 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.corpus import load_scifact  # noqa: E402
 from langchain_rag_async.embeddings import local  # noqa: E402
+from langchain_rag_async.embeddings._local_runtimes import RuntimeName, load_runtime  # noqa: E402
 
 Run = Callable[[dict[str, npt.NDArray[np.int64]]], npt.NDArray[np.float32]]
 BATCH = 16
-CANDIDATES = ("today", "ov-fp32", "ov-bf16", "static-ov", "static-ort", "dynamic-ort")
+CANDIDATES = (
+    "today",
+    "today-ov",
+    "today-ov-dq",
+    "today-ov-bf16",
+    "static-ov",
+    "static-ort",
+    "dynamic-ort",
+)
 
 
-def ort_runner(path: Path) -> Run:
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = onnxruntime.InferenceSession(
-        str(path), sess_options=options, providers=["CPUExecutionProvider"]
-    )
-    names = {node.name for node in session.get_inputs()}
+def library_runner(path: Path, runtime: RuntimeName) -> Run:
+    """The library's own runtime (the same settings as ``LocalMiniLMEmbeddings``)."""
+    loaded = load_runtime(path, runtime)
 
     def run(feed: dict[str, npt.NDArray[np.int64]]) -> npt.NDArray[np.float32]:
-        (hidden,) = session.run(
-            ["last_hidden_state"], {k: v for k, v in feed.items() if k in names}
-        )
-        return np.asarray(hidden, dtype=np.float32)
+        return loaded.run({k: v for k, v in feed.items() if k in loaded.input_names})
 
     return run
 
 
-def ov_runner(path: Path, precision: str) -> Run:
+def ov_runner(path: Path, config: dict[str, Any]) -> Run:
+    """OpenVINO with other settings than the library's (for the record)."""
     import openvino
 
     core = openvino.Core()
-    compiled = core.compile_model(
-        core.read_model(str(path)),
-        "CPU",
-        {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"},
-    )
+    compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
     request = compiled.create_infer_request()
     output = compiled.output("last_hidden_state")
 
     def run(feed: dict[str, npt.NDArray[np.int64]]) -> npt.NDArray[np.float32]:
-        return np.asarray(request.infer(feed)[output], dtype=np.float32)
+        return np.array(request.infer(feed)[output], dtype=np.float32)
 
     return run
 
@@ -98,19 +101,23 @@ def dynamic_int8(workdir: Path) -> Path:
 
 
 def runner(name: str, workdir: Path) -> Run:
-    shipped = local._wheel_model_path()
+    legacy, static = local._wheel_model_path(), local.STATIC_MODEL_PATH
     if name == "today":
-        return ort_runner(shipped)
-    if name == "ov-fp32":
-        return ov_runner(shipped, "f32")
-    if name == "ov-bf16":
-        return ov_runner(shipped, "bf16")
+        return library_runner(legacy, "onnxruntime")
+    if name == "today-ov":
+        return library_runner(legacy, "openvino")
+    if name == "today-ov-dq":
+        return ov_runner(legacy, {"PERFORMANCE_HINT": "LATENCY"})
+    if name == "today-ov-bf16":
+        return ov_runner(
+            legacy, {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "bf16"}
+        )
     if name == "static-ov":
-        return ov_runner(local.STATIC_MODEL_PATH, "f32")
+        return library_runner(static, "openvino")
     if name == "static-ort":
-        return ort_runner(local.STATIC_MODEL_PATH)
+        return library_runner(static, "onnxruntime")
     if name == "dynamic-ort":
-        return ort_runner(dynamic_int8(workdir))
+        return library_runner(dynamic_int8(workdir), "onnxruntime")
     raise SystemExit(f"unknown candidate {name!r}; choose from {', '.join(CANDIDATES)}")
 
 
