@@ -39,7 +39,7 @@ from langchain_rag_async.embeddings._local_runtimes import (
     resolve_runtime,
 )
 from langchain_rag_async.errors import ConfigurationError, EmbeddingError
-from langchain_rag_async.observability import get_logger, span
+from langchain_rag_async.observability import span
 
 if TYPE_CHECKING:
     from tokenizers import Encoding, Tokenizer
@@ -91,7 +91,6 @@ _SORT_WINDOW = 1024  # texts tokenized (and sorted by length) together
 _TOKENIZER_HINT = (
     "Reinstall langchain-rag-async: its package data (langchain_rag_async/_model/) is damaged."
 )
-_log = get_logger(__name__)
 
 
 def _wheel_model_path() -> Path:
@@ -175,13 +174,10 @@ def load_tokenizer(path: Path = _TOKENIZER_PATH) -> Tokenizer:
 
 
 def _start_runtime(model_path: Path, runtime: RuntimeName, hint: str) -> Runtime:
-    """Load the file in the runtime; ``auto`` falls back to onnxruntime if OpenVINO fails."""
+    """Load the file in the runtime(s); raise ConfigurationError when it cannot be loaded."""
     try:
         return load_runtime(model_path, runtime)
     except Exception as exc:  # the runtimes raise their own, untyped errors
-        if runtime == "auto" and resolve_runtime("auto") == "openvino":
-            _log.warning("openvino failed; using onnxruntime", path=str(model_path), error=str(exc))
-            return _start_runtime(model_path, "onnxruntime", hint)
         raise ConfigurationError(
             f"the local embedding model could not be loaded from {model_path} "
             f"({resolve_runtime(runtime)}): {exc}. {hint}"
@@ -316,9 +312,9 @@ class LocalMiniLMEmbeddings(Embeddings):
                 Defaults to ``$RAG_LOCAL_MODEL_PATH``, then to the installed file.
             tokenizer_path: Another copy of the bundled ``tokenizer.json`` (rarely needed).
             batch_size: Texts per forward pass; texts are grouped by length first.
-            runtime: ``"auto"`` (OpenVINO when installed, else onnxruntime),
-                ``"openvino"`` or ``"onnxruntime"``. Defaults to ``$RAG_LOCAL_RUNTIME``,
-                then ``"auto"``.
+            runtime: ``"auto"`` (batches in OpenVINO when it is installed, one text and
+                everything else in onnxruntime), ``"openvino"`` or ``"onnxruntime"``.
+                Defaults to ``$RAG_LOCAL_RUNTIME``, then ``"auto"``.
 
         Raises:
             ConfigurationError: An unknown model or runtime, or ``batch_size`` is not
@@ -369,7 +365,11 @@ class LocalMiniLMEmbeddings(Embeddings):
 
     @property
     def runtime(self) -> str:
-        """The runtime that runs (or will run) the model: ``openvino`` or ``onnxruntime``."""
+        """What runs the model: ``openvino``, ``onnxruntime`` or ``openvino+onnxruntime``.
+
+        The last is ``auto`` where OpenVINO is installed: batches in OpenVINO, one text
+        (a query) in onnxruntime, which starts faster.
+        """
         if self._loaded is not None:
             return self._loaded.runtime.name
         return resolve_runtime(self._runtime)
