@@ -160,6 +160,7 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=1200, help="abstracts in the subset")
     parser.add_argument("--speed-texts", type=int, default=256, help="abstracts per round")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved speed rounds")
+    parser.add_argument("--speed-only", action="store_true", help="skip the quality pass")
     parser.add_argument(
         "--only", default="today,static-ov,static-ort", help="comma-separated candidates"
     )
@@ -183,6 +184,8 @@ def main() -> None:
         reference: npt.NDArray[np.float32] | None = None
         for name, run in runs.items():
             embed(run, texts[:32])  # warm-up: compile, allocate
+            if args.speed_only:
+                continue
             vectors, _, _ = embed(run, texts)
             query_vectors, _, _ = embed(run, query_texts)
             reference = vectors if reference is None else reference
@@ -201,18 +204,15 @@ def main() -> None:
     base = statistics.median(rate for rate, _ in speed[names[0]])
     print(
         f"speed: {len(sample)} abstracts, median of {args.rounds} interleaved rounds; "
-        f"quality: {len(texts)} abstracts"
+        f"quality: {0 if args.speed_only else len(texts)} abstracts"
     )
     header = ("candidate", "texts/s", "x", "per CPU-s", "cos mean", "cos min", "nDCG@10")
     print("{:<12} {:>8} {:>5} {:>9} {:>9} {:>8} {:>8}".format(*header))
     for name in names:
         rate = statistics.median(r for r, _ in speed[name])
         per_cpu = statistics.median(c for _, c in speed[name])
-        mean, low, score = quality[name]
-        print(
-            f"{name:<12} {rate:8.1f} {rate / base:5.2f} {per_cpu:9.1f} "
-            f"{mean:9.5f} {low:8.5f} {score:8.4f}"
-        )
+        figures = "{:9.5f} {:8.5f} {:8.4f}".format(*quality[name]) if name in quality else ""
+        print(f"{name:<12} {rate:8.1f} {rate / base:5.2f} {per_cpu:9.1f} {figures}")
 
 
 if __name__ == "__main__":
