@@ -40,7 +40,7 @@ LogFormat = Literal["console", "json"]
 T = TypeVar("T")
 
 DEFAULT_OPENAI_EMBEDDING_MODEL = "text-embedding-3-small"
-DEFAULT_LOCAL_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2@onnx-int8"
+DEFAULT_LOCAL_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2@onnx-int8-static"
 """Identity of the bundled offline model's vectors (stored with every index it builds)."""
 DEFAULT_OPENAI_CHAT_MODEL = "gpt-4o-mini"
 DEFAULT_LOCAL_CHAT_MODEL = "SmolLM2-135M-Instruct"

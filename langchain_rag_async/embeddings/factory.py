@@ -59,7 +59,9 @@ def build_base_embeddings(config: EmbeddingConfig) -> Embeddings:
     if config.provider == "local":
         from langchain_rag_async.embeddings.local import LocalMiniLMEmbeddings
 
-        return LocalMiniLMEmbeddings()
+        # The model name picks the file (the static int8 default, or the earlier one
+        # that indexes of earlier versions were built with); an unknown one is refused.
+        return LocalMiniLMEmbeddings(model=config.model_name)
     if not config.openai_api_key and not config.openai_base_url:
         raise ConfigurationError(
             "--embeddings openai needs OPENAI_API_KEY (or OPENAI_BASE_URL for an "

@@ -38,6 +38,7 @@ HEAVY = (
     "numpy",
     "onnxruntime",
     "openai",
+    "openvino",
     "opentelemetry",
     "pydantic",
     "rich",
@@ -168,7 +169,7 @@ def test_openai_commands_load_no_local_model_and_a_query_no_graph(tmp_path: Path
         query = run_probe(tmp_path, "query", "lifetimes", "--index-dir", index_dir, env=env)
     for report in (index, query):
         assert {"openai", "faiss"} <= report["packages"]  # what they use...
-        unused = report["packages"] & {"onnxruntime", "tokenizers", *WEB_STACK}
+        unused = report["packages"] & {"onnxruntime", "openvino", "tokenizers", *WEB_STACK}
         assert not unused, unused  # ...and nothing they do not
         assert TRACE_EXPORT.isdisjoint(report["modules"])  # tracing is off (no OTEL_*)
     assert "langgraph" in index["packages"]  # the indexing graph
@@ -185,9 +186,10 @@ def test_local_commands_load_no_http_client_and_no_web_stack(tmp_path: Path) -> 
     for report in (index, query, doctor):
         unused = report["packages"] & {"openai", "langchain_openai", "aiohttp", *WEB_STACK}
         assert not unused, unused
-    assert "onnxruntime" in query["packages"]  # the local model embeds the question
+    # The local model embeds the question (OpenVINO where installed, else onnxruntime).
+    assert {"onnxruntime", "openvino"} & query["packages"]
     assert "langgraph" not in query["packages"]
-    assert doctor["packages"].isdisjoint({"langgraph", "onnxruntime"})  # doctor reads files
+    assert doctor["packages"].isdisjoint({"langgraph", "onnxruntime", "openvino"})  # reads files
 
 
 def test_a_command_leaves_nothing_that_delays_its_exit(tmp_path: Path) -> None:
