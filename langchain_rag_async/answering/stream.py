@@ -18,6 +18,7 @@ from langchain_core.documents import Document
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 from langchain_core.retrievers import BaseRetriever
+from langchain_core.runnables import RunnableLambda
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 from opentelemetry.trace import Status, StatusCode
@@ -227,6 +228,20 @@ async def _run_steps(inputs: AnswerInput, context: AnswerContext, progress: _Pro
     progress.answer, progress.error = done.get("answer"), done.get("error")
 
 
+async def _traced_steps(inputs: AnswerInput, context: AnswerContext, progress: _Progress) -> None:
+    """:func:`_run_steps` as one LangChain chain run named ``answer``.
+
+    LangChain callbacks (LangSmith's tracer, a user's handlers) then see the answer as
+    the graph would show it: a chain run whose children are the retriever and model runs
+    (their calls inherit the run's config from the context).
+    """
+
+    async def answer(_: AnswerInput) -> None:
+        await _run_steps(inputs, context, progress)
+
+    await RunnableLambda(answer, name="answer").ainvoke(inputs)
+
+
 async def _produce(
     inputs: AnswerInput,
     context: AnswerContext,
@@ -240,7 +255,7 @@ async def _produce(
         try:
             with span("answer", k=context.k, history=len(inputs.get("history", ()))) as current:
                 async with deadline:
-                    await _run_steps(inputs, context, progress)
+                    await _traced_steps(inputs, context, progress)
                 outcome = progress.outcome()
                 if isinstance(outcome, ErrorEvent):
                     current.set_status(Status(StatusCode.ERROR, outcome.message))

@@ -32,7 +32,8 @@ from tests.unit.server_support import config_for, embedding, write_topics
 tmp = Path(sys.argv[1])
 root = write_topics(tmp / "root" / "docs").parent
 engine = AsyncRAGEngine(config=config_for(tmp / "idx"), embeddings=embedding())
-with TestClient(create_app(engine, ServerConfig(roots=(root,)))) as client:
+app = create_app(engine, ServerConfig(roots=(root,)))
+with TestClient(app, base_url="http://localhost") as client:  # a loopback Host, as the guard wants
     job = client.post("/index", json={"path": str(root)}).json()["job_id"]
     while client.get(f"/index/{job}").json()["state"] == "running":
         time.sleep(0.05)
