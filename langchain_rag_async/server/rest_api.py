@@ -143,7 +143,8 @@ async def readyz(request: Request) -> dict[str, Any]:
             code="not_ready",
         ) from exc
     store = retriever.vectorstore
-    chunks = len(getattr(store, "index_to_docstore_id", {}))
+    count = getattr(store, "acount", None)  # a database-backed store counts its rows
+    chunks = await count() if count is not None else len(getattr(store, "index_to_docstore_id", {}))
     job = state.jobs.running
     return {
         "status": "ready",

@@ -152,3 +152,24 @@ async def test_migrate_copies_without_embedding(
             assert len(await engine.aquery("borrowing rules", k=3)) == 3
     finally:
         await db.aclose()
+
+
+def test_readyz_counts_the_chunks_in_postgres(pg_url: str, tmp_path: Path) -> None:
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from langchain_rag_async.config import ServerConfig
+    from langchain_rag_async.server import create_app
+
+    root = corpus(tmp_path)
+    engine = AsyncRAGEngine(store_url=pg_url, embeddings=DeterministicFakeEmbedding(size=32))
+    app = create_app(engine, ServerConfig(roots=(root.parent,)))
+    with TestClient(app, base_url="http://localhost") as client:  # a loopback Host
+        job = client.post("/index", json={"path": str(root)}).json()["job_id"]
+        while (state := client.get(f"/index/{job}").json())["state"] == "running":
+            time.sleep(0.05)
+        ready = client.get("/readyz").json()
+    assert state["state"] == "succeeded", state
+    chunks, _, _ = asyncio.run(counts(pg_url))
+    assert ready["status"] == "ready" and ready["chunks"] == chunks > 10
