@@ -254,10 +254,15 @@ def test_rate_limited_openai(runs: dict[str, Run]) -> None:
     assert len(runs_out) == 2
     first, second = runs_out
     assert "0 files failed" in first  # paced under the limit: nothing spent its retries
-    # Told the limit, the client stays under it (how far run 2 goes over it, and so how
-    # many 429s it meets, depends on the machine's speed: printed, not asserted).
+    # Told the limit (6 requests/s, 75 % of the server's 8), the client sends at most 6 in
+    # any second; the server sees arrival times, which scheduling delays can bunch by up to
+    # one more window on a loaded machine (CI once saw 10), so at most 12 arrive in one
+    # second and hardly any is refused. How far run 2 goes over the limit, and so how many
+    # 429s it meets, depends on the machine's speed: printed, not asserted.
     busiest = [int(n) for n in re.findall(r"at most (\d+) arrived in one second", out)]
-    assert len(busiest) == 2 and 0 < busiest[0] <= 8
+    assert len(busiest) == 2 and 0 < busiest[0] <= 12
+    refused = [int(n) for n in re.findall(r"(\d+) refused with 429", out)]
+    assert refused and refused[0] <= 2, first
     texts = [int(n) for n in re.findall(r"(\d+) texts embedded", out)]
     chunks = [int(n) for n in re.findall(r"(\d+) chunks embedded", first)]
     assert chunks and chunks[0] > 10 and texts[0] >= chunks[0]
