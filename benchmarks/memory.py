@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.fake_openai import MODEL, FakeOpenAIServer, keep_traffic_local, openai_embeddings
+from benchmarks.timing import high_water_kb
 from langchain_rag_async.config import SplitterConfig
 
 __all__ = ("OVERHEAD_TARGET", "ChildPeak", "measure", "report_text", "run")
@@ -70,7 +71,7 @@ def measure(
         process = subprocess.Popen(list(command), env=dict(env), stdout=out, stderr=err)
         peak_kb, returncode = 0, None
         while True:
-            peak_kb = max(peak_kb, _high_water_kb(process.pid))
+            peak_kb = max(peak_kb, high_water_kb(process.pid))
             code = process.poll()
             if code is not None:
                 returncode = code
@@ -91,17 +92,6 @@ def measure(
     except json.JSONDecodeError:
         parsed = stdout[-500:]
     return ChildPeak(label, round(peak_kb / 1024, 1), round(seconds, 2), returncode, parsed)
-
-
-def _high_water_kb(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return 0
 
 
 def langchain_sync_index(corpus: Path, out_dir: Path, base_url: str, batch_size: int) -> None:

@@ -120,3 +120,15 @@ def fresh(run: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
     else:
         result = run(*args, **kwargs)
     return result
+
+
+def high_water_kb(pid: int) -> int:
+    """``VmHWM`` (peak resident set) of a running process in KiB; 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0

@@ -341,20 +341,7 @@ class AsyncRAGEngine(AsyncClosing):
             raise IndexNotFoundError(index_dir)
         if await check_model(index_dir, model_id) is None:
             raise IndexNotFoundError(index_dir)
-        own_base: Embeddings | None = None
-        if self._embeddings is not None:
-            base = self._embeddings
-        else:
-            base = own_base = await run_in_executor(
-                None, build_base_embeddings, self.config.embeddings
-            )
-        query_embeddings = RateLimitedEmbeddings(
-            base,
-            limiter=self.limiter,
-            batch_size=self.config.embeddings.batch_size,
-            retry=self.config.embeddings.retry,
-            request_timeout=self.config.embeddings.request_timeout,
-        )
+        query_embeddings, own_base = await self._query_embeddings()
         store = await AsyncFAISS.aload_local(
             str(index_dir), query_embeddings, expected_model_id=model_id
         )
@@ -386,6 +373,25 @@ class AsyncRAGEngine(AsyncClosing):
             checked_at=time.monotonic(),
         )
 
+    async def _query_embeddings(self) -> tuple[RateLimitedEmbeddings, Embeddings | None]:
+        """The query model behind the engine's limiter, and the base model if we built it."""
+        own_base: Embeddings | None = None
+        if self._embeddings is not None:
+            base = self._embeddings
+        else:
+            base = own_base = await run_in_executor(
+                None, build_base_embeddings, self.config.embeddings
+            )
+        emb = self.config.embeddings
+        limited = RateLimitedEmbeddings(
+            base,
+            limiter=self.limiter,
+            batch_size=emb.batch_size,
+            retry=emb.retry,
+            request_timeout=emb.request_timeout,
+        )
+        return limited, own_base
+
     async def _load_postgres(self, store_url: str) -> _Stores:
         """The query side of an index in PostgreSQL (nothing loaded into memory)."""
         from langchain_rag_async.postgres import PostgresDatabase, PostgresVectorStore, TableNames
@@ -398,20 +404,7 @@ class AsyncRAGEngine(AsyncClosing):
             if "dimension" not in await aread_meta(db, names):
                 raise IndexNotFoundError(db.where)
             await acheck_model(db, names, model_id, record=False)
-            own_base: Embeddings | None = None
-            if self._embeddings is not None:
-                base = self._embeddings
-            else:
-                base = own_base = await run_in_executor(
-                    None, build_base_embeddings, self.config.embeddings
-                )
-            query_embeddings = RateLimitedEmbeddings(
-                base,
-                limiter=self.limiter,
-                batch_size=self.config.embeddings.batch_size,
-                retry=self.config.embeddings.retry,
-                request_timeout=self.config.embeddings.request_timeout,
-            )
+            query_embeddings, own_base = await self._query_embeddings()
         except BaseException:
             await db.aclose()
             raise

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.reliability import ScenarioResult, cli_command, cli_env, doctor, run_cli
+from benchmarks.timing import high_water_kb
 
 __all__ = (
     "ChildRun",
@@ -440,7 +441,7 @@ def run_measured(
     peak_kb = 0
     returncode: int | None = None
     while True:
-        peak_kb = max(peak_kb, _high_water_kb(process.pid))
+        peak_kb = max(peak_kb, high_water_kb(process.pid))
         code = process.poll()
         if code is not None:
             returncode = code
@@ -458,18 +459,6 @@ def run_measured(
         seconds=seconds,
         peak_rss_mb=peak_kb / 1024,
     )
-
-
-def _high_water_kb(pid: int) -> int:
-    """``VmHWM`` of a running process in KiB (0 once it is gone)."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return 0
 
 
 # ------------------------------------------------------------------------ the scenario
