@@ -150,11 +150,7 @@ def chunk_ids(index_dir: Path) -> set[str]:
     path = index_dir / "records.sqlite"
     if not path.exists():
         return set()
-    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        rows = connection.execute("SELECT key FROM record_manager_keys").fetchall()
-    finally:
-        connection.close()
+    rows = _read_rows(path, "record_manager_keys", "SELECT key FROM record_manager_keys")
     return {str(row[0]) for row in rows}
 
 
@@ -163,9 +159,21 @@ def cached_texts(index_dir: Path) -> int:
     path = index_dir / "embedding_cache.sqlite"
     if not path.exists():
         return 0
+    rows = _read_rows(path, "embedding_cache", "SELECT COUNT(*) FROM embedding_cache")
+    return int(rows[0][0]) if rows else 0
+
+
+def _read_rows(path: Path, table: str, sql: str) -> list[tuple[Any, ...]]:
+    """``sql``'s rows from ``path`` (read-only), or none when ``table`` does not exist yet.
+
+    A kill -9 can land after SQLite created the file and before the schema was written;
+    that database holds nothing, which is what the trial must count, not an error.
+    """
     connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        row = connection.execute("SELECT COUNT(*) FROM embedding_cache").fetchone()
+        exists = connection.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+        ).fetchone()
+        return list(connection.execute(sql).fetchall()) if exists else []
     finally:
         connection.close()
-    return int(row[0])
