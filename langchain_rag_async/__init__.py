@@ -51,12 +51,16 @@ if TYPE_CHECKING:  # for type checkers and IDEs; test_imports checks it matches 
     from langchain_rag_async.errors import VectorStoreError as VectorStoreError
     from langchain_rag_async.gc_tuning import freeze_long_lived as freeze_long_lived
     from langchain_rag_async.ids import chunk_id as chunk_id
+    from langchain_rag_async.indexing import ConversionSummary as ConversionSummary
     from langchain_rag_async.indexing import IndexingContext as IndexingContext
     from langchain_rag_async.indexing import IndexingSummary as IndexingSummary
     from langchain_rag_async.indexing import SQLiteRecordManager as SQLiteRecordManager
+    from langchain_rag_async.indexing import aconvert_langchain_faiss as aconvert_langchain_faiss
     from langchain_rag_async.indexing import aindex_directory as aindex_directory
     from langchain_rag_async.indexing import build_indexing_graph as build_indexing_graph
+    from langchain_rag_async.indexing import convert_langchain_faiss as convert_langchain_faiss
     from langchain_rag_async.indexing import index_directory as index_directory
+    from langchain_rag_async.indexing import index_model_id as index_model_id
     from langchain_rag_async.limits import ServiceLimiter as ServiceLimiter
     from langchain_rag_async.loaders import AsyncDirectoryLoader as AsyncDirectoryLoader
     from langchain_rag_async.prompts import ANSWER_PROMPT as ANSWER_PROMPT
@@ -122,12 +126,16 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     ),
     "langchain_rag_async.gc_tuning": ("freeze_long_lived",),
     "langchain_rag_async.indexing": (
+        "ConversionSummary",
         "IndexingContext",
         "IndexingSummary",
         "SQLiteRecordManager",
+        "aconvert_langchain_faiss",
         "aindex_directory",
         "build_indexing_graph",
+        "convert_langchain_faiss",
         "index_directory",
+        "index_model_id",
     ),
     "langchain_rag_async.ids": ("chunk_id",),
     "langchain_rag_async.limits": ("ServiceLimiter",),

@@ -11,6 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from langchain_rag_async.indexing.api import aindex_directory, index_directory
+    from langchain_rag_async.indexing.convert import (
+        ConversionSummary,
+        aconvert_langchain_faiss,
+        convert_langchain_faiss,
+    )
     from langchain_rag_async.indexing.events import (
         FailedFile,
         IndexingProgress,
@@ -18,20 +23,29 @@ if TYPE_CHECKING:
     )
     from langchain_rag_async.indexing.graph import IndexingContext, build_indexing_graph
     from langchain_rag_async.indexing.record_manager import FileRecord, SQLiteRecordManager
+    from langchain_rag_async.indexing.resources import index_model_id
 
 __all__ = (
+    "ConversionSummary",
     "FailedFile",
     "FileRecord",
     "IndexingContext",
     "IndexingProgress",
     "IndexingSummary",
     "SQLiteRecordManager",
+    "aconvert_langchain_faiss",
     "aindex_directory",
     "build_indexing_graph",
+    "convert_langchain_faiss",
     "index_directory",
+    "index_model_id",
 )
 
 _LAZY = {
+    "ConversionSummary": "langchain_rag_async.indexing.convert",
+    "aconvert_langchain_faiss": "langchain_rag_async.indexing.convert",
+    "convert_langchain_faiss": "langchain_rag_async.indexing.convert",
+    "index_model_id": "langchain_rag_async.indexing.resources",
     "FailedFile": "langchain_rag_async.indexing.events",
     "FileRecord": "langchain_rag_async.indexing.record_manager",
     "IndexingContext": "langchain_rag_async.indexing.graph",

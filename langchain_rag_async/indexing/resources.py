@@ -38,6 +38,7 @@ __all__ = (
     "RECORDS_FILE",
     "RECORDS_NAMESPACE",
     "IndexResources",
+    "index_model_id",
     "make_index_dir",
     "open_index_resources",
     "reconcile_records",
@@ -87,6 +88,26 @@ def resolve_model_id(config: RAGConfig, base: Embeddings | None) -> str:
         None,
     )
     return f"custom:{type(base).__name__}" + (f":{own}" if isinstance(own, str) else "")
+
+
+def index_model_id(embeddings: Embeddings | None = None, *, config: RAGConfig | None = None) -> str:
+    """The embedding model identity an index records, and the engine checks on open.
+
+    Use it to stamp an index you build or convert yourself (``AsyncFAISS(...,
+    embedding_model_id=index_model_id(my_model))``, ``aconvert_langchain_faiss``), so the
+    engine opened with the same model accepts it and one opened with another refuses it.
+
+    Args:
+        embeddings: Your own model, as you pass it to the engine (``embeddings=``);
+            ``None`` for the model the configuration builds.
+        config: The settings (only ``config.embeddings`` matters); default
+            :class:`~langchain_rag_async.RAGConfig` defaults.
+
+    Returns:
+        ``provider:model`` for a configured model, ``custom:<class>[:<model name>]`` for
+        your own.
+    """
+    return resolve_model_id(config or RAGConfig(), embeddings)
 
 
 def _innermost(embeddings: Embeddings) -> Embeddings:

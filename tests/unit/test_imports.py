@@ -60,6 +60,8 @@ EXPECTED = {
     "SplitterConfig",
     "VectorStoreError",
     "aanswer",
+    "ConversionSummary",
+    "aconvert_langchain_faiss",
     "aindex_directory",
     "astream_answer",
     "build_answer_graph",
@@ -67,7 +69,9 @@ EXPECTED = {
     "build_embeddings",
     "build_indexing_graph",
     "chunk_id",
+    "convert_langchain_faiss",
     "index_directory",
+    "index_model_id",
     "reciprocal_rank_fusion",
     "weighted_score_fusion",
 }
@@ -180,10 +184,10 @@ def test_retrieval_and_index_files_load_no_graph() -> None:
 
 def test_lazy_indexing_names_are_the_modules_own() -> None:
     from langchain_rag_async import indexing
-    from langchain_rag_async.indexing import api, events, graph, record_manager
+    from langchain_rag_async.indexing import api, convert, events, graph, record_manager, resources
 
     for name in indexing.__all__:
-        home = (api, events, graph, record_manager)
+        home = (api, convert, events, graph, record_manager, resources)
         assert any(getattr(module, name, None) is getattr(indexing, name) for module in home)
     assert set(indexing.__all__) <= set(dir(indexing))
     with pytest.raises(AttributeError, match="no_such_name"):
