@@ -51,7 +51,7 @@ def test_guide_has_blocks_for_every_component() -> None:
         "allow_dangerous_deserialization=True", "BM25Retriever", "EnsembleRetriever",
         "SQLRecordManager", "AsyncDirectoryLoader", "RunnableTextSplitter", "AsyncFAISS",
         "HybridRetriever", "FTS5Retriever", "SQLiteRecordManager", "aindex", "RAGEngine",
-        "build_embeddings",
+        "build_embeddings", "aconvert_langchain_faiss", "index_model_id",
     ):  # fmt: skip
         assert name in code, name
 
