@@ -175,8 +175,8 @@ def plot(report: dict[str, Any], out_dir: Path) -> list[Path]:
                        "indexing time (s)", "Indexing time vs batch size"),
         "rpm": ("rpm", "chunks_per_s", "requests per minute (server limit = client pacing)",
                 "chunks embedded per second", "Throughput vs request rate limit"),
-        "tpm": ("tpm", "chunks_per_s", "tokens per minute (client pacing)",
-                "chunks embedded per second", "Throughput vs token rate limit"),
+        "tpm": ("tpm", "seconds", "tokens per minute (client pacing)",
+                "indexing time (s)", "Indexing time vs token rate limit"),
     }  # fmt: skip
     written = []
     for name, rows in report["sweeps"].items():
@@ -188,11 +188,17 @@ def plot(report: dict[str, Any], out_dir: Path) -> list[Path]:
             ceiling = [r["rpm"] / 60.0 * r["chunks"] / max(1, r["requests"]) for r in rows]
             ax.plot(xs, ceiling, ls="--", label="limit x texts per request")
         if name == "tpm" and report.get("corpus_tokens"):
-            per_chunk = report["corpus_tokens"] / max(1, rows[0]["chunks"])
-            ax.plot(
-                xs, [x / 60.0 / per_chunk for x in xs], ls="--", label="limit / tokens per chunk"
-            )
+            # The token limiter is a leaky bucket holding one minute's budget: the first
+            # TPM tokens go at once, the rest at TPM per minute.
+            base = min(row["seconds"] for row in rows)
+            tokens = report["corpus_tokens"]
+            model = [base + max(0.0, tokens - x) / x * 60.0 for x in xs]
+            ax.plot(xs, model, ls="--", label=f"bucket model ({tokens} tokens)")
         if name in ("concurrency", "batch_size"):
+            # Waiting on the server alone: requests x latency / requests in flight.
+            latency = settings["latency"]
+            floor = [r["requests"] * latency / r["concurrency"] for r in rows]
+            ax.plot(xs, floor, ls="--", label="latency floor: requests x latency / concurrency")
             ax.set_xscale("log", base=2)
         ax.set_xlabel(x_label)
         ax.set_ylabel(y_label)

@@ -54,9 +54,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency-values", type=_ints, default=[1, 2, 4, 8, 16, 32])
     parser.add_argument("--batch-values", type=_ints, default=[1, 4, 16, 64, 256])
     parser.add_argument("--rpm-values", type=_floats, default=[120, 240, 480, 960, 1920])
-    parser.add_argument(
-        "--tpm-values", type=_floats, default=[150_000, 300_000, 600_000, 1_200_000, 2_400_000]
-    )
+    parser.add_argument("--tpm-values", type=_floats, default=[40_000, 60_000, 80_000, 120_000])
     parser.add_argument("--plot-dir", type=Path, default=None, help="write the PNGs here")
     parser.add_argument("--json", action="store_true", help="print the raw report as JSON")
     args = parser.parse_args(argv)

@@ -29,8 +29,12 @@ def test_site_builds_strict_with_every_public_name(tmp_path: Path) -> None:
     anchors = set(re.findall(r'id="langchain_rag_async\.[\w.]*?\.(\w+)"', reference))
     missing = sorted(set(langchain_rag_async.__all__) - anchors)
     assert not missing, f"public names without an entry in docs/reference.md: {missing}"
-    for page in ("migration", "async_architecture", "architecture", "benchmarks", "reliability"):
+    pages = ("migration", "async_architecture", "architecture", "benchmarks", "reliability")
+    for page in (*pages, "performance_tuning"):
         assert (site / page / "index.html").is_file(), page
+    tuning = (site / "performance_tuning" / "index.html").read_text()
+    for plot in re.findall(r'src="(\.\./img/tuning_\w+\.png)"', tuning) or ["no plot"]:
+        assert (site / "performance_tuning" / plot).resolve().is_file(), plot
 
 
 def test_relative_links_of_the_guides_resolve() -> None:
