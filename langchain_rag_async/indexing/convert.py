@@ -122,6 +122,8 @@ async def aconvert_langchain_faiss(
             not a directory.
         IndexNotFoundError: ``legacy_dir`` holds no index.
         IndexCorruptedError: The legacy files are unreadable.
+
+    The saved manifest is written last: if the conversion is interrupted, run it again.
     """
     config = config or RAGConfig()
     target = await aresolve(index_dir)
@@ -161,7 +163,6 @@ async def aconvert_langchain_faiss(
             [d.metadata for d in docs],
             ids=[str(d.id) for d in docs],
         )
-    await store.asave_local(target)
     plan = _Adoption()
     if root is not None:
         plan = await _plan_records(root, docs, config.loader)
@@ -170,6 +171,9 @@ async def aconvert_langchain_faiss(
             await rm.acommit_file_batch(
                 files=plan.files, keys=plan.keys, group_ids=list(plan.groups), delete_keys=[]
             )
+    # The manifest is the commit point, written last: an interrupted conversion leaves no
+    # index, and running it again rewrites the records and cache rows (upserts) and saves.
+    await store.asave_local(target)
     summary = ConversionSummary(
         model_id=stamp,
         chunks=len(docs),

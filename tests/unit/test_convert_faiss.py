@@ -152,3 +152,24 @@ def test_sync_twin_and_a_custom_stamp(tmp_path: Path, monkeypatch: pytest.Monkey
         convert_langchain_faiss(
             "faiss_index", "converted", model, allow_dangerous_deserialization=True
         )
+
+
+async def test_an_interrupted_conversion_runs_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records and cache are written before the manifest: without it, the rerun completes."""
+    monkeypatch.chdir(tmp_path)
+    write_notes(tmp_path / "notes")
+    model = CountingEmbedding(size=32, seen=[])
+    build_legacy(model, "faiss_index")
+    options = {"allow_dangerous_deserialization": True, "source_dir": "notes"}
+    first = await aconvert_langchain_faiss("faiss_index", "converted", model, **options)
+    (tmp_path / "converted" / "manifest.json").unlink()  # as if stopped before the save
+
+    again = await aconvert_langchain_faiss("faiss_index", "converted", model, **options)
+
+    assert again == first
+    model.seen.clear()
+    run = await aindex_directory("notes", index_dir="converted", embeddings=model)
+    assert run.files_skipped == 3 and run.chunks_embedded == 0 == run.chunks_deleted
+    assert model.seen == []
