@@ -99,6 +99,8 @@ async def aconvert_langchain_faiss(
     incremental run skips it. Other files are read again; their changed chunks are
     embedded and their stale ones deleted and counted in the run's summary.
 
+    The store's manifest is written last: if the conversion is interrupted, run it again.
+
     Args:
         legacy_dir: The LangChain folder.
         index_dir: The new index directory; must not hold an index yet.
@@ -122,8 +124,6 @@ async def aconvert_langchain_faiss(
             not a directory.
         IndexNotFoundError: ``legacy_dir`` holds no index.
         IndexCorruptedError: The legacy files are unreadable.
-
-    The saved manifest is written last: if the conversion is interrupted, run it again.
     """
     config = config or RAGConfig()
     target = await aresolve(index_dir)
@@ -149,20 +149,7 @@ async def aconvert_langchain_faiss(
     await make_index_dir(target)
     if vectors is not None:
         await _seed_cache(target, stamp, docs, vectors)
-    store = AsyncFAISS.create(
-        embeddings,
-        distance_strategy=legacy.distance_strategy,
-        normalize_L2=legacy._normalize_L2,  # our own class: the legacy store's setting
-        embedding_model_id=stamp,
-    )
-    if docs:
-        if vectors is None:  # an index that cannot give vectors back: embed once more
-            vectors = await embeddings.aembed_documents([d.page_content for d in docs])
-        await store.aadd_embeddings(
-            zip([d.page_content for d in docs], vectors, strict=True),
-            [d.metadata for d in docs],
-            ids=[str(d.id) for d in docs],
-        )
+    store = await _rebuilt_store(legacy, docs, vectors, embeddings, stamp)
     plan = _Adoption()
     if root is not None:
         plan = await _plan_records(root, docs, config.loader)
@@ -212,6 +199,31 @@ def convert_langchain_faiss(
             index_name=index_name,
         )
     )
+
+
+async def _rebuilt_store(
+    legacy: AsyncFAISS,
+    docs: Sequence[Document],
+    vectors: list[list[float]] | None,
+    embeddings: Embeddings,
+    model_id: str,
+) -> AsyncFAISS:
+    """A new store with the legacy store's settings and vectors, stamped with ``model_id``."""
+    store = AsyncFAISS.create(
+        embeddings,
+        distance_strategy=legacy.distance_strategy,
+        normalize_L2=legacy._normalize_L2,  # our own class: the legacy store's setting
+        embedding_model_id=model_id,
+    )
+    if docs:
+        if vectors is None:  # an index that cannot give vectors back: embed once more
+            vectors = await embeddings.aembed_documents([d.page_content for d in docs])
+        await store.aadd_embeddings(
+            zip([d.page_content for d in docs], vectors, strict=True),
+            [d.metadata for d in docs],
+            ids=[str(d.id) for d in docs],
+        )
+    return store
 
 
 def _vectors_of(store: AsyncFAISS) -> list[list[float]] | None:
