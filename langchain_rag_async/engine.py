@@ -397,7 +397,7 @@ class AsyncRAGEngine(AsyncClosing):
         from langchain_rag_async.postgres import PostgresDatabase, PostgresVectorStore, TableNames
         from langchain_rag_async.postgres.schema import acheck_model, aread_meta
 
-        db = PostgresDatabase(store_url)
+        db = PostgresDatabase(store_url, pool=self.config.store_pool)
         names = TableNames()
         try:
             model_id = resolve_model_id(self.config, self._embeddings)

@@ -70,7 +70,7 @@ async def open_postgres_resources(
         EmbeddingModelMismatchError: The index was built with another model.
         VectorStoreError: The database cannot be reached.
     """
-    db = PostgresDatabase(str(config.store_url))
+    db = PostgresDatabase(str(config.store_url), pool=config.store_pool)
     names = TableNames()
     try:
         model_id = resolve_model_id(config, embeddings)
@@ -100,7 +100,7 @@ async def aplan(
     Returns:
         The plan, the files the walk refused, and where the index is (password hidden).
     """
-    db = PostgresDatabase(str(config.store_url))
+    db = PostgresDatabase(str(config.store_url), pool=config.store_pool)
     names = TableNames()
     try:
         async with run_lock(db, names):
