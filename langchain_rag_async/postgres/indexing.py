@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.embeddings import Embeddings
 from langchain_core.runnables.config import run_in_executor
@@ -136,9 +136,8 @@ async def aindex(
             loader=AsyncDirectoryLoader(path, config=config.loader),
             splitter=RunnableTextSplitter(config=config.splitter),
             embeddings=res.embeddings,
-            # The pipeline's store and record-manager calls, over Postgres (see writer.py).
-            store=cast(Any, writer),
-            record_manager=cast(Any, records),
+            store=writer,  # one transaction per checkpoint, records included (writer.py)
+            record_manager=records,
             index_dir=Path(res.names.prefix),
             config=config.pipeline,
             batch_size=config.embeddings.batch_size,
