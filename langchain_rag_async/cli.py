@@ -101,6 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="rebuild the sparse index (and a lost store from records + embedding cache), "
         "set damaged SQLite files aside, drop stale files",
     )
+    doctor.add_argument(
+        "--store-url",
+        default=None,
+        metavar="postgresql://...",
+        help="check the index in PostgreSQL instead (RAG_STORE_URL): counts, model, "
+        "dimension, indexes, run lock; --repair rebuilds indexes and drops orphan rows",
+    )
     doctor.add_argument("--json", action="store_true", help="print the report as JSON")
     doctor.add_argument("-v", "--verbose", action="store_true", help="log details")
     _add_migrate(sub)
@@ -449,7 +456,13 @@ async def _run_doctor(args: argparse.Namespace, out: Console) -> int:
     index_dir = args.index_dir or config.index_dir
     # The configured model names the cached vectors when a lost manifest cannot.
     model_id = embedding_model_id(config.embeddings)
-    report = await adiagnose(index_dir, repair=args.repair, model_id=model_id)
+    store_url = args.store_url or (None if args.index_dir else config.store_url)
+    if store_url:
+        from langchain_rag_async.postgres.doctor import adiagnose_postgres
+
+        report = await adiagnose_postgres(store_url, repair=args.repair, model_id=model_id)
+    else:
+        report = await adiagnose(index_dir, repair=args.repair, model_id=model_id)
     if args.json:
         out.print_json(json.dumps(report.to_dict()))
     else:
@@ -459,7 +472,7 @@ async def _run_doctor(args: argparse.Namespace, out: Console) -> int:
             where = f" {escape(f.file)}:" if f.file else ""
             out.print(f"{mark:>5} {f.check}:{where} {escape(f.message)}")
         verdict = "healthy" if report.healthy else "problems found (see above)"
-        out.print(f"{escape(str(index_dir))}: {verdict}")
+        out.print(f"{escape(report.index_dir)}: {verdict}")
     return 0 if report.healthy else 1
 
 

@@ -22,6 +22,7 @@ __all__ = (
     "LoaderConfig",
     "ObservabilityConfig",
     "PipelineConfig",
+    "PoolSettings",
     "RAGConfig",
     "RateLimitConfig",
     "RetrievalConfig",
@@ -504,6 +505,41 @@ class ObservabilityConfig:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class PoolSettings:
+    """Connection pool to PostgreSQL of one process (per event loop), for ``store_url``.
+
+    Environment: ``RAG_STORE_POOL_SIZE``, ``RAG_STORE_POOL_MAX_OVERFLOW``,
+    ``RAG_STORE_POOL_TIMEOUT``, ``RAG_STORE_POOL_RECYCLE``.
+
+    Attributes:
+        pool_size: Connections kept open (the pool's minimum once warmed).
+        max_overflow: Extra connections opened under load, closed when idle: at most
+            ``pool_size + max_overflow`` at once.
+        pool_timeout: Seconds a caller waits for a free connection before an error.
+        pool_recycle: Seconds after which a connection is replaced (load balancers and
+            PgBouncer close idle ones).
+    """
+
+    pool_size: int = 5
+    max_overflow: int = 10
+    pool_timeout: float = 30.0
+    pool_recycle: float = 1800.0
+
+    def __post_init__(self) -> None:
+        if self.pool_size < 1 or self.max_overflow < 0:
+            raise ConfigurationError(
+                f"the store pool needs pool_size >= 1 and max_overflow >= 0; got "
+                f"{self.pool_size} and {self.max_overflow} (RAG_STORE_POOL_SIZE, "
+                "RAG_STORE_POOL_MAX_OVERFLOW)"
+            )
+        if not self.pool_timeout > 0 or not self.pool_recycle > 0:
+            raise ConfigurationError(
+                "the store pool's timeout and recycle must be positive seconds "
+                "(RAG_STORE_POOL_TIMEOUT, RAG_STORE_POOL_RECYCLE)"
+            )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class RAGConfig:
     """All settings of langchain-rag-async in one object.
 
@@ -527,6 +563,8 @@ class RAGConfig:
     """``postgresql://...``: the whole index (vectors, keyword index, records, embedding
     cache, run lock) lives in that PostgreSQL + pgvector database (:mod:`.postgres`)
     instead of ``index_dir``; ``None`` (the default): the local directory."""
+    store_pool: PoolSettings = field(default_factory=PoolSettings)
+    """Connection pool to ``store_url``'s database, per process and event loop."""
 
     def __post_init__(self) -> None:
         if self.store_url is not None:
@@ -557,7 +595,10 @@ class RAGConfig:
         standard ``OTEL_TRACES_EXPORTER``, ``OTEL_EXPORTER_OTLP_ENDPOINT``,
         ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``, ``OTEL_SERVICE_NAME``, ``OTEL_SDK_DISABLED``
         (see :func:`_observability_from_env`); ``RAG_STORE_URL`` (``postgresql://...``: the
-        index lives in PostgreSQL). Unset variables keep the defaults of the config classes.
+        index lives in PostgreSQL) with ``RAG_STORE_POOL_SIZE``,
+        ``RAG_STORE_POOL_MAX_OVERFLOW``, ``RAG_STORE_POOL_TIMEOUT`` and
+        ``RAG_STORE_POOL_RECYCLE`` (:class:`PoolSettings`). Unset variables keep the
+        defaults of the config classes.
 
         Args:
             environ: The mapping to read; ``os.environ`` by default.
@@ -623,6 +664,7 @@ class RAGConfig:
             freeze_gc=_bool(env, "RAG_FREEZE_GC", default=True),
             debug_async=_debug_async_from_env(env),
             store_url=env.get("RAG_STORE_URL") or None,
+            store_pool=_pool_from_env(env),
         )
 
     def with_overrides(
@@ -804,3 +846,15 @@ def _float_or_none(env: Mapping[str, str], name: str) -> float | None:
         return float(raw)
     except ValueError as exc:
         raise ConfigurationError(f"{name} must be a number; got {raw!r}") from exc
+
+
+def _pool_from_env(env: Mapping[str, str]) -> PoolSettings:
+    defaults = PoolSettings()
+    timeout = _float_or_none(env, "RAG_STORE_POOL_TIMEOUT")
+    recycle = _float_or_none(env, "RAG_STORE_POOL_RECYCLE")
+    return PoolSettings(
+        pool_size=_int(env, "RAG_STORE_POOL_SIZE", defaults.pool_size),
+        max_overflow=_int(env, "RAG_STORE_POOL_MAX_OVERFLOW", defaults.max_overflow),
+        pool_timeout=defaults.pool_timeout if timeout is None else timeout,
+        pool_recycle=defaults.pool_recycle if recycle is None else recycle,
+    )

@@ -397,7 +397,7 @@ class AsyncRAGEngine(AsyncClosing):
         from langchain_rag_async.postgres import PostgresDatabase, PostgresVectorStore, TableNames
         from langchain_rag_async.postgres.schema import acheck_model, aread_meta
 
-        db = PostgresDatabase(store_url)
+        db = PostgresDatabase(store_url, pool=self.config.store_pool)
         names = TableNames()
         try:
             model_id = resolve_model_id(self.config, self._embeddings)
@@ -490,11 +490,11 @@ class _Stores:
             retrieval = replace(retrieval, k=k, fetch_k=max(retrieval.fetch_k, k))
         if isinstance(self.store, AsyncFAISS) and self.sparse is not None:
             return HybridRetriever.from_config(self.store, self.sparse, retrieval)
-        from langchain_rag_async.postgres import PostgresHybridRetriever, PostgresVectorStore
+        from langchain_rag_async.postgres import PostgresVectorStore
 
         if not isinstance(self.store, PostgresVectorStore):
             raise UsageError("an index is either a directory (FAISS + FTS5) or PostgreSQL")
-        return PostgresHybridRetriever.from_config(self.store, retrieval)
+        return HybridRetriever.from_config(self.store, None, retrieval)  # one SQL statement
 
     async def aclose(self) -> None:
         if self.sparse is not None:

@@ -31,15 +31,15 @@ from langchain_rag_async.embeddings.cache import CachedEmbeddings
 from langchain_rag_async.errors import EmbeddingError, IndexingError, RAGError
 from langchain_rag_async.indexing.events import FailedFile, IndexingProgress, IndexingSummary
 from langchain_rag_async.indexing.memory import AdaptiveBatching, MemoryReading
+from langchain_rag_async.indexing.pipeline_protocols import IndexRecords, IndexStore
 from langchain_rag_async.indexing.plan import IndexPlan
-from langchain_rag_async.indexing.record_manager import FileRecord, SQLiteRecordManager
+from langchain_rag_async.indexing.record_manager import FileRecord
 from langchain_rag_async.loaders import AsyncDirectoryLoader
 from langchain_rag_async.metrics import DOCUMENTS_PROCESSED, RunningTotals
 from langchain_rag_async.observability import bind_task_id, get_logger, span
 from langchain_rag_async.sparse_index import FTS5Index, SparseIndex, seal_sparse
 from langchain_rag_async.sparse_index.fts5 import StagedWrites
 from langchain_rag_async.splitters import RunnableTextSplitter
-from langchain_rag_async.vectorstores import AsyncFAISS
 
 __all__ = ("IndexingPipeline", "ProgressCallback")
 
@@ -92,8 +92,8 @@ class IndexingPipeline:
         loader: AsyncDirectoryLoader,
         splitter: RunnableTextSplitter,
         embeddings: Embeddings,
-        store: AsyncFAISS,
-        record_manager: SQLiteRecordManager,
+        store: IndexStore,
+        record_manager: IndexRecords,
         index_dir: Path,
         config: PipelineConfig,
         batch_size: int,

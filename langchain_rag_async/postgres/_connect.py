@@ -13,37 +13,19 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from langchain_rag_async.aio import LoopBound
-from langchain_rag_async.config import check_store_url
+from langchain_rag_async.config import PoolSettings, check_store_url
 from langchain_rag_async.errors import VectorStoreError
 
 __all__ = ("PoolSettings", "PostgresDatabase", "redact_url", "sqlalchemy_url")
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class PoolSettings:
-    """Connection pool of one process (per event loop).
-
-    Attributes:
-        pool_size: Connections kept open.
-        max_overflow: Extra connections opened under load, closed when idle.
-        pool_timeout: Seconds a caller waits for a free connection before an error.
-        pool_recycle: Seconds after which a connection is replaced (load balancers and
-            PgBouncer close idle ones).
-    """
-
-    pool_size: int = 5
-    max_overflow: int = 10
-    pool_timeout: float = 30.0
-    pool_recycle: float = 1800.0
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -115,6 +97,13 @@ class PostgresDatabase:
         """
         try:
             connection = await self.engine().connect()
+        except PoolTimeoutError as exc:
+            raise VectorStoreError(
+                f"no free connection to {self.where} within {self.pool.pool_timeout:g} s: all "
+                f"{self.pool.pool_size + self.pool.max_overflow} of this process's are busy. "
+                "Raise RAG_STORE_POOL_SIZE / RAG_STORE_POOL_MAX_OVERFLOW (within the server's "
+                "max_connections) or RAG_STORE_POOL_TIMEOUT"
+            ) from exc
         except (OperationalError, InterfaceError) as exc:
             raise VectorStoreError(
                 f"cannot connect to PostgreSQL at {self.where}: {_reason(exc)}. Check that "

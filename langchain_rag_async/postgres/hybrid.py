@@ -1,10 +1,12 @@
 """Hybrid search over PostgreSQL in one statement: dense and keyword CTEs, fused in SQL.
 
-:class:`PostgresHybridRetriever` is :class:`~langchain_rag_async.HybridRetriever`'s twin
-for the Postgres backend: the same settings (``RetrievalConfig``), the same fusions
-(reciprocal rank, or weighted min-max, exactly as :func:`~langchain_rag_async.retrievers.
-fusion.fuse_ranked_ids` computes them, ties broken the same way) and the same
-``metadata["scores"] = {"dense", "sparse", "fused"}``; one round trip per query.
+:class:`~langchain_rag_async.HybridRetriever` over a :class:`PostgresVectorStore` (and
+no sparse index) runs here: the store's ``ahybrid_search`` embeds the question once, then
+one statement searches both sides, fuses them (reciprocal rank, or weighted min-max,
+exactly as :func:`~langchain_rag_async.retrievers.fusion.fuse_ranked_ids` computes them,
+ties broken the same way) and returns the ``k`` winners with their text and
+``metadata["scores"] = {"dense", "sparse", "fused"}``: one round trip per query.
+``PostgresHybridRetriever`` is kept as another name of ``HybridRetriever``.
 
 The keyword side is PostgreSQL full-text search: the chunk table's generated
 ``tsvector`` (GIN index) against the question's lexemes joined by OR (``plainto_tsquery``
@@ -18,29 +20,13 @@ question's words rarely are); FTS5's BM25 scores 0.700 on the same queries.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any
 
-from langchain_core.callbacks import (
-    AsyncCallbackManagerForRetrieverRun,
-    CallbackManagerForRetrieverRun,
-)
 from langchain_core.documents import Document
-from langchain_core.retrievers import BaseRetriever
 from sqlalchemy import text
 
-from langchain_rag_async._checks import (
-    check_count,
-    check_filter,
-    check_query,
-    check_search_kwargs,
-)
-from langchain_rag_async.aio import run_sync
 from langchain_rag_async.config import FusionMethod, RetrievalConfig
-from langchain_rag_async.errors import ConfigurationError, RAGError, RetrievalError
-from langchain_rag_async.observability import span
+from langchain_rag_async.errors import RAGError, RetrievalError
 from langchain_rag_async.postgres._sql import (
     TEXT_SEARCH_CONFIG,
     TableNames,
@@ -48,18 +34,23 @@ from langchain_rag_async.postgres._sql import (
     filter_clause,
     vector_literal,
 )
-from langchain_rag_async.postgres.store import PostgresVectorStore
+from langchain_rag_async.retrievers.hybrid import HybridRetriever
+
+if TYPE_CHECKING:
+    from langchain_rag_async.postgres.store import PostgresVectorStore
 
 __all__ = (
     "HNSW_DEFAULT_EF_SEARCH",
     "KEYWORD_RANKING",
     "PostgresHybridRetriever",
+    "acandidates",
+    "ahybrid_search",
     "hybrid_sql",
     "side_sql",
 )
 
-_DEFAULTS = RetrievalConfig()
-_SEARCH_KWARGS = frozenset({"k", "fetch_k", "filter"})
+PostgresHybridRetriever = HybridRetriever
+"""The former name of hybrid search over PostgreSQL: ``HybridRetriever`` does it now."""
 HNSW_DEFAULT_EF_SEARCH = 40
 """pgvector's default ``hnsw.ef_search``: an HNSW scan returns at most this many rows."""
 _NO_RANK = 2_147_483_647
@@ -135,14 +126,6 @@ def hybrid_sql(names: TableNames, method: FusionMethod, where: str) -> str:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    query: str
-    k: int
-    per_side: int
-    filter: dict[str, Any] | None
-
-
 def _documents(rows: list[Any]) -> list[Document]:
     documents = []
     for chunk_id, content, metadata, dense, sparse, fused in rows:
@@ -156,140 +139,96 @@ def _documents(rows: list[Any]) -> list[Document]:
     return documents
 
 
-class PostgresHybridRetriever(BaseRetriever):
-    """Dense (pgvector) and keyword (full-text) search fused in one SQL statement.
+async def ahybrid_search(
+    store: PostgresVectorStore,
+    query: str,
+    *,
+    k: int,
+    fetch_k: int,
+    filter: dict[str, Any] | None,
+    settings: RetrievalConfig,
+) -> list[Document]:
+    """Embed ``query`` once, then search, fuse and read the winners in one statement.
 
-    The twin of :class:`~langchain_rag_async.HybridRetriever` over a
-    :class:`PostgresVectorStore`: same fields, defaults, per-call ``k``/``fetch_k``/
-    ``filter``, fusion and ``metadata["scores"]``. The query is embedded once (the
-    store's model), then one statement searches both sides, fuses and returns the ``k``
-    winners with their text. The sync twin runs the async path on the sync bridge.
+    Raises:
+        RetrievalError: The database failed (the package's own errors pass unchanged).
     """
+    vector = await store.embedding.aembed_query(query)
+    try:
+        rows = await _arun(store, vector, query, k, max(k, fetch_k), filter, settings)
+    except RAGError:
+        raise
+    except Exception as exc:
+        raise RetrievalError(
+            f"hybrid search for {query!r} in {store.db.where} failed: "
+            f"{type(exc).__name__}: {exc}. Check that the database is reachable and "
+            "the index was built (rag-async index --store-url ...)"
+        ) from exc
+    return _documents(rows)
 
-    vectorstore: PostgresVectorStore
-    """The chunk table (its ``embedding`` embeds the query)."""
-    k: int = _DEFAULTS.k
-    fetch_k: int = _DEFAULTS.fetch_k
-    fusion: FusionMethod = _DEFAULTS.fusion
-    dense_weight: float = _DEFAULTS.dense_weight
-    sparse_weight: float = _DEFAULTS.sparse_weight
-    rrf_c: int = _DEFAULTS.rrf_c
-    filter: dict[str, Any] | None = None
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        RetrievalConfig(
-            k=self.k,
-            fetch_k=self.fetch_k,
-            fusion=self.fusion,
-            dense_weight=self.dense_weight,
-            sparse_weight=self.sparse_weight,
-            rrf_c=self.rrf_c,
-        )  # the same checks as the config
-        if not all(math.isfinite(w) for w in (self.dense_weight, self.sparse_weight)):
-            raise ConfigurationError("fusion weights must be finite")
-        self.filter = check_filter(self.filter)
-
-    @classmethod
-    def from_config(
-        cls, store: PostgresVectorStore, config: RetrievalConfig | None = None, **kwargs: Any
-    ) -> Self:
-        """A retriever over ``store`` with the settings of ``config``."""
-        config = config or RetrievalConfig()
-        return cls(
-            vectorstore=store,
-            k=config.k,
-            fetch_k=config.fetch_k,
-            fusion=config.fusion,
-            dense_weight=config.dense_weight,
-            sparse_weight=config.sparse_weight,
-            rrf_c=config.rrf_c,
-            **kwargs,
+async def _arun(
+    store: PostgresVectorStore,
+    vector: list[float],
+    query: str,
+    k: int,
+    per_side: int,
+    filter_: dict[str, Any] | None,
+    settings: RetrievalConfig,
+) -> list[Any]:
+    if not await store.ahas_table():
+        return []
+    where, params = filter_clause(filter_)
+    params.update(
+        qv=vector_literal(vector),
+        qt=query,
+        n=per_side,
+        k=k,
+        wd=settings.dense_weight,
+        ws=settings.sparse_weight,
+        c=settings.rrf_c,
+    )
+    sql = hybrid_sql(store.names, settings.fusion, where)
+    async with store.db.connect() as conn:
+        # For this transaction only. An HNSW scan yields at most ef_search rows, and a
+        # filter discards some of them: let the scan go on until enough pass (pgvector
+        # 0.8). And the keyword side reads the GIN index: on a small table the planner
+        # prefers a sequential scan, which tests `@@` on every row (measured on the
+        # rust-book, 1,863 chunks: 8 ms of the statement's 9; docs/postgres.md).
+        await conn.execute(
+            text(
+                "SELECT set_config('hnsw.ef_search', :ef, true), "
+                "set_config('hnsw.iterative_scan', :iterate, true), "
+                "set_config('enable_seqscan', 'off', true)"
+            ),
+            {
+                "ef": str(max(HNSW_DEFAULT_EF_SEARCH, per_side)),
+                "iterate": "relaxed_order" if filter_ else "off",
+            },
         )
+        result = await conn.execute(text(sql), params)
+        rows = list(result.fetchall())
+        await conn.rollback()
+    return rows
 
-    def _plan(self, query: str, overrides: Mapping[str, Any]) -> _Plan:
-        check_search_kwargs("PostgresHybridRetriever", dict(overrides), _SEARCH_KWARGS)
-        query = check_query(query)
-        k = check_count("k", overrides.get("k", self.k))
-        fetch_k = check_count("fetch_k", overrides.get("fetch_k", self.fetch_k))
-        filter_ = check_filter(overrides["filter"] if "filter" in overrides else self.filter)
-        return _Plan(query=query, k=k, per_side=max(k, fetch_k), filter=filter_)
 
-    async def _aget_relevant_documents(
-        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
-    ) -> list[Document]:
-        plan = self._plan(query, kwargs)
-        store = self.vectorstore
-        with span("hybrid_search", k=plan.k, fusion=self.fusion, fetch_k=plan.per_side) as current:
-            vector = await store.embedding.aembed_query(plan.query)
-            try:
-                rows = await self._asearch(vector, plan)
-            except RAGError:
-                raise
-            except Exception as exc:
-                raise RetrievalError(
-                    f"hybrid search for {plan.query!r} in {store.db.where} failed: "
-                    f"{type(exc).__name__}: {exc}. Check that the database is reachable and "
-                    "the index was built (rag-async index --store-url ...)"
-                ) from exc
-            documents = _documents(rows)
-            current.set_attribute("rag.results", len(documents))
-        return documents
+async def acandidates(
+    store: PostgresVectorStore, query: str, *, fetch_k: int, filter: dict[str, Any] | None
+) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+    """Each side's ranked ``(id, score)`` candidates, as the fused statement sees them.
 
-    def _get_relevant_documents(
-        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
-    ) -> list[Document]:
-        return run_sync(self.ainvoke(query, **kwargs))
-
-    async def _asearch(self, vector: list[float], plan: _Plan) -> list[Any]:
-        store = self.vectorstore
-        if not await store.ahas_table():
-            return []
-        where, params = filter_clause(plan.filter)
-        params.update(
-            qv=vector_literal(vector),
-            qt=plan.query,
-            n=plan.per_side,
-            k=plan.k,
-            wd=self.dense_weight,
-            ws=self.sparse_weight,
-            c=self.rrf_c,
+    For checks and evaluation: fusing these with
+    :func:`~langchain_rag_async.retrievers.fusion.fuse_ranked_ids` gives what the
+    hybrid search returns.
+    """
+    vector = await store.embedding.aembed_query(query)
+    where, params = filter_clause(filter)
+    params.update(qv=vector_literal(vector), qt=query, n=fetch_k)
+    dense_sql, sparse_sql = side_sql(store.names, where)
+    lists = []
+    for body in (dense_sql, sparse_sql):
+        rows = await store.db.afetchall(
+            f"SELECT id, score FROM ({body}) AS side ORDER BY rank", params
         )
-        sql = hybrid_sql(store.names, self.fusion, where)
-        async with store.db.connect() as conn:
-            if plan.per_side > HNSW_DEFAULT_EF_SEARCH or plan.filter:
-                # An HNSW scan yields at most ef_search rows; a filter discards some of
-                # them, so let the scan go on until enough pass (pgvector 0.8).
-                await conn.execute(
-                    text(
-                        "SELECT set_config('hnsw.ef_search', :ef, true), "
-                        "set_config('hnsw.iterative_scan', 'relaxed_order', true)"
-                    ),
-                    {"ef": str(max(HNSW_DEFAULT_EF_SEARCH, plan.per_side))},
-                )
-            result = await conn.execute(text(sql), params)
-            rows = list(result.fetchall())
-            await conn.rollback()
-        return rows
-
-    async def acandidates(
-        self, query: str, *, k: int | None = None, filter: dict[str, Any] | None = None
-    ) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
-        """Each side's ranked ``(id, score)`` candidates, as the fused statement sees them.
-
-        For checks and evaluation: fusing these with
-        :func:`~langchain_rag_async.retrievers.fusion.fuse_ranked_ids` gives what
-        :meth:`ainvoke` returns.
-        """
-        plan = self._plan(query, {"fetch_k": k or self.fetch_k, "filter": filter})
-        vector = await self.vectorstore.embedding.aembed_query(plan.query)
-        where, params = filter_clause(plan.filter)
-        params.update(qv=vector_literal(vector), qt=plan.query, n=plan.per_side)
-        dense_sql, sparse_sql = side_sql(self.vectorstore.names, where)
-        lists = []
-        for body in (dense_sql, sparse_sql):
-            rows = await self.vectorstore.db.afetchall(
-                f"SELECT id, score FROM ({body}) AS side ORDER BY rank", params
-            )
-            lists.append([(str(i), float(s)) for i, s in rows])
-        return lists[0], lists[1]
+        lists.append([(str(i), float(s)) for i, s in rows])
+    return lists[0], lists[1]

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.embeddings import Embeddings
 from langchain_core.runnables.config import run_in_executor
@@ -70,7 +70,7 @@ async def open_postgres_resources(
         EmbeddingModelMismatchError: The index was built with another model.
         VectorStoreError: The database cannot be reached.
     """
-    db = PostgresDatabase(str(config.store_url))
+    db = PostgresDatabase(str(config.store_url), pool=config.store_pool)
     names = TableNames()
     try:
         model_id = resolve_model_id(config, embeddings)
@@ -100,7 +100,7 @@ async def aplan(
     Returns:
         The plan, the files the walk refused, and where the index is (password hidden).
     """
-    db = PostgresDatabase(str(config.store_url))
+    db = PostgresDatabase(str(config.store_url), pool=config.store_pool)
     names = TableNames()
     try:
         async with run_lock(db, names):
@@ -136,9 +136,8 @@ async def aindex(
             loader=AsyncDirectoryLoader(path, config=config.loader),
             splitter=RunnableTextSplitter(config=config.splitter),
             embeddings=res.embeddings,
-            # The pipeline's store and record-manager calls, over Postgres (see writer.py).
-            store=cast(Any, writer),
-            record_manager=cast(Any, records),
+            store=writer,  # one transaction per checkpoint, records included (writer.py)
+            record_manager=records,
             index_dir=Path(res.names.prefix),
             config=config.pipeline,
             batch_size=config.embeddings.batch_size,

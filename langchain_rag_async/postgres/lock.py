@@ -9,6 +9,8 @@ is released when the block ends, and by the server when the holder's process or 
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -20,9 +22,20 @@ from langchain_rag_async.indexing.lock import DEFAULT_RUN_LOCK_TIMEOUT
 from langchain_rag_async.postgres._connect import PostgresDatabase
 from langchain_rag_async.postgres._sql import TableNames
 
-__all__ = ("run_lock", "run_lock_if_free")
+__all__ = ("HOLDER_PREFIX", "holder_name", "run_lock", "run_lock_if_free")
 
 _POLL = 0.05
+HOLDER_PREFIX = "rag-async run lock "
+"""How a lock connection names itself (``application_name``): ``<prefix><host>:<pid>``.
+
+``rag-async doctor`` reads it to tell a holder whose process died (on this host) from a
+run in progress.
+"""
+
+
+def holder_name() -> str:
+    """This process's ``application_name`` while it holds the run lock."""
+    return f"{HOLDER_PREFIX}{socket.gethostname()}:{os.getpid()}"[:63]
 
 
 @asynccontextmanager
@@ -49,7 +62,7 @@ async def run_lock(
                 f"over {timeout:g} s; wait for it to finish (the lock is freed when its "
                 "process or its connection ends)"
             ) from exc
-        await conn.commit()
+        await _name_holder(conn)
         try:
             yield
         finally:
@@ -64,7 +77,10 @@ async def run_lock_if_free(db: PostgresDatabase, names: TableNames) -> AsyncIter
         taken = bool(
             (await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key})).scalar()
         )
-        await conn.commit()
+        if taken:
+            await _name_holder(conn)
+        else:
+            await conn.commit()
         try:
             yield taken
         finally:
@@ -72,6 +88,17 @@ async def run_lock_if_free(db: PostgresDatabase, names: TableNames) -> AsyncIter
                 await asyncio.shield(_unlock(conn, key))
 
 
+async def _name_holder(conn: AsyncConnection) -> None:
+    """Name the lock's connection after this host and process (see :data:`HOLDER_PREFIX`)."""
+    await conn.execute(
+        text("SELECT set_config('application_name', :n, false)"), {"n": holder_name()}
+    )
+    await conn.commit()
+
+
 async def _unlock(conn: AsyncConnection, key: int) -> None:
-    await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+    await conn.execute(
+        text("SELECT pg_advisory_unlock(:k), set_config('application_name', '', false)"),
+        {"k": key},
+    )
     await conn.commit()

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from langchain_rag_async._checks import check_filter
 from langchain_rag_async.aio import LoopBound, run_sync
+from langchain_rag_async.config import RetrievalConfig
 from langchain_rag_async.postgres._connect import PostgresDatabase
 from langchain_rag_async.postgres._sql import (
     TableNames,
@@ -263,6 +264,47 @@ class PostgresVectorStore(VectorStore):
     def similarity_search(self, query: str, k: int = 4, **kwargs: Any) -> list[Document]:
         """Sync twin of :meth:`asimilarity_search`."""
         return run_sync(self.asimilarity_search(query, k, **kwargs))
+
+    async def ahybrid_search(
+        self,
+        query: str,
+        *,
+        k: int,
+        fetch_k: int,
+        filter: dict[str, Any] | None,
+        settings: RetrievalConfig,
+    ) -> list[Document]:
+        """Dense and keyword search fused in one SQL statement (see :mod:`.hybrid`).
+
+        What :class:`~langchain_rag_async.HybridRetriever` calls over this store.
+        """
+        from langchain_rag_async.postgres.hybrid import ahybrid_search
+
+        return await ahybrid_search(
+            self, query, k=k, fetch_k=fetch_k, filter=filter, settings=settings
+        )
+
+    def hybrid_search(
+        self,
+        query: str,
+        *,
+        k: int,
+        fetch_k: int,
+        filter: dict[str, Any] | None,
+        settings: RetrievalConfig,
+    ) -> list[Document]:
+        """Sync twin of :meth:`ahybrid_search`."""
+        return run_sync(
+            self.ahybrid_search(query, k=k, fetch_k=fetch_k, filter=filter, settings=settings)
+        )
+
+    async def ahybrid_candidates(
+        self, query: str, *, fetch_k: int, filter: dict[str, Any] | None = None
+    ) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+        """Each side's ranked ``(id, score)`` candidates of :meth:`ahybrid_search`."""
+        from langchain_rag_async.postgres.hybrid import acandidates
+
+        return await acandidates(self, query, fetch_k=fetch_k, filter=check_filter(filter))
 
     async def amax_marginal_relevance_search(
         self,

@@ -67,6 +67,7 @@ from langchain_rag_async.retrievers.fusion import (
     reciprocal_rank_fusion,
     weighted_score_fusion,
 )
+from langchain_rag_async.retrievers.hybrid_store import HybridSearchStore
 from langchain_rag_async.sparse_index import FTS5Index
 from langchain_rag_async.vectorstores import AsyncFAISS, metadata_filter
 
@@ -274,8 +275,9 @@ class HybridRetriever(ChecksSettings, ClosesOwnedIndex, BaseRetriever):
 
     vectorstore: VectorStore
     """The dense side (normally an AsyncFAISS store)."""
-    sparse: FTS5Index
-    """The sparse side, holding the same chunks under the same ids."""
+    sparse: FTS5Index | None = None
+    """The sparse side, holding the same chunks under the same ids; ``None`` when the
+    store runs both sides itself (a :class:`HybridSearchStore`: the PostgreSQL store)."""
     k: int = _DEFAULTS.k
     """Documents returned (default: ``RetrievalConfig().k``)."""
     fetch_k: int = _DEFAULTS.fetch_k
@@ -298,6 +300,12 @@ class HybridRetriever(ChecksSettings, ClosesOwnedIndex, BaseRetriever):
 
     def _check_settings(self) -> None:
         self.to_config()  # the same checks as RetrievalConfig
+        if self.sparse is None and not isinstance(self.vectorstore, HybridSearchStore):
+            raise ConfigurationError(
+                f"a {type(self.vectorstore).__name__} needs a sparse index (sparse=FTS5Index"
+                "(...)); only a store that searches both sides itself (PostgresVectorStore) "
+                "works without one"
+            )
         if self.fusion == "weighted" and not _gives_relevance(self.vectorstore):
             raise ConfigurationError(_NO_RELEVANCE.format(kind=type(self.vectorstore).__name__))
         weights = (self.dense_weight, self.sparse_weight)
@@ -312,7 +320,7 @@ class HybridRetriever(ChecksSettings, ClosesOwnedIndex, BaseRetriever):
     def from_config(
         cls,
         store: VectorStore,
-        sparse: FTS5Index,
+        sparse: FTS5Index | None = None,
         config: RetrievalConfig | None = None,
         **kwargs: Any,
     ) -> Self:
@@ -320,7 +328,9 @@ class HybridRetriever(ChecksSettings, ClosesOwnedIndex, BaseRetriever):
 
         Args:
             store: The dense side (not owned: the caller closes it).
-            sparse: The sparse side (not owned: the caller closes it).
+            sparse: The sparse side (not owned: the caller closes it); ``None`` over a
+                store that runs hybrid search itself (``PostgresVectorStore``: one SQL
+                statement per query).
             config: Search and fusion settings; ``RetrievalConfig()`` by default.
             **kwargs: Other fields (``filter``, ``tags``, ``metadata``).
         """
@@ -448,6 +458,8 @@ class HybridRetriever(ChecksSettings, ClosesOwnedIndex, BaseRetriever):
 
     async def _asearch(self, plan: _Plan) -> list[Document]:
         store = self.vectorstore
+        if self.sparse is None and isinstance(store, HybridSearchStore):
+            return await store.ahybrid_search(plan.query, **self._whole(plan))
         if _ranks_ids(store):
             dense_ids, sparse_ids = await _both(
                 self._adense_ids(store, plan), self._asparse_ids(plan)
@@ -475,7 +487,10 @@ class HybridRetriever(ChecksSettings, ClosesOwnedIndex, BaseRetriever):
 
         with span("hybrid_search", k=plan.k, fusion=self.fusion, fetch_k=plan.per_side) as current:
             store = self.vectorstore
-            if _ranks_ids(store):
+            if self.sparse is None and isinstance(store, HybridSearchStore):
+                documents = store.hybrid_search(plan.query, **self._whole(plan))
+                in_time()
+            elif _ranks_ids(store):
                 dense_ids = self._dense_ids(store, plan)
                 in_time()
                 sparse_ids = self._sparse_ids(plan)
@@ -490,6 +505,21 @@ class HybridRetriever(ChecksSettings, ClosesOwnedIndex, BaseRetriever):
             current.set_attribute("rag.results", len(documents))
         return documents
 
+    def _fts(self) -> FTS5Index:
+        """The sparse index (checked at construction: only a HybridSearchStore has none)."""
+        if self.sparse is None:
+            raise ConfigurationError("this HybridRetriever has no sparse index")
+        return self.sparse
+
+    def _whole(self, plan: _Plan) -> dict[str, Any]:
+        """Arguments of a :class:`HybridSearchStore`'s search for ``plan``."""
+        return {
+            "k": plan.k,
+            "fetch_k": plan.per_side,
+            "filter": plan.filter,
+            "settings": self.to_config(),
+        }
+
     # One method per side and kind of result, each in its span with foreign errors wrapped.
 
     async def _adense_ids(self, store: AsyncFAISS, plan: _Plan) -> RankedIds:
@@ -502,12 +532,12 @@ class HybridRetriever(ChecksSettings, ClosesOwnedIndex, BaseRetriever):
 
     async def _asparse_ids(self, plan: _Plan) -> RankedIds:
         with _side("sparse", plan) as current:
-            hits = await self.sparse.asearch_ids(plan.query, plan.per_side, filter=plan.filter)
+            hits = await self._fts().asearch_ids(plan.query, plan.per_side, filter=plan.filter)
             return _counted(current, hits)
 
     def _sparse_ids(self, plan: _Plan) -> RankedIds:
         with _side("sparse", plan) as current:
-            hits = self.sparse.search_ids(plan.query, plan.per_side, filter=plan.filter)
+            hits = self._fts().search_ids(plan.query, plan.per_side, filter=plan.filter)
             return _counted(current, hits)
 
     async def _adense(self, plan: _Plan) -> RankedList:
@@ -544,12 +574,12 @@ class HybridRetriever(ChecksSettings, ClosesOwnedIndex, BaseRetriever):
 
     async def _asparse(self, plan: _Plan) -> RankedList:
         with _side("sparse", plan) as current:
-            hits = await self.sparse.asearch(plan.query, plan.per_side, filter=plan.filter)
+            hits = await self._fts().asearch(plan.query, plan.per_side, filter=plan.filter)
             return _counted(current, hits)
 
     def _sparse(self, plan: _Plan) -> RankedList:
         with _side("sparse", plan) as current:
-            hits = self.sparse.search(plan.query, plan.per_side, filter=plan.filter)
+            hits = self._fts().search(plan.query, plan.per_side, filter=plan.filter)
             return _counted(current, hits)
 
     def _choose(

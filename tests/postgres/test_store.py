@@ -1,14 +1,21 @@
 from __future__ import annotations
 
+import asyncio
+
+import pytest
 from langchain_core.documents import Document
 from langchain_core.embeddings import DeterministicFakeEmbedding
 
+from langchain_rag_async.config import RetrievalConfig
+from langchain_rag_async.errors import ConfigurationError
 from langchain_rag_async.postgres import (
     PostgresDatabase,
     PostgresHybridRetriever,
     PostgresVectorStore,
 )
+from langchain_rag_async.retrievers import HybridRetriever
 from langchain_rag_async.retrievers.fusion import fuse_ranked_ids
+from langchain_rag_async.retrievers.hybrid_store import HybridSearchStore
 
 DOCS = [
     Document(id=f"c{i}", page_content=t, metadata={"source": f"/d/{i % 3}.md", "chunk_index": i})
@@ -48,9 +55,10 @@ async def test_hybrid_matches_python_fusion(pg_url: str) -> None:
     try:
         await store.aadd_documents(DOCS)
         for fusion in ("rrf", "weighted"):
-            retriever = PostgresHybridRetriever(vectorstore=store, k=4, fetch_k=6, fusion=fusion)
+            retriever = HybridRetriever(vectorstore=store, k=4, fetch_k=6, fusion=fusion)
             docs = await retriever.ainvoke("borrowing rules")
-            dense, sparse = await retriever.acandidates("borrowing rules", k=6)
+            assert docs == await asyncio.to_thread(retriever.invoke, "borrowing rules")
+            dense, sparse = await store.ahybrid_candidates("borrowing rules", fetch_k=6)
             assert sparse and {i for i, _ in sparse} <= {"c0", "c1", "c5"}
             expected = fuse_ranked_ids((dense, sparse), method=fusion, k=4)
             assert [d.id for d in docs] == [h.id for h in expected]
@@ -60,3 +68,25 @@ async def test_hybrid_matches_python_fusion(pg_url: str) -> None:
                 assert doc.metadata["scores"]["sparse"] == hit.scores["sparse"]
     finally:
         await store.aclose()
+
+
+async def test_hybrid_retriever_takes_the_one_statement_path_over_postgres(pg_url: str) -> None:
+    store = PostgresVectorStore(PostgresDatabase(pg_url), DeterministicFakeEmbedding(size=16))
+    try:
+        await store.aadd_documents(DOCS)
+        assert PostgresHybridRetriever is HybridRetriever  # the former name
+        retriever = HybridRetriever.from_config(store, config=RetrievalConfig(k=3, fetch_k=6))
+        assert isinstance(store, HybridSearchStore) and retriever.sparse is None
+        filtered = await retriever.ainvoke("borrowing rules", filter={"source": "/d/1.md"})
+        assert filtered and {d.metadata["source"] for d in filtered} == {"/d/1.md"}
+        assert all(d.metadata["scores"]["fused"] > 0 for d in filtered)
+    finally:
+        await store.aclose()
+
+
+def test_a_store_that_cannot_search_both_sides_needs_a_sparse_index() -> None:
+    from langchain_core.vectorstores import InMemoryVectorStore
+
+    store = InMemoryVectorStore(DeterministicFakeEmbedding(size=4))
+    with pytest.raises(ConfigurationError, match="sparse index"):
+        HybridRetriever(vectorstore=store, fusion="rrf")
