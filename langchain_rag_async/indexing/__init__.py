@@ -16,8 +16,9 @@ if TYPE_CHECKING:
         IndexingProgress,
         IndexingSummary,
     )
-    from langchain_rag_async.indexing.graph import IndexingContext, build_indexing_graph
+    from langchain_rag_async.indexing.graph import build_indexing_graph
     from langchain_rag_async.indexing.record_manager import FileRecord, SQLiteRecordManager
+    from langchain_rag_async.indexing.steps import IndexingContext
 
 __all__ = (
     "FailedFile",
@@ -34,7 +35,7 @@ __all__ = (
 _LAZY = {
     "FailedFile": "langchain_rag_async.indexing.events",
     "FileRecord": "langchain_rag_async.indexing.record_manager",
-    "IndexingContext": "langchain_rag_async.indexing.graph",
+    "IndexingContext": "langchain_rag_async.indexing.steps",
     "IndexingProgress": "langchain_rag_async.indexing.events",
     "IndexingSummary": "langchain_rag_async.indexing.events",
     "SQLiteRecordManager": "langchain_rag_async.indexing.record_manager",
