@@ -6,7 +6,8 @@ real OpenAI client over HTTP, ``--latency`` seconds per request):
 
 - ours: ``AsyncRAGEngine`` over the rust-book indexed by ``aindex_directory``; a round is
   ``asyncio.gather`` of ``--concurrency`` ``engine.aquery(q, k=10)`` (FAISS + SQLite FTS5,
-  fused);
+  fused); its embedding requests pass the engine's limiter, at most
+  ``RAG_EMBEDDING_CONCURRENCY`` (8) in flight, as configured from the environment;
 - LangChain (sync): ``DirectoryLoader`` + ``RecursiveCharacterTextSplitter(1000, 150)`` +
   ``FAISS.from_documents`` with ``OpenAIEmbeddings``, and ``BM25Retriever.from_documents``
   on the same chunks, in ``EnsembleRetriever([bm25, faiss], weights=[0.5, 0.5])``
@@ -96,7 +97,11 @@ async def ours(corpus: Path, index_dir: Path, concurrency: int, rounds: int) -> 
             started = time.perf_counter()
             latencies += await asyncio.gather(*(one(t, started) for t in batch))
             walls.append(time.perf_counter() - started)
-    return {"chunks": summary.chunks_added, **_summary(latencies, walls)}
+    return {
+        "chunks": summary.chunks_added,
+        "embedding_concurrency": config.embeddings.concurrency,  # RAG_EMBEDDING_CONCURRENCY
+        **_summary(latencies, walls),
+    }
 
 
 def langchain_sync(corpus: Path, base_url: str, concurrency: int, rounds: int) -> dict[str, Any]:
@@ -213,7 +218,9 @@ def report_text(report: dict[str, Any]) -> str:
     lines = [
         f"{report['concurrency']} concurrent hybrid queries (k=10) x {report['rounds']} rounds, "
         f"best of {report['repeat']} per side, fake server {report['latency_s']} s/request, "
-        f"{report['dimension']} dims, load average {' '.join(report['loadavg'])}",
+        f"{report['dimension']} dims, load average {' '.join(report['loadavg'])}; the engine's "
+        f"embedding requests in flight at most: {ours['embedding_concurrency']} "
+        "(RAG_EMBEDDING_CONCURRENCY; the thread pool's: unbounded)",
         *(f"  {a:<18}{b:>26}{c:>16}{d:>11}" for a, b, c, d in rows),
         f"  p50 ours / sync {report['p50_ratio']:.3f} (target <= {report['target']}): {verdict}",
     ]
