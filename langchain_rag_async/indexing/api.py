@@ -1,7 +1,7 @@
 """`aindex_directory` / `index_directory`: index a folder (plan, then the pipeline).
 
 The run calls the indexing graph's two steps directly (``indexing/steps.py``), so that a
-run, and ``rag-async index``, loads no LangGraph (~12 MiB of peak RSS and its import
+run, and ``rag-async index``, loads no LangGraph (~10 MiB of peak RSS and its import
 time); ``build_indexing_graph`` runs the same steps as graph nodes for deployments.
 """
 

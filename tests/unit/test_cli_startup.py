@@ -173,7 +173,7 @@ def test_openai_commands_load_no_local_model_and_a_query_no_graph(tmp_path: Path
         assert not unused, unused  # ...and nothing they do not
         assert TRACE_EXPORT.isdisjoint(report["modules"])  # tracing is off (no OTEL_*)
     # The run calls the indexing graph's steps directly: no LangGraph, nor the SDK client it
-    # pulls in (~12 MiB of peak RSS; docs/benchmarks.md, "Indexing memory against LangChain").
+    # pulls in (~10 MiB of peak RSS; docs/benchmarks.md, "Indexing memory against LangChain").
     assert index["packages"].isdisjoint({"langgraph", "langgraph_sdk"})
     assert "langgraph" not in query["packages"]  # retrieval needs no graph
 
