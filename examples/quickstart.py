@@ -24,7 +24,7 @@ CORPUS = Path(__file__).resolve().parent / "corpus"
 
 
 def show_progress(event: dict[str, Any]) -> None:
-    # Progress events come from the indexing graph's "custom" stream; print the last stage.
+    # Progress events of the indexing steps (the graph streams the same on "custom").
     if event.get("type") == "progress" and event["stage"] == "done":
         print(f"  stored {event['chunks_stored']} chunks from {event['files_done']} files")
 

@@ -64,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--exclude", action="append", default=[], metavar="GLOB", help="skip files matching"
     )
     index.add_argument("--no-progress", action="store_true", help="no live progress bar")
+    index.add_argument(
+        "--low-memory-mb",
+        type=int,
+        metavar="N",
+        help="halve embed batches and queue depth while the system has under N MiB "
+        "available, grow back after; 0: off (RAG_LOW_MEMORY_MB, default 512)",
+    )
     _add_debug_async(index)
     index.add_argument(
         "--metrics-port",
@@ -203,6 +210,7 @@ def _config_from_args(args: argparse.Namespace) -> RAGConfig:
         requests_per_minute=getattr(args, "rpm", None),
         tokens_per_minute=getattr(args, "tpm", None),
         store_url=getattr(args, "store_url", None),
+        low_memory_mb=getattr(args, "low_memory_mb", None),
     )
     config = replace(config, observability=_observability(args))
     include = tuple(getattr(args, "include", ()) or ())

@@ -677,8 +677,12 @@ class RAGConfig:
         requests_per_minute: float | None = None,
         tokens_per_minute: float | None = None,
         store_url: str | None = None,
+        low_memory_mb: int | None = None,
     ) -> RAGConfig:
-        """Return a copy with the given values (``None`` keeps the current one)."""
+        """Return a copy with the given values (``None`` keeps the current one).
+
+        ``low_memory_mb`` sets ``pipeline.low_memory_bytes`` (MiB; 0 turns adaptation off).
+        """
         emb = self.embeddings
         rate = emb.rate_limit
         rate = replace(
@@ -693,11 +697,19 @@ class RAGConfig:
             concurrency=_pick(concurrency, emb.concurrency),
             rate_limit=rate,
         )
+        pipeline = self.pipeline
+        if low_memory_mb is not None:
+            if low_memory_mb < 0:
+                raise ConfigurationError(
+                    f"low_memory_mb must not be negative (0: off); got {low_memory_mb}"
+                )
+            pipeline = replace(pipeline, low_memory_bytes=low_memory_mb * _MB)
         return replace(
             self,
             index_dir=_pick(index_dir, self.index_dir),
             embeddings=emb,
             store_url=_pick(store_url, self.store_url),
+            pipeline=pipeline,
         )
 
 

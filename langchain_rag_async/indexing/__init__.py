@@ -21,9 +21,10 @@ if TYPE_CHECKING:
         IndexingProgress,
         IndexingSummary,
     )
-    from langchain_rag_async.indexing.graph import IndexingContext, build_indexing_graph
+    from langchain_rag_async.indexing.graph import build_indexing_graph
     from langchain_rag_async.indexing.record_manager import FileRecord, SQLiteRecordManager
     from langchain_rag_async.indexing.resources import index_model_id
+    from langchain_rag_async.indexing.steps import IndexingContext
 
 __all__ = (
     "ConversionSummary",
@@ -48,7 +49,7 @@ _LAZY = {
     "index_model_id": "langchain_rag_async.indexing.resources",
     "FailedFile": "langchain_rag_async.indexing.events",
     "FileRecord": "langchain_rag_async.indexing.record_manager",
-    "IndexingContext": "langchain_rag_async.indexing.graph",
+    "IndexingContext": "langchain_rag_async.indexing.steps",
     "IndexingProgress": "langchain_rag_async.indexing.events",
     "IndexingSummary": "langchain_rag_async.indexing.events",
     "SQLiteRecordManager": "langchain_rag_async.indexing.record_manager",

@@ -1,11 +1,16 @@
-"""`aindex_directory` / `index_directory`: index a folder through the indexing graph."""
+"""`aindex_directory` / `index_directory`: index a folder (plan, then the pipeline).
+
+The run calls the indexing graph's two steps directly (``indexing/steps.py``), so that a
+run, and ``rag-async index``, loads no LangGraph (~10 MiB of peak RSS and its import
+time); ``build_indexing_graph`` runs the same steps as graph nodes for deployments.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from langchain_core.embeddings import Embeddings
 from opentelemetry.trace import Span
@@ -15,7 +20,7 @@ from langchain_rag_async.aio.deadline import deadline
 from langchain_rag_async.config import RAGConfig
 from langchain_rag_async.errors import IndexingError, IndexingTimeoutError
 from langchain_rag_async.indexing.events import IndexingSummary
-from langchain_rag_async.indexing.graph import IndexingContext, build_indexing_graph
+from langchain_rag_async.indexing.steps import IndexingContext, IndexingState, index_step, plan_step
 from langchain_rag_async.limits import ServiceLimiter
 from langchain_rag_async.observability import bind_request_id, get_logger, span
 from langchain_rag_async.sparse_index import SparseIndex
@@ -61,7 +66,7 @@ async def aindex_directory(
     Raises:
         LoadingError: ``path`` does not exist.
         EmbeddingModelMismatchError: The index was built with another model.
-        IndexingError: The graph ended without a summary.
+        IndexingError: The run ended without a summary.
         IndexingTimeoutError: ``timeout`` expired; the run was cancelled and the index
             is as of its last checkpoint.
     """
@@ -71,8 +76,7 @@ async def aindex_directory(
     if store_url is not None:
         config = replace(config, store_url=store_url)
     context = IndexingContext(config=config, embeddings=embeddings, limiter=limiter, sparse=sparse)
-    graph = build_indexing_graph()
-    final: dict[str, Any] = {}
+    write = on_progress or _ignore
     bind_request_id()
     emb = config.embeddings
     with span(
@@ -83,20 +87,18 @@ async def aindex_directory(
         concurrency=emb.concurrency,
     ) as run:
         async with deadline(timeout, _timed_out):
-            async for mode, chunk in graph.astream(
-                {"path": str(path), "index_dir": str(config.index_dir)},
-                context=context,
-                stream_mode=["custom", "values"],
-            ):
-                if mode == "custom" and on_progress is not None:
-                    on_progress(cast(dict[str, Any], chunk))
-                elif mode == "values":
-                    final = cast(dict[str, Any], chunk)
-        if "summary" not in final:
+            state: IndexingState = {"path": str(path), "index_dir": str(config.index_dir)}
+            state.update(await plan_step(state, context, write))
+            state.update(await index_step(state, context, write))
+        if "summary" not in state:
             raise IndexingError(f"indexing {path} ended without a summary")
-        summary = IndexingSummary.from_dict(final["summary"])
+        summary = IndexingSummary.from_dict(state["summary"])
         _report(summary, run)
     return summary
+
+
+def _ignore(event: dict[str, Any]) -> None:
+    """No progress handler: drop the event."""
 
 
 def _timed_out(seconds: float) -> IndexingTimeoutError:

@@ -184,3 +184,25 @@ async def test_no_threshold_no_readings(tmp_path: Path, monkeypatch: pytest.Monk
     config = RAGConfig(index_dir=tmp_path / "index", pipeline=PipelineConfig(low_memory_bytes=0))
     summary = await aindex_directory(corpus, config=config, embeddings=RecordingEmbedding(size=8))
     assert summary.files_indexed == 1
+
+
+# -- the command line ---------------------------------------------------------------------
+
+
+def _index_config(*argv: str) -> RAGConfig:
+    from langchain_rag_async.cli import _config_from_args, build_parser
+
+    return _config_from_args(build_parser().parse_args(["index", "docs", *argv]))
+
+
+def test_the_threshold_comes_from_the_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAG_LOW_MEMORY_MB", "300")
+    assert _index_config().pipeline.low_memory_bytes == 300 * MB  # the environment's
+    assert _index_config("--low-memory-mb", "64").pipeline.low_memory_bytes == 64 * MB
+    assert _index_config("--low-memory-mb", "0").pipeline.low_memory_bytes == 0  # off
+    monkeypatch.delenv("RAG_LOW_MEMORY_MB")
+    config = _index_config("--low-memory-mb", "2048", "--batch-size", "8")
+    assert config.pipeline.low_memory_bytes == 2048 * MB
+    assert config.embeddings.batch_size == 8 and config.pipeline.queue_size == 64  # untouched
+    with pytest.raises(ConfigurationError, match="low_memory_mb must not be negative"):
+        _index_config("--low-memory-mb", "-1")
