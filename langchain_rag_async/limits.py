@@ -33,6 +33,8 @@ __all__ = (
     "BURST_SECONDS",
     "MAX_LEARNED_WINDOW",
     "MAX_WINDOW_MARGIN",
+    "RATE_BACKOFF",
+    "RATE_GROWTH",
     "AdaptiveConcurrencyGate",
     "LimitAnswer",
     "RequestPacer",
@@ -56,6 +58,16 @@ MAX_LEARNED_WINDOW = 60.0
 MAX_WINDOW_MARGIN = 0.25
 """The most a window is lengthened by after refusals met while paced (a fraction)."""
 _UNPACED_LOG = 256  # request starts kept while no window is known (to learn from answers)
+RATE_BACKOFF = 0.9
+"""After a refusal that names no limit, requests are spaced at this share of the rate the
+service admitted just before."""
+RATE_GROWTH = 0.03
+"""Requests per second a learnt rate grows by with each success (about 3 % a second)."""
+MIN_LEARNT_RATE = 0.5
+"""The slowest a learnt rate goes, in requests per second."""
+PEAK_SHARE = 0.4
+"""A learnt rate never falls below this share of the highest admitted rate seen, so that
+refusals at random (faults, not a limit) cost at most that share of the throughput."""
 
 
 class ServiceLimits(Protocol):
@@ -154,6 +166,9 @@ class _Learnt:
     windows: tuple[RequestWindow, ...] = ()
     margin: float = 0.03
     widened_at: int = 0  # the ticket count when the margin was last widened
+    rate: float = 0.0  # requests per second learnt from refusals that name no limit (0: none)
+    peak: float = 0.0  # the highest admitted rate measured at a refusal
+    cut_at: int = 0  # the ticket count when the rate was last cut
 
 
 class RequestPacer:
@@ -164,9 +179,16 @@ class RequestPacer:
     (the longest ``reset`` seen: the time until a window that just counted a request is
     clear again), the requests it counts that this pacer did not send (other clients, an
     earlier run), and the ``Retry-After`` of a 429 that names the limit. Every window is
-    checked ``1 + margin`` times as long. Answers that say nothing about the request limit
-    (no ``x-ratelimit-limit-requests``: a 429 for other reasons, a fault) are left to the
-    retry of the refused request and to the adaptive concurrency.
+    checked ``1 + margin`` times as long.
+
+    A service that refuses without naming its limit (no ``x-ratelimit-limit-requests``)
+    while no window is known is paced by a rate learnt AIMD-style: at a refusal (once per
+    congestion event), requests are held for its ``Retry-After`` and then spaced at
+    :data:`RATE_BACKOFF` of the rate the service admitted over the last second (and the
+    last ten, once the run is that old), one at a time; each success raises the rate by
+    :data:`RATE_GROWTH` (nothing is learnt while nothing was admitted: a spent quota, an
+    outage). So the requests refused together come back one by one at a rate
+    the service accepts, instead of all at once after the same ``Retry-After``.
 
     A request is counted from when the service most likely received it: its start, or,
     once answered, its answer's time less the quickest answer seen, if that is later. The
@@ -187,7 +209,9 @@ class RequestPacer:
         "_answers",
         "_entries",
         "_foreign",
+        "_first_start",
         "_hold_until",
+        "_last_start",
         "_learnt",
         "_quickest",
         "_starts",
@@ -211,6 +235,8 @@ class RequestPacer:
         self._times: list[float] | None = None  # when each request counts, sorted (a cache)
         self._quickest = math.inf  # the quickest answer seen, in seconds
         self._hold_until = -math.inf
+        self._first_start = math.inf
+        self._last_start = -math.inf
 
     @property
     def windows(self) -> tuple[RequestWindow, ...]:
@@ -222,9 +248,16 @@ class RequestPacer:
         """The fraction every window is lengthened by."""
         return self._learnt.margin
 
+    @property
+    def learnt_rate(self) -> float | None:
+        """Requests per second learnt from refusals that name no limit (``None``: none)."""
+        return self._learnt.rate or None
+
     def delay(self, now: float) -> float:
         """Seconds until a request may start (0: now)."""
         wait = self._hold_until - now
+        if self._learnt.rate > 0:
+            wait = max(wait, self._last_start + 1.0 / self._learnt.rate - now)
         windows = self.windows
         if windows:
             times = self._counted()
@@ -239,6 +272,8 @@ class RequestPacer:
         self._entries += 1
         number = self._entries
         self._starts[number] = now
+        self._first_start = min(self._first_start, now)
+        self._last_start = max(self._last_start, now)
         self._times = None
         keep = 2 * max([w.requests for w in self.windows] + [_UNPACED_LOG]) + 64
         if len(self._starts) > 2 * keep:
@@ -260,6 +295,8 @@ class RequestPacer:
         self._answers[number] = now
         self._quickest = min(self._quickest, now - started)
         self._times = None
+        if self._learnt.rate > 0:
+            self._learnt.rate += RATE_GROWTH
 
     def _counted(self) -> list[float]:
         """When each request counts for the service, sorted (see the class docstring)."""
@@ -288,7 +325,9 @@ class RequestPacer:
         """
         learnt = self._learnt
         if answer.limit is None or answer.limit < 1:
-            return  # not about a request window (e.g. a 429 injected at random)
+            if answer.refused and not self.windows:
+                self._cut_rate(answer, now=now, ticket=ticket, issued=issued)
+            return  # not about a request window
         if answer.refused:
             if answer.retry_after is not None:  # for every request, not only the refused one
                 self._hold_until = max(self._hold_until, now + answer.retry_after)
@@ -306,6 +345,38 @@ class RequestPacer:
             learnt.windows = request_windows(answer.limit, learnt.window)
         if answer.remaining is not None:
             self._count_foreign(answer, started, now)
+
+    def _cut_rate(self, answer: LimitAnswer, *, now: float, ticket: int, issued: int) -> None:
+        """A refusal naming no limit: hold for its ``Retry-After``, space by a lower rate.
+
+        Once per congestion event: a refusal of a request let through before the last cut
+        reports the congestion already reacted to.
+        """
+        learnt = self._learnt
+        if ticket and ticket <= learnt.cut_at:
+            return
+        learnt.cut_at = issued
+        if answer.retry_after is not None and answer.retry_after > 0:
+            self._hold_until = max(self._hold_until, now + answer.retry_after)
+        admitted = self._admitted_rate(now)
+        if admitted <= 0:  # nothing admitted lately: no rate to learn (a quota, an outage)
+            return
+        learnt.peak = max(learnt.peak, admitted)
+        learnt.rate = max(MIN_LEARNT_RATE, PEAK_SHARE * learnt.peak, RATE_BACKOFF * admitted)
+
+    def _admitted_rate(self, now: float) -> float:
+        """Requests per second the service answered successfully lately.
+
+        The lowest over the last second and, once this pacer is that old, the last ten:
+        a service with a ten-second window admits a burst, then nothing.
+        """
+        answered = sorted(self._starts[n] for n in self._answers if n in self._starts)
+        rates = []
+        for horizon in (1.0, 10.0):
+            if horizon == 1.0 or now - self._first_start >= horizon:
+                count = len(answered) - bisect.bisect_left(answered, now - horizon)
+                rates.append(count / horizon)
+        return min(rates)
 
     def _count_foreign(self, answer: LimitAnswer, started: float, now: float) -> None:
         """Add the requests the service counts in its window that this pacer did not send.
@@ -496,6 +567,11 @@ class ServiceLimiter:
     def reset_peak(self) -> None:
         """Restart :attr:`peak_in_flight` from the current :attr:`in_flight`."""
         self._peak_in_flight = self._in_flight
+
+    @property
+    def learnt_rate(self) -> float | None:
+        """Requests per second learnt from refusals that name no limit (``None``: none)."""
+        return self._learnt.rate or None
 
     @property
     def paced_windows(self) -> tuple[RequestWindow, ...]:
