@@ -184,10 +184,11 @@ class RequestPacer:
     A service that refuses without naming its limit (no ``x-ratelimit-limit-requests``)
     while no window is known is paced by a rate learnt AIMD-style: at a refusal (once per
     congestion event), requests are held for its ``Retry-After`` and then spaced at
-    :data:`RATE_BACKOFF` of the rate the service admitted over the last second (and the
-    last ten, once the run is that old), one at a time; each success raises the rate by
-    :data:`RATE_GROWTH` (nothing is learnt while nothing was admitted: a spent quota, an
-    outage). So the requests refused together come back one by one at a rate
+    :data:`RATE_BACKOFF` of the rate the service admitted (requests started and not
+    refused) over the last second (and the last ten, once the run is that old), one at
+    a time; each success raises the rate by
+    :data:`RATE_GROWTH` (nothing is learnt without a success in the last ten seconds: a
+    spent quota, an outage). So the requests refused together come back one by one at a rate
     the service accepts, instead of all at once after the same ``Retry-After``.
 
     A request is counted from when the service most likely received it: its start, or,
@@ -214,6 +215,7 @@ class RequestPacer:
         "_last_start",
         "_learnt",
         "_quickest",
+        "_refused",
         "_starts",
         "_times",
         "stated",
@@ -237,6 +239,7 @@ class RequestPacer:
         self._hold_until = -math.inf
         self._first_start = math.inf
         self._last_start = -math.inf
+        self._refused: set[float] = set()  # starts of the requests refused (no limit named)
 
     @property
     def windows(self) -> tuple[RequestWindow, ...]:
@@ -326,6 +329,7 @@ class RequestPacer:
         learnt = self._learnt
         if answer.limit is None or answer.limit < 1:
             if answer.refused and not self.windows:
+                self._refused.add(started)
                 self._cut_rate(answer, now=now, ticket=ticket, issued=issued)
             return  # not about a request window
         if answer.refused:
@@ -358,24 +362,29 @@ class RequestPacer:
         learnt.cut_at = issued
         if answer.retry_after is not None and answer.retry_after > 0:
             self._hold_until = max(self._hold_until, now + answer.retry_after)
+        if not any(t >= now - 10.0 for t in self._answers.values()):
+            return  # no success lately: no rate to learn (a spent quota, an outage)
         admitted = self._admitted_rate(now)
-        if admitted <= 0:  # nothing admitted lately: no rate to learn (a quota, an outage)
-            return
         learnt.peak = max(learnt.peak, admitted)
         learnt.rate = max(MIN_LEARNT_RATE, PEAK_SHARE * learnt.peak, RATE_BACKOFF * admitted)
 
     def _admitted_rate(self, now: float) -> float:
-        """Requests per second the service answered successfully lately.
+        """Requests per second the service admitted lately: started, and not refused.
 
-        The lowest over the last second and, once this pacer is that old, the last ten:
-        a service with a ten-second window admits a burst, then nothing.
+        Requests still in flight count as admitted (a burst is refused while its first
+        requests are still being answered). The lowest over the last second and, once
+        this pacer is that old, the last ten: a service with a ten-second window admits
+        a burst, then nothing.
         """
-        answered = sorted(self._starts[n] for n in self._answers if n in self._starts)
+        refused = self._refused
+        admitted = sorted(t for t in self._starts.values() if t not in refused)
+        horizon = now - 11.0  # older refusals fall out of both horizons
+        self._refused = {t for t in refused if t >= horizon}
         rates = []
-        for horizon in (1.0, 10.0):
-            if horizon == 1.0 or now - self._first_start >= horizon:
-                count = len(answered) - bisect.bisect_left(answered, now - horizon)
-                rates.append(count / horizon)
+        for seconds in (1.0, 10.0):
+            if seconds == 1.0 or now - self._first_start >= seconds:
+                count = len(admitted) - bisect.bisect_left(admitted, now - seconds)
+                rates.append(count / seconds)
         return min(rates)
 
     def _count_foreign(self, answer: LimitAnswer, started: float, now: float) -> None:
