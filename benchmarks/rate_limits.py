@@ -63,6 +63,7 @@ class Case:
     stated: bool
     requests: int
     command: bool = False
+    headers: bool = True  # False: the server sends no x-ratelimit-* headers, only retry-after
 
 
 CASES = (
@@ -72,6 +73,8 @@ CASES = (
     Case("1s, not stated, rag-async index", 1.0, False, 0, command=True),
     Case("10s, stated", 10.0, True, 400),
     Case("10s, not stated", 10.0, False, 400),
+    Case("1s, no headers", 1.0, False, 129, headers=False),
+    Case("10s, no headers", 10.0, False, 400, headers=False),
 )
 
 
@@ -242,7 +245,10 @@ def measure(
     window = SlidingWindowLimit(requests=limit, seconds=case.window)
     run_client = _index_command if case.command else _client
     with FakeOpenAIServer.run_in_thread(
-        dimension=args.dimension, latency=args.latency, sliding_window=window
+        dimension=args.dimension,
+        latency=args.latency,
+        sliding_window=window,
+        states_limits=case.headers,
     ) as server:
         result = run_client(library_root, server.base_url, case, args, limit)
         stats = server.stats

@@ -17,11 +17,12 @@ Two runs show both halves of rate limiting:
 
 1. the client is told the limit (``RateLimitConfig(requests_per_minute=...)``) and paces
    itself under it: no request is refused;
-2. the client is told nothing: it finds the limit by being refused. The 429s are retried
-   (after their ``Retry-After``) under the run's retry budget; when a burst of refusals
-   spends that budget, the files concerned are reported as failed and not recorded, so
-   the next run retries exactly those (and re-embeds nothing else). Telling the client
-   the limit, as in run 1, is cheaper.
+2. the client is told nothing: it finds the limit by being refused. At the first 429 it
+   waits the ``Retry-After``, then sends one request at a time at 90 % of the rate the
+   server admitted, speeding up slowly while nothing is refused: only a refusal or two
+   in the run. Refused requests are retried; were a file to fail for good, it would be
+   reported, not recorded, and the next run would retry exactly those files. Telling the
+   client the limit, as in run 1, wastes no request at all.
 """
 
 from __future__ import annotations

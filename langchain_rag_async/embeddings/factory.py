@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from langchain_core.embeddings import Embeddings
 from langchain_core.runnables.config import run_in_executor
@@ -12,6 +14,9 @@ from langchain_rag_async.embeddings.cache import CachedEmbeddings, SQLiteEmbeddi
 from langchain_rag_async.embeddings.rate_limited import RateLimitedEmbeddings
 from langchain_rag_async.errors import ConfigurationError
 from langchain_rag_async.limits import ServiceLimiter
+
+if TYPE_CHECKING:
+    import ssl
 
 __all__ = (
     "EMBEDDING_CACHE_FILE",
@@ -50,6 +55,30 @@ def embedding_limiter(config: EmbeddingConfig, *, base: Embeddings | None = None
     return ServiceLimiter.from_config(f"embeddings:{config.provider}", config)
 
 
+@functools.cache
+def shared_ssl_context() -> ssl.SSLContext:
+    """The one TLS context of every OpenAI client this process builds (httpx's defaults).
+
+    Loading the certificate store takes about 0.1 s per context; the sync and async
+    clients of every model share this one instead of loading it each. Importing
+    ``langchain_openai`` has already loaded one equivalent to httpx's default (certifi's
+    store): that one is reused, unless ``SSL_CERT_FILE`` or ``SSL_CERT_DIR`` asks httpx
+    for another store.
+    """
+    import os
+    import ssl
+
+    import httpx
+
+    if not (os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR")):
+        from langchain_openai.chat_models import base
+
+        loaded = getattr(base, "global_ssl_context", None)
+        if isinstance(loaded, ssl.SSLContext):
+            return loaded
+    return httpx.create_ssl_context()
+
+
 def build_base_embeddings(config: EmbeddingConfig) -> Embeddings:
     """Create the provider's own LangChain ``Embeddings`` (no limits, no cache).
 
@@ -74,8 +103,9 @@ def build_base_embeddings(config: EmbeddingConfig) -> Embeddings:
     return OpenAIEmbeddings(
         # Our own HTTP clients (openai's defaults), so that we can close them: the model
         # never closes the ones it would make itself. See aclose_base_embeddings.
-        http_client=openai.DefaultHttpxClient(),
-        http_async_client=openai.DefaultAsyncHttpxClient(),
+        # One TLS context for both, loaded once per process (shared_ssl_context).
+        http_client=openai.DefaultHttpxClient(verify=shared_ssl_context()),
+        http_async_client=openai.DefaultAsyncHttpxClient(verify=shared_ssl_context()),
         model=config.model_name,
         api_key=SecretStr(config.openai_api_key or "not-needed"),
         base_url=config.openai_base_url,

@@ -217,6 +217,9 @@ class FakeOpenAIServer:
             ``x-ratelimit-remaining-requests`` and ``x-ratelimit-reset-requests`` (as
             OpenAI's do), a refusal is 429 with ``retry-after`` and ``retry-after-ms``.
             Checked after ``requests_per_second``. ``None``: none.
+        states_limits: Whether the answers under ``sliding_window`` carry the
+            ``x-ratelimit-*`` headers; ``False``: a service enforcing a limit it does not
+            state (its refusals still carry ``retry-after``).
         chat_reply: Fixed chat reply; ``None`` echoes the last user message.
         chat_token_delay: Seconds between streamed chat chunks.
         fault_mix: Random and persistent faults of embeddings requests (see
@@ -236,6 +239,7 @@ class FakeOpenAIServer:
         chat_token_delay: float = 0.0,
         fault_mix: FaultMix | None = None,
         sliding_window: SlidingWindowLimit | None = None,
+        states_limits: bool = True,
     ) -> None:
         if dimension < 1 or latency < 0 or chat_token_delay < 0:
             raise ConfigurationError("dimension must be positive and delays must not be negative")
@@ -255,6 +259,7 @@ class FakeOpenAIServer:
         self._bucket_checked = 0.0
         self._window: SlidingWindowLog | None = None
         self.sliding_window = sliding_window
+        self.states_limits = states_limits
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
         self._release_hangs: asyncio.Event | None = None
@@ -328,6 +333,7 @@ class FakeOpenAIServer:
         chat_token_delay: float = 0.0,
         fault_mix: FaultMix | None = None,
         sliding_window: SlidingWindowLimit | None = None,
+        states_limits: bool = True,
     ) -> Iterator[FakeOpenAIServer]:
         """Run a server on its own event loop in a daemon thread, for sync callers.
 
@@ -348,6 +354,7 @@ class FakeOpenAIServer:
             chat_token_delay=chat_token_delay,
             fault_mix=fault_mix,
             sliding_window=sliding_window,
+            states_limits=states_limits,
         )
         portal = BlockingPortal(name="fake-openai-server")
         try:
@@ -497,14 +504,17 @@ class FakeOpenAIServer:
                 )
             decision = self._window_decision()
             if decision is not None:
+                headers = decision.headers
+                if not self.states_limits:
+                    headers = {k: v for k, v in headers.items() if k.startswith("retry-after")}
                 if not decision.admitted:
                     return _error_response(
                         429,
                         "Rate limit reached for requests; please try again later.",
                         kind="rate_limit_exceeded",
-                        headers=decision.headers,
+                        headers=headers,
                     )
-                limit_headers = decision.headers
+                limit_headers = headers
             if self.latency:
                 await asyncio.sleep(self.latency)
         try:

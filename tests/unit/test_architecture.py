@@ -22,7 +22,7 @@ LAYERS: dict[str, int] = {
          "_introspect", "ids", "gc_tuning", "prompts", "_model", "metrics"],
         1,
     ),
-    **dict.fromkeys(["limits", "_sqlite", "tracing"], 2),
+    **dict.fromkeys(["limits", "pacing", "_sqlite", "tracing"], 2),
     **dict.fromkeys(
         ["embeddings", "splitters", "loaders", "vectorstores", "sparse_index", "chat_models",
          "testing"],

@@ -135,3 +135,20 @@ def test_gc_freeze_is_on_by_default_and_can_be_turned_off() -> None:
     assert RAGConfig().freeze_gc and RAGConfig.from_env({}).freeze_gc
     assert not RAGConfig.from_env({"RAG_FREEZE_GC": "0"}).freeze_gc
     assert RAGConfig.from_env({"RAG_FREEZE_GC": " Yes "}).freeze_gc
+
+
+def test_openai_clients_share_one_tls_context() -> None:
+    # Loading a certificate store costs ~0.1 s: the sync and async clients of every model
+    # built in a process use one context instead of loading one each.
+    import ssl
+
+    from langchain_rag_async.embeddings.factory import shared_ssl_context
+
+    config = EmbeddingConfig(provider="openai", openai_api_key="k")
+    first, second = build_base_embeddings(config), build_base_embeddings(config)
+    context = shared_ssl_context()
+    assert isinstance(context, ssl.SSLContext)
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    for emb in (first, second):
+        for client in (emb.http_client, emb.http_async_client):  # type: ignore[attr-defined]
+            assert client._transport._pool._ssl_context is context

@@ -578,3 +578,44 @@ def test_backoff_follows_the_service_s_failures_in_a_row_not_the_request_s() -> 
     for _ in range(5):  # everything fails: the service is down, back off exponentially
         wrapper._record_failure(failure, _Attempts())
     assert wrapper._wait(state) >= wrapper.retry.initial_backoff * 2**5 / 2
+
+
+# -- a limit the service enforces but does not state ---------------------------------------
+
+PATIENT_RETRY = RetryConfig(
+    max_attempts=40, retry_budget_min=0, retry_budget_ratio=0.0, persistent_probability=0.0
+)
+
+
+async def test_refusals_naming_no_limit_teach_a_rate_so_few_requests_are_refused(
+    openai_server: FakeOpenAIServer,
+) -> None:
+    # A bucket of 8 requests/s that sends only Retry-After (up to 1/8 s): the requests
+    # refused together must not all come back together. Before the learnt rate, 20
+    # requests met 35-40 refusals; paced by what was admitted, a handful at most.
+    openai_server.requests_per_second = 8.0
+    embeddings = make_embeddings(openai_server, batch_size=2, concurrency=4, retry=PATIENT_RETRY)
+    texts = texts_of(40)
+    assert await embeddings.aembed_documents(texts) == expected(texts)
+    stats = openai_server.stats
+    assert stats.status_counts[200] == 20
+    assert 0 < stats.status_counts[429] <= 10
+    rate = embeddings.limiter.learnt_rate
+    assert rate is not None and 0.5 <= rate
+
+
+@pytest.mark.parametrize("window", [1.0, 3.0])
+async def test_a_silent_sliding_window_is_paced_with_few_refusals(
+    openai_server: FakeOpenAIServer, window: float
+) -> None:
+    # At most 10 requests in any sliding window, no x-ratelimit-* headers: only the
+    # Retry-After of its refusals tells the client anything.
+    openai_server.sliding_window = SlidingWindowLimit(requests=10, seconds=window)
+    openai_server.states_limits = False
+    embeddings = make_embeddings(openai_server, batch_size=1, concurrency=4, retry=PATIENT_RETRY)
+    texts = texts_of(30)
+    assert await embeddings.aembed_documents(texts) == expected(texts)
+    stats = openai_server.stats
+    assert stats.status_counts[200] == 30
+    assert stats.status_counts[429] <= 12
+    assert embeddings.limiter.paced_windows == ()  # nothing stated, nothing read from headers

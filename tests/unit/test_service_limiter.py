@@ -15,6 +15,7 @@ from langchain_rag_async.embeddings._failures import limit_answer
 from langchain_rag_async.errors import ConfigurationError, UsageError
 from langchain_rag_async.limits import (
     MAX_WINDOW_MARGIN,
+    RATE_GROWTH,
     AdaptiveConcurrencyGate,
     LimitAnswer,
     RequestPacer,
@@ -582,3 +583,37 @@ def test_a_request_counts_from_its_answer_not_from_the_end_of_its_slot(
     # one in any 1.03 s; without the note, the second request's slow storing (0.45 s more
     # than the first's) counts as if it had reached the service that much later
     assert run_virtual(main) == pytest.approx([0.0, 1.03, third], abs=1e-6)
+
+
+def test_a_refusal_naming_no_limit_holds_then_spaces_requests_by_the_admitted_rate() -> None:
+    pacer = RequestPacer(margin=0.0)
+    for entry in _started(pacer, 8, 0.0):  # 8 admitted within the last second
+        pacer.record_answer(entry, 0.05)
+    _started(pacer, 4, 0.1)
+    refusal = LimitAnswer(retry_after=0.125, refused=True)  # no x-ratelimit-* headers
+    pacer.observe(refusal, started=0.1, now=0.2, ticket=9, issued=12)
+    assert pacer.learnt_rate == pytest.approx(0.9 * 8)
+    assert pacer.delay(0.2) == pytest.approx(0.125)  # held for the Retry-After
+    # the other requests refused with it report the same event: nothing changes
+    pacer.observe(refusal, started=0.1, now=0.21, ticket=11, issued=12)
+    assert pacer.learnt_rate == pytest.approx(7.2)
+    # after the hold, one request at a time, 1/7.2 s apart
+    assert pacer.delay(0.325) == 0.0
+    entry = pacer.record_start(0.325)
+    assert pacer.delay(0.325) == pytest.approx(1 / 7.2)
+    pacer.record_answer(entry, 0.4)  # each success raises the rate a little
+    assert pacer.learnt_rate == pytest.approx(7.2 + RATE_GROWTH)
+
+
+def test_no_rate_is_learnt_while_nothing_is_admitted_or_a_window_is_known() -> None:
+    refusal = LimitAnswer(retry_after=0.5, refused=True)
+    silent = RequestPacer(margin=0.0)
+    _started(silent, 4, 0.0)
+    silent.observe(refusal, started=0.0, now=0.1, ticket=1, issued=4)
+    assert silent.learnt_rate is None  # a spent quota or an outage: nothing to pace by
+    assert silent.delay(0.1) == pytest.approx(0.5)  # its Retry-After is still honoured
+    stated = RequestPacer(request_windows(20, 1.0), margin=0.0)
+    for entry in _started(stated, 4, 0.0):
+        stated.record_answer(entry, 0.05)
+    stated.observe(refusal, started=0.0, now=0.1, ticket=1, issued=4)
+    assert stated.learnt_rate is None  # the stated windows pace it
