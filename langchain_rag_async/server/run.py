@@ -28,7 +28,8 @@ def serve_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
     For ``asyncio.Runner(loop_factory=...)``; ``None`` means asyncio's default loop.
     """
-    return uvicorn.Config(_no_app, loop=_LOOP).get_loop_factory()
+    # log_config=None: building a Config must not set up uvicorn's loggers (aserve does)
+    return uvicorn.Config(_no_app, loop=_LOOP, log_config=None).get_loop_factory()
 
 
 async def _no_app(scope: object, receive: object, send: object) -> None:

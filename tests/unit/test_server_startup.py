@@ -66,7 +66,11 @@ def bare_root_logger() -> Iterator[logging.Logger]:
 
 
 def test_serve_runs_on_uvloop_when_installed() -> None:
+    uvicorn_loggers = [logging.getLogger(name) for name in ("uvicorn", "uvicorn.access")]
+    before = [(list(log.handlers), log.level) for log in uvicorn_loggers]
     factory = serve_loop_factory()
+    # choosing the loop leaves uvicorn's loggers to aserve (JSON logs configure them)
+    assert [(list(log.handlers), log.level) for log in uvicorn_loggers] == before
     loop = factory() if factory is not None else asyncio.new_event_loop()
     try:
         expected = "uvloop" if HAS_UVLOOP else "asyncio"
