@@ -69,7 +69,7 @@ def ours(index_dir: Path, remote_llm: str | None) -> FastAPI:
             provider="openai", openai_base_url=remote_llm, openai_api_key="bench", concurrency=512
         )
         config = replace(config, llm=llm)
-    return create_app(config=config)
+    return create_app(config=config, warm_up=True)  # as rag-async serve
 
 
 def langchain_way(index_dir: Path, remote_llm: str | None) -> FastAPI:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec
 
 if TYPE_CHECKING:  # the rest is imported by the command that uses it (see main)
+    import asyncio
     from collections.abc import Callable, Coroutine, Sequence
 
     from rich.console import Console
@@ -519,6 +520,17 @@ def _server_config(args: argparse.Namespace) -> RAGConfig:
     return replace(config, server=server)
 
 
+def _server_loop_factory(command: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The loop ``serve`` runs on: uvloop when installed, as ``uvicorn.run`` picks it."""
+    if command != "serve":
+        return None
+    try:
+        from langchain_rag_async.server.run import serve_loop_factory
+    except ImportError:  # no server extra: _run_server says what to install
+        return None
+    return serve_loop_factory()
+
+
 async def _run_server(args: argparse.Namespace) -> int:
     from langchain_rag_async.errors import ConfigurationError
 
@@ -579,8 +591,9 @@ def _run(args: argparse.Namespace) -> int:
         if args.command == "migrate":
             return asyncio.run(_until_signal(_run_migrate(args, out)))
         if args.command in ("serve", "mcp"):
-            # uvicorn handles the signals itself
-            return asyncio.run(_debugged(args, _run_server(args)))
+            # uvicorn handles the signals itself; serve runs on uvloop when installed
+            with asyncio.Runner(loop_factory=_server_loop_factory(args.command)) as runner:
+                return runner.run(_debugged(args, _run_server(args)))
         return asyncio.run(_until_signal(_debugged(args, _run_ask(args, out, err))))
     except Interrupted as exc:
         _say_interrupted(args.command, err)

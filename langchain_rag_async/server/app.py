@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -57,6 +58,7 @@ def create_app(
     settings: ServerConfig | None = None,
     *,
     config: RAGConfig | None = None,
+    warm_up: bool = False,
 ) -> FastAPI:
     """Build the server's ASGI app over one index (mount it in your own FastAPI app if you like).
 
@@ -69,6 +71,10 @@ def create_app(
             ``config`` and closed when the app shuts down.
         settings: Server settings; ``config.server`` by default.
         config: All settings; the engine's, else :meth:`RAGConfig.from_env`.
+        warm_up: At start-up, load the index and the query model in the background
+            (two concurrent searches: the local model compiles its batch runtime on the
+            first batch), so the first burst of questions does not pay for it.
+            ``rag-async serve`` turns it on.
 
     Returns:
         The FastAPI application.
@@ -85,10 +91,14 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        warming = asyncio.create_task(_awarm_up(engine), name="rag-warm-up") if warm_up else None
         try:
             async with mcp.session_manager.run(), watch_event_loop_lag():
                 yield
         finally:
+            if warming is not None:
+                warming.cancel()
+                await asyncio.gather(warming, return_exceptions=True)
             await state.aclose()
 
     app = FastAPI(
@@ -191,3 +201,15 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(Exception, unexpected)
+
+
+async def _awarm_up(engine: AsyncRAGEngine) -> None:
+    """Load the index and the query model before the first questions (best effort)."""
+    try:
+        async with asyncio.TaskGroup() as group:  # two at once: the batch path too
+            for question in ("warm-up", "warm up the query model"):
+                group.create_task(engine.aquery(question, k=1))
+    except* RAGError as failed:  # nothing indexed yet, a remote model down: queries will say
+        logger.info("server.warm_up_skipped", error=str(failed.exceptions[0]))
+    else:
+        logger.info("server.warmed_up")

@@ -6,6 +6,7 @@ streamable HTTP at ``/mcp`` inside ``rag-async serve`` (same bearer key, same ro
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -29,7 +30,8 @@ _INSTRUCTIONS = (
 
 def build_mcp_server(state: ServerState) -> MCPServer:
     """The MCP server whose tools use ``state``'s engine, limits and index jobs."""
-    server = MCPServer(name="langchain-rag-async", instructions=_INSTRUCTIONS)
+    with _host_logging_kept():
+        server = MCPServer(name="langchain-rag-async", instructions=_INSTRUCTIONS)
 
     @server.tool()
     async def search(query: str, k: int = 5) -> list[dict[str, Any]]:
@@ -80,6 +82,25 @@ def build_mcp_server(state: ServerState) -> MCPServer:
         return {"job_id": job.id, **(job.summary or {})}
 
     return server
+
+
+@contextmanager
+def _host_logging_kept() -> Iterator[None]:
+    """Undo what the SDK does to the process's logging while it builds an ``MCPServer``.
+
+    The SDK calls ``logging.basicConfig(level=INFO)`` with a rich console handler: in a
+    process without root handlers (``create_app`` mounted in a user's app, or a bare
+    ``uvicorn.run``), every library's INFO records would then be rendered by rich on the
+    event loop, one request log per request. Logging is the application's (or the CLI's
+    ``configure_logging``) to set up, not a library's.
+    """
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
 
 
 @contextmanager

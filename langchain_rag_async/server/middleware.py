@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 from starlette.datastructures import Headers
@@ -149,6 +150,7 @@ class InFlightMiddleware:
                     await self.app(scope, receive, send_status)
                 finally:
                     seconds = round(time.perf_counter() - started, 4)
-                    _log.info("request", endpoint=path, status=status, seconds=seconds)
+                    if _log.isEnabledFor(logging.INFO):  # cheap when nobody listens
+                        _log.info("request", endpoint=path, status=status, seconds=seconds)
         finally:
             gauge.dec()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
+from collections.abc import Callable
 
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
@@ -14,7 +17,23 @@ from langchain_rag_async.server.mcp_server import build_mcp_server
 from langchain_rag_async.server.security import check_bind
 from langchain_rag_async.server.state import ServerState
 
-__all__ = ("aserve", "aserve_mcp_stdio")
+__all__ = ("aserve", "aserve_mcp_stdio", "serve_loop_factory")
+
+_LOOP = "auto"
+"""uvicorn's loop choice, as ``uvicorn.run`` makes it: uvloop when installed, else asyncio."""
+
+
+def serve_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop ``rag-async serve`` runs on: uvloop when installed, as ``uvicorn.run``.
+
+    For ``asyncio.Runner(loop_factory=...)``; ``None`` means asyncio's default loop.
+    """
+    # log_config=None: building a Config must not set up uvicorn's loggers (aserve does)
+    return uvicorn.Config(_no_app, loop=_LOOP, log_config=None).get_loop_factory()
+
+
+async def _no_app(scope: object, receive: object, send: object) -> None:
+    """A placeholder app: a ``uvicorn.Config`` only built to pick the loop factory."""
 
 
 async def aserve(config: RAGConfig) -> None:
@@ -29,7 +48,8 @@ async def aserve(config: RAGConfig) -> None:
     """
     settings = config.server
     check_bind(settings)
-    app = create_app(config=config)  # on loopback, only loopback Host names (DNS rebinding)
+    # On loopback, only loopback Host names (DNS rebinding).
+    app = create_app(config=config, warm_up=True)
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -41,8 +61,11 @@ async def aserve(config: RAGConfig) -> None:
             log_config=None if config.observability.log_format == "json" else LOGGING_CONFIG,
             lifespan="on",
             ws="websockets-sansio",
+            loop=_LOOP,  # what the caller's loop should be (serve_loop_factory)
         )
     )
+    loop = type(asyncio.get_running_loop())
+    logging.getLogger("uvicorn.error").info("Event loop: %s.%s", loop.__module__, loop.__name__)
     await server.serve()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -125,6 +126,9 @@ def test_sigterm_lets_a_running_stream_finish(tmp_path: Path) -> None:
     )
     assert text == reply  # the whole answer arrived after SIGTERM
     assert server.returncode in (0, -signal.SIGTERM), output
+    # on uvloop when installed, as under uvicorn.run (and the serving benchmark)
+    loop = "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
+    assert f"Event loop: {loop}." in output, output
 
 
 def wait_healthy(server: subprocess.Popen[str], url: str) -> None:
