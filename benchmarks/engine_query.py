@@ -95,7 +95,7 @@ async def run(corpus: Path, files_limit: int, queries: int, index_dir: Path) -> 
         progress(f"indexing {len(files)} files with the local model (cached after a run) ...")
         await engine.aindex_directory(corpus)
         hybrid = await engine.aretriever(k=10)
-        if not isinstance(hybrid, HybridRetriever):
+        if not isinstance(hybrid, HybridRetriever) or hybrid.sparse is None:
             raise SystemExit("this benchmark measures the local directory index, not Postgres")
         store = hybrid.vectorstore
         chunks = len(store.index_to_docstore_id) if isinstance(store, AsyncFAISS) else None
