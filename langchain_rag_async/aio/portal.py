@@ -118,8 +118,10 @@ class BlockingPortal:
             tasks.append(task)
             task.add_done_callback(lambda done: _copy_outcome(done, result))
 
-        loop.call_soon_threadsafe(launch)
         try:
+            # Inside the try: a Ctrl-C can land on any bytecode of this thread, also the one
+            # right after the work was handed over (the loop may have started it already).
+            loop.call_soon_threadsafe(launch)
             return result.result()
         except BaseException:
             if not result.done():  # the caller was interrupted: stop the work it asked for

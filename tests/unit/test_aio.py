@@ -9,6 +9,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from types import FrameType
+from typing import Any
 
 import pytest
 
@@ -139,6 +140,40 @@ def test_interrupting_the_waiting_caller_cancels_the_task(portal: BlockingPortal
     finally:
         sender.join()
         signal.signal(signal.SIGUSR1, previous)
+    assert cancelled.wait(10), "the interrupted call's task kept running"
+    assert portal.call(double(2)) == 4
+
+
+def test_an_interrupt_right_after_the_hand_over_still_cancels_the_task(
+    portal: BlockingPortal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ctrl-C can land on the bytecode right after the work was handed to the loop (seen
+    in CI under load): the work has started by then and must still be cancelled."""
+    started = threading.Event()
+    cancelled = threading.Event()
+
+    async def long_work() -> None:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    loop = portal.start()
+    hand_over = loop.call_soon_threadsafe
+    interrupts = iter([True])
+
+    def hand_over_then_interrupt(callback: Any, *args: Any) -> Any:
+        handle = hand_over(callback, *args)
+        if next(interrupts, False):  # only the hand-over, not the cancellation that follows
+            assert started.wait(10)
+            raise Interrupted
+        return handle
+
+    monkeypatch.setattr(loop, "call_soon_threadsafe", hand_over_then_interrupt)
+    with pytest.raises(Interrupted):
+        portal.call(long_work())
     assert cancelled.wait(10), "the interrupted call's task kept running"
     assert portal.call(double(2)) == 4
 
