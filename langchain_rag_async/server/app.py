@@ -74,7 +74,8 @@ def create_app(
         warm_up: At start-up, load the index and the query model in the background
             (two concurrent searches: the local model compiles its batch runtime on the
             first batch), so the first burst of questions does not pay for it.
-            ``rag-async serve`` turns it on.
+            ``rag-async serve`` turns it on for the bundled local model (with a remote
+            model it would send two embedding requests nobody asked for).
 
     Returns:
         The FastAPI application.

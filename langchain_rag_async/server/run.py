@@ -49,7 +49,8 @@ async def aserve(config: RAGConfig) -> None:
     settings = config.server
     check_bind(settings)
     # On loopback, only loopback Host names (DNS rebinding).
-    app = create_app(config=config, warm_up=True)
+    # Warm up only the bundled model: a remote one would be sent requests nobody asked for.
+    app = create_app(config=config, warm_up=config.embeddings.provider == "local")
     server = uvicorn.Server(
         uvicorn.Config(
             app,
