@@ -41,7 +41,7 @@ from langchain_rag_async.postgres.writer import PostgresIndexWriter
 from langchain_rag_async.splitters import RunnableTextSplitter
 
 if TYPE_CHECKING:
-    from langchain_rag_async.indexing.graph import IndexingContext
+    from langchain_rag_async.indexing.steps import IndexingContext
 
 __all__ = ("PostgresResources", "aindex", "aplan", "open_postgres_resources")
 
