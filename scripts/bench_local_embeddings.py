@@ -13,6 +13,8 @@ Candidates (each through the library's own runtime settings unless said otherwis
   today-ov-bf16  the same file in OpenVINO with bf16 compute (needs avx512_bf16 to pay)
   static-ov      the static int8 file of the repository in OpenVINO: the new default
   static-ort     the same file in onnxruntime (where OpenVINO is not installed)
+  static-ov-1t   static-ov on one thread (RAG_LOCAL_THREADS=1; the others use every core)
+  static-ort-1t  static-ort on one thread
   dynamic-ort    onnxruntime dynamic int8 (per channel) of the fp32 export (needs ``onnx``)
 
 Speed is the median of interleaved rounds (each candidate in turn on the same abstracts),
@@ -55,13 +57,15 @@ CANDIDATES = (
     "today-ov-bf16",
     "static-ov",
     "static-ort",
+    "static-ov-1t",
+    "static-ort-1t",
     "dynamic-ort",
 )
 
 
-def library_runner(path: Path, runtime: RuntimeName) -> Run:
+def library_runner(path: Path, runtime: RuntimeName, threads: int = 0) -> Run:
     """The library's own runtime (the same settings as ``LocalMiniLMEmbeddings``)."""
-    loaded = load_runtime(path, runtime)
+    loaded = load_runtime(path, runtime, threads)
 
     def run(feed: dict[str, npt.NDArray[np.int64]]) -> npt.NDArray[np.float32]:
         return loaded.run({k: v for k, v in feed.items() if k in loaded.input_names})
@@ -116,6 +120,10 @@ def runner(name: str, workdir: Path) -> Run:
         return library_runner(static, "openvino")
     if name == "static-ort":
         return library_runner(static, "onnxruntime")
+    if name == "static-ov-1t":
+        return library_runner(static, "openvino", threads=1)
+    if name == "static-ort-1t":
+        return library_runner(static, "onnxruntime", threads=1)
     if name == "dynamic-ort":
         return library_runner(dynamic_int8(workdir), "onnxruntime")
     raise SystemExit(f"unknown candidate {name!r}; choose from {', '.join(CANDIDATES)}")

@@ -50,14 +50,17 @@ def resolve_runtime(requested: RuntimeName) -> str:
     return SPLIT if importlib.util.find_spec("openvino") is not None else "onnxruntime"
 
 
-def load_runtime(path: Path, requested: RuntimeName) -> Runtime:
-    """Load ``path`` in the requested runtime (raises the runtime's own errors)."""
+def load_runtime(path: Path, requested: RuntimeName, threads: int = 0) -> Runtime:
+    """Load ``path`` in the requested runtime (raises the runtime's own errors).
+
+    ``threads`` bounds the threads of a batch (0: every core); one text runs on one.
+    """
     resolved = resolve_runtime(requested)
     if resolved == "openvino":
-        return _OpenVINORuntime(path)
+        return _OpenVINORuntime(path, threads)
     if resolved == SPLIT:
-        return _SplitRuntime(path)
-    return _OnnxRuntime(path)
+        return _SplitRuntime(path, threads)
+    return _OnnxRuntime(path, threads=threads)
 
 
 class _OnnxRuntime:
@@ -70,9 +73,9 @@ class _OnnxRuntime:
 
     name = "onnxruntime"
 
-    def __init__(self, path: Path, *, batches: bool = True) -> None:
+    def __init__(self, path: Path, *, batches: bool = True, threads: int = 0) -> None:
         self._single = self._session(path, threads=1)
-        self._batch = self._session(path, threads=0) if batches else self._single
+        self._batch = self._session(path, threads=threads) if batches else self._single
         self.input_names = frozenset(node.name for node in self._single.get_inputs())
 
     @staticmethod
@@ -105,12 +108,12 @@ class _OpenVINORuntime:
 
     name = "openvino"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, threads: int = 0) -> None:
         import openvino
 
         self._core = openvino.Core()
         self._model = self._core.read_model(str(path))
-        self._batch = _CompiledPool(self._compile(threads=0))
+        self._batch = _CompiledPool(self._compile(threads=threads))
         self._single: _CompiledPool | None = None
         self._single_lock = threading.Lock()
         self.input_names = frozenset(
@@ -149,8 +152,8 @@ class _SplitRuntime:
 
     name = SPLIT
 
-    def __init__(self, path: Path) -> None:
-        self._path = path
+    def __init__(self, path: Path, threads: int = 0) -> None:
+        self._path, self._threads = path, threads
         self._onnx = _OnnxRuntime(path, batches=False)  # checks the file loads at all
         self._batches: Runtime | None = None
         self._lock = threading.Lock()
@@ -166,14 +169,14 @@ class _SplitRuntime:
             with self._lock:
                 if self._batches is None:
                     try:
-                        self._batches = _OpenVINORuntime(self._path)
+                        self._batches = _OpenVINORuntime(self._path, self._threads)
                     except Exception as exc:  # OpenVINO raises its own, untyped errors
                         _log.warning(
                             "openvino failed; batches run in onnxruntime",
                             path=str(self._path),
                             error=str(exc),
                         )
-                        self._batches = _OnnxRuntime(self._path)
+                        self._batches = _OnnxRuntime(self._path, threads=self._threads)
         return self._batches
 
 

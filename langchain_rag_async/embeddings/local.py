@@ -81,6 +81,8 @@ LOCAL_MODEL_PATH_ENV = "RAG_LOCAL_MODEL_PATH"
 """Environment variable naming a copy of the model's file (or its directory)."""
 LOCAL_RUNTIME_ENV = "RAG_LOCAL_RUNTIME"
 """Environment variable choosing the runtime: ``auto`` (default), ``openvino``, ``onnxruntime``."""
+LOCAL_THREADS_ENV = "RAG_LOCAL_THREADS"
+"""Environment variable bounding the threads of a batch (``0``, the default: every core)."""
 DEFAULT_BATCH_SIZE = 32
 """Texts per forward pass."""
 
@@ -142,7 +144,7 @@ class _LoadedModel:
     tokenizer: Tokenizer
 
 
-_MODELS: dict[tuple[str, str, str, str], _LoadedModel] = {}
+_MODELS: dict[tuple[str, str, str, str, int], _LoadedModel] = {}
 _LOAD_LOCK = threading.Lock()
 
 
@@ -174,10 +176,29 @@ def load_tokenizer(path: Path = _TOKENIZER_PATH) -> Tokenizer:
     return tokenizer
 
 
-def _start_runtime(model_path: Path, runtime: RuntimeName, hint: str) -> Runtime:
+def _threads(chosen: int | None) -> int:
+    """``threads=``, else ``$RAG_LOCAL_THREADS``, else 0; refused when negative or not a number."""
+    if chosen is None:
+        raw = os.environ.get(LOCAL_THREADS_ENV, "").strip() or "0"
+        try:
+            chosen = int(raw)
+        except ValueError:
+            raise ConfigurationError(
+                f"{LOCAL_THREADS_ENV} must be a whole number of threads (0: every core); "
+                f"got {raw!r}"
+            ) from None
+    if chosen < 0:
+        raise ConfigurationError(
+            f"threads must be 0 (every core) or more (threads= or {LOCAL_THREADS_ENV}); "
+            f"got {chosen}"
+        )
+    return chosen
+
+
+def _start_runtime(model_path: Path, runtime: RuntimeName, threads: int, hint: str) -> Runtime:
     """Load the file in the runtime(s); raise ConfigurationError when it cannot be loaded."""
     try:
-        return load_runtime(model_path, runtime)
+        return load_runtime(model_path, runtime, threads)
     except Exception as exc:  # the runtimes raise their own, untyped errors
         raise ConfigurationError(
             f"the local embedding model could not be loaded from {model_path} "
@@ -186,10 +207,20 @@ def _start_runtime(model_path: Path, runtime: RuntimeName, hint: str) -> Runtime
 
 
 def _load_model(
-    model_file: _ModelFile, model_path: Path, tokenizer_path: Path, runtime: RuntimeName
+    model_file: _ModelFile,
+    model_path: Path,
+    tokenizer_path: Path,
+    runtime: RuntimeName,
+    threads: int = 0,
 ) -> _LoadedModel:
     """Return the process-wide model for these files, verifying and loading it once."""
-    key = (str(model_path), model_file.sha256, str(tokenizer_path), resolve_runtime(runtime))
+    key = (
+        str(model_path),
+        model_file.sha256,
+        str(tokenizer_path),
+        resolve_runtime(runtime),
+        threads,
+    )
     model = _MODELS.get(key)
     if model is None:
         with _LOAD_LOCK:
@@ -207,7 +238,7 @@ def _load_model(
                         f"the embedding tokenizer {tokenizer_path} could not be loaded: {exc}. "
                         f"{_TOKENIZER_HINT}"
                     ) from exc
-                started = _start_runtime(model_path, runtime, model_file.hint)
+                started = _start_runtime(model_path, runtime, threads, model_file.hint)
                 model = _LoadedModel(runtime=started, tokenizer=tokenizer)
                 _MODELS[key] = model
     return model
@@ -303,6 +334,7 @@ class LocalMiniLMEmbeddings(Embeddings):
         tokenizer_path: str | os.PathLike[str] | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         runtime: RuntimeName | None = None,
+        threads: int | None = None,
     ) -> None:
         """Configure the model; nothing is read until the first embedding call.
 
@@ -316,10 +348,14 @@ class LocalMiniLMEmbeddings(Embeddings):
             runtime: ``"auto"`` (batches in OpenVINO when it is installed, one text and
                 everything else in onnxruntime), ``"openvino"`` or ``"onnxruntime"``.
                 Defaults to ``$RAG_LOCAL_RUNTIME``, then ``"auto"``.
+            threads: Threads of a batch's forward pass; ``0`` (the default) uses every
+                core. One text (a query) always runs on one thread. Defaults to
+                ``$RAG_LOCAL_THREADS``, then ``0``. Fewer threads leave cores to other
+                work in the process (a server answering queries while it indexes).
 
         Raises:
-            ConfigurationError: An unknown model or runtime, or ``batch_size`` is not
-                positive.
+            ConfigurationError: An unknown model or runtime, ``batch_size`` is not
+                positive, or ``threads`` is negative or not a number.
         """
         if batch_size <= 0:
             raise ConfigurationError(f"batch_size must be positive; got {batch_size}")
@@ -335,6 +371,7 @@ class LocalMiniLMEmbeddings(Embeddings):
                 f"unknown local runtime {chosen!r} (runtime= or {LOCAL_RUNTIME_ENV}); "
                 f"choose one of {', '.join(RUNTIMES)}"
             )
+        self._threads = _threads(threads)
         raw = model_path if model_path is not None else os.environ.get(LOCAL_MODEL_PATH_ENV)
         self._model_id = model_id
         self._file = _FILES[model_id]
@@ -363,6 +400,11 @@ class LocalMiniLMEmbeddings(Embeddings):
     def batch_size(self) -> int:
         """Texts per forward pass."""
         return self._batch_size
+
+    @property
+    def threads(self) -> int:
+        """Threads of a batch's forward pass (``0``: every core)."""
+        return self._threads
 
     @property
     def runtime(self) -> str:
@@ -399,7 +441,9 @@ class LocalMiniLMEmbeddings(Embeddings):
                 path = self._model_path / self._file.file_name
             else:
                 path = self._model_path
-            self._loaded = _load_model(self._file, path, self._tokenizer_path, self._runtime)
+            self._loaded = _load_model(
+                self._file, path, self._tokenizer_path, self._runtime, self._threads
+            )
         return self._loaded
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:

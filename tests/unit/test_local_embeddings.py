@@ -374,6 +374,30 @@ def test_runtime_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         LocalMiniLMEmbeddings()
 
 
+def test_threads_of_a_batch_from_the_argument_or_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from langchain_rag_async.embeddings.local import LOCAL_THREADS_ENV
+
+    assert LocalMiniLMEmbeddings().threads == 0  # every core
+    monkeypatch.setenv(LOCAL_THREADS_ENV, "1")
+    one = LocalMiniLMEmbeddings(runtime="onnxruntime")
+    assert one.threads == 1 and LocalMiniLMEmbeddings(threads=2).threads == 2
+    # The batch session really runs on one thread, and computes the same vectors.
+    vectors = np.array(one.embed_documents(RUNTIME_TEXTS))
+    loaded = one._loaded
+    assert loaded is not None
+    batch_session = loaded.runtime._batch  # type: ignore[attr-defined]
+    assert batch_session.get_session_options().intra_op_num_threads == 1
+    every_core = LocalMiniLMEmbeddings(runtime="onnxruntime", threads=0)
+    assert np.allclose(vectors, every_core.embed_documents(RUNTIME_TEXTS), atol=1e-5)
+    monkeypatch.setenv(LOCAL_THREADS_ENV, "all")
+    with pytest.raises(ConfigurationError, match="RAG_LOCAL_THREADS must be a whole number"):
+        LocalMiniLMEmbeddings()
+    with pytest.raises(ConfigurationError, match="threads must be 0"):
+        LocalMiniLMEmbeddings(threads=-1)
+
+
 def test_unknown_model_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="unknown local embedding model") as info:
         LocalMiniLMEmbeddings(model="all-MiniLM-L12")
@@ -442,7 +466,7 @@ def test_auto_falls_back_to_onnxruntime_when_openvino_fails(
     from langchain_rag_async.embeddings import _local_runtimes as runtimes
 
     class Broken:
-        def __init__(self, path: Path) -> None:
+        def __init__(self, path: Path, threads: int = 0) -> None:
             raise RuntimeError("Cannot compile: no such device")
 
     monkeypatch.setattr(runtimes, "_OpenVINORuntime", Broken)
