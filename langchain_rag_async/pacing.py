@@ -43,6 +43,11 @@ RATE_GROWTH = 0.03
 """Requests per second a learnt rate grows by with each success (about 3 % a second)."""
 MIN_LEARNT_RATE = 0.5
 """The slowest a learnt rate goes, in requests per second."""
+LIMIT_REFUSALS = 2
+"""Refusals naming no limit within a second, at least, before a rate is learnt from them."""
+LIMIT_REFUSED_SHARE = 0.5
+"""...and at least this many per request admitted in that second: a limit refuses a burst's
+tail; a flaky service (one refusal in five, say) is answered with holds, not a rate."""
 PEAK_SHARE = 0.4
 """A learnt rate never falls below this share of the highest admitted rate seen, so that
 refusals at random (faults, not a limit) cost at most that share of the throughput."""
@@ -307,9 +312,23 @@ class RequestPacer:
             self._hold_until = max(self._hold_until, now + answer.retry_after)
         if not any(t >= now - 10.0 for t in self._answers.values()):
             return  # no success lately: no rate to learn (a spent quota, an outage)
+        if not self._refusing_a_share(now):
+            return  # scattered refusals (a flaky service) say nothing about a rate
         admitted = self._admitted_rate(now)
         learnt.peak = max(learnt.peak, admitted)
         learnt.rate = max(MIN_LEARNT_RATE, PEAK_SHARE * learnt.peak, RATE_BACKOFF * admitted)
+
+    def _refusing_a_share(self, now: float) -> bool:
+        """Whether the last second's refusals look like a limit's, not a flaky service's.
+
+        At least :data:`LIMIT_REFUSALS` of them, and at least :data:`LIMIT_REFUSED_SHARE`
+        per request admitted beside them: a service that refuses one request in five at
+        random (a fault, not a rate) must not be paced down to a crawl.
+        """
+        since = now - 1.0
+        starts = [t for t in self._starts.values() if t >= since]
+        refused = sum(1 for t in starts if t in self._refused)
+        return refused >= max(LIMIT_REFUSALS, LIMIT_REFUSED_SHARE * (len(starts) - refused))
 
     def _admitted_rate(self, now: float) -> float:
         """Requests per second the service admitted lately: started, and not refused.

@@ -605,6 +605,19 @@ def test_a_refusal_naming_no_limit_holds_then_spaces_requests_by_the_admitted_ra
     assert pacer.learnt_rate == pytest.approx(7.2 + RATE_GROWTH)
 
 
+def test_scattered_refusals_of_a_flaky_service_teach_no_rate() -> None:
+    """One refusal among many admitted requests is a fault, not a limit (CI saw a 20 %
+    429 fault mix paced down to 2 requests/s): hold for its Retry-After, learn no rate."""
+    pacer = RequestPacer(margin=0.0)
+    for entry in _started(pacer, 8, 0.0):
+        pacer.record_answer(entry, 0.05)
+    _started(pacer, 1, 0.1)
+    refusal = LimitAnswer(retry_after=0.125, refused=True)
+    pacer.observe(refusal, started=0.1, now=0.2, ticket=9, issued=9)
+    assert pacer.learnt_rate is None
+    assert pacer.delay(0.2) == pytest.approx(0.125)
+
+
 def test_no_rate_is_learnt_while_nothing_is_admitted_or_a_window_is_known() -> None:
     refusal = LimitAnswer(retry_after=0.5, refused=True)
     silent = RequestPacer(margin=0.0)
