@@ -31,11 +31,21 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from langchain_core.documents import Document
+
 from benchmarks.fake_openai import MODEL, FakeOpenAIServer, keep_traffic_local, openai_embeddings
 from benchmarks.timing import high_water_kb
 from langchain_rag_async.config import SplitterConfig
 
-__all__ = ("OVERHEAD_TARGET", "ChildPeak", "measure", "report_text", "run")
+__all__ = (
+    "OVERHEAD_TARGET",
+    "ChildPeak",
+    "child_env",
+    "langchain_chunks",
+    "measure",
+    "report_text",
+    "run",
+)
 
 OVERHEAD_TARGET = 0.10
 """The design's bound: our peak RSS at most 10 % above LangChain's sync path."""
@@ -104,19 +114,38 @@ def measure(
     return ChildPeak(label, round(peak_kb / 1024, 1), round(seconds, 2), returncode, parsed)
 
 
-def langchain_sync_index(corpus: Path, out_dir: Path, base_url: str, batch_size: int) -> None:
-    """The child's work for LangChain: load, split, ``FAISS.from_documents``, ``save_local``."""
+def child_env(base_url: str) -> dict[str, str]:
+    """The environment of a measured child: the fake server's URL, this checkout importable."""
+    return {
+        **os.environ,
+        "OPENAI_API_KEY": "bench",
+        "OPENAI_BASE_URL": base_url,
+        "RAG_EMBEDDING_MODEL": MODEL,
+        "PYTHONPATH": str(_ROOT),
+    }
+
+
+def langchain_chunks(corpus: Path) -> tuple[list[Document], list[Document]]:
+    """LangChain's usual load and split of ``corpus``: its documents and their chunks."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         from langchain_community.document_loaders import DirectoryLoader, TextLoader
-        from langchain_community.vectorstores import FAISS
         from langchain_text_splitters import RecursiveCharacterTextSplitter
 
     docs = DirectoryLoader(str(corpus), glob="**/*.md", loader_cls=TextLoader).load()
     splitter = RecursiveCharacterTextSplitter(
         chunk_size=SPLITTER.chunk_size, chunk_overlap=SPLITTER.chunk_overlap
     )
-    chunks = splitter.split_documents(docs)
+    return docs, splitter.split_documents(docs)
+
+
+def langchain_sync_index(corpus: Path, out_dir: Path, base_url: str, batch_size: int) -> None:
+    """The child's work for LangChain: load, split, ``FAISS.from_documents``, ``save_local``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from langchain_community.vectorstores import FAISS
+
+    docs, chunks = langchain_chunks(corpus)
     store = FAISS.from_documents(chunks, openai_embeddings(base_url, batch_size))
     store.save_local(str(out_dir))
     print(json.dumps({"files": len(docs), "chunks": int(store.index.ntotal)}))
@@ -131,13 +160,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         FakeOpenAIServer.run_in_thread(dimension=args.dimension, latency=args.latency) as server,
         tempfile.TemporaryDirectory(prefix="bench-memory-") as work,
     ):
-        env = {
-            **os.environ,
-            "OPENAI_API_KEY": "bench",
-            "OPENAI_BASE_URL": server.base_url,
-            "RAG_EMBEDDING_MODEL": MODEL,
-            "PYTHONPATH": str(_ROOT),
-        }
+        env = child_env(server.base_url)
         for n in range(args.repeat):
             results["python"].append(
                 measure("python -c pass", [python, "-c", _OWN_PEAK], env=env, timeout=60)

@@ -12,18 +12,15 @@ The plot is drawn with matplotlib's Agg backend (the ``bench`` extra).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks.fake_openai import MODEL, FakeOpenAIServer, keep_traffic_local
-from benchmarks.memory import ChildPeak, measure
+from benchmarks.fake_openai import FakeOpenAIServer, keep_traffic_local
+from benchmarks.memory import ChildPeak, child_env, measure
 
 __all__ = ("multiply_corpus", "plot", "report_text", "run_scaling")
-
-_ROOT = Path(__file__).resolve().parents[1]
 
 
 def multiply_corpus(corpus: Path, factor: int, out: Path) -> int:
@@ -59,13 +56,7 @@ def run_scaling(args: argparse.Namespace) -> dict[str, Any]:
         FakeOpenAIServer.run_in_thread(dimension=args.dimension, latency=args.latency) as server,
         tempfile.TemporaryDirectory(prefix="bench-memory-scaling-") as work,
     ):
-        env = {
-            **os.environ,
-            "OPENAI_API_KEY": "bench",
-            "OPENAI_BASE_URL": server.base_url,
-            "RAG_EMBEDDING_MODEL": MODEL,
-            "PYTHONPATH": str(_ROOT),
-        }
+        env = child_env(server.base_url)
         for factor in args.scaling:
             corpus = Path(work) / f"corpus-{factor}x"
             files = multiply_corpus(args.corpus, factor, corpus)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -39,15 +38,14 @@ from typing import Any
 
 from benchmarks.corpus import corpus_files
 from benchmarks.engine_query import questions
-from benchmarks.fake_openai import MODEL, FakeOpenAIServer, keep_traffic_local, openai_embeddings
-from benchmarks.memory import SPLITTER, measure
+from benchmarks.fake_openai import FakeOpenAIServer, keep_traffic_local, openai_embeddings
+from benchmarks.memory import child_env, langchain_chunks, measure
 
 __all__ = ("LATENCY_TARGET", "report_text", "run")
 
 LATENCY_TARGET = 0.5
 """The design's bound: our p50 at most half of the sync path's."""
 WARM_UP = 20
-_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _round_questions(corpus: Path, concurrency: int, rounds: int) -> list[list[str]]:
@@ -109,16 +107,10 @@ def langchain_sync(corpus: Path, base_url: str, concurrency: int, rounds: int) -
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         from langchain_classic.retrievers import EnsembleRetriever
-        from langchain_community.document_loaders import DirectoryLoader, TextLoader
         from langchain_community.retrievers import BM25Retriever
         from langchain_community.vectorstores import FAISS
-        from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-    docs = DirectoryLoader(str(corpus), glob="**/*.md", loader_cls=TextLoader).load()
-    splitter = RecursiveCharacterTextSplitter(
-        chunk_size=SPLITTER.chunk_size, chunk_overlap=SPLITTER.chunk_overlap
-    )
-    chunks = splitter.split_documents(docs)
+    _, chunks = langchain_chunks(corpus)
     store = FAISS.from_documents(chunks, openai_embeddings(base_url, 16))
     bm25 = BM25Retriever.from_documents(chunks, k=10)
     dense = store.as_retriever(search_kwargs={"k": 10})
@@ -154,13 +146,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         FakeOpenAIServer.run_in_thread(dimension=args.dimension, latency=args.latency) as server,
         tempfile.TemporaryDirectory(prefix="bench-query-") as work,
     ):
-        env = {
-            **os.environ,
-            "OPENAI_API_KEY": "bench",
-            "OPENAI_BASE_URL": server.base_url,
-            "RAG_EMBEDDING_MODEL": MODEL,
-            "PYTHONPATH": str(_ROOT),
-        }
+        env = child_env(server.base_url)
         common = [str(args.corpus), str(args.concurrency), str(args.rounds)]
         for n in range(args.repeat):  # alternate sides, so load drifts hit both
             for side in ("ours", "langchain"):
