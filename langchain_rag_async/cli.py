@@ -7,6 +7,7 @@ import atexit
 import functools
 import gc
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec
@@ -550,19 +551,92 @@ async def _run_server(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``rag-async``; returns the exit code."""
-    args = build_parser().parse_args(argv)
-    # `--help` and usage errors have exited by now, having imported nothing but argparse:
-    # each command imports what it uses (pinned by tests/unit/test_cli_startup.py).
-    atexit.unregister(_skip_final_collections)  # once per process, however often main runs
-    atexit.register(_skip_final_collections)
-    thresholds = gc.get_threshold()
-    if args.command not in ("serve", "mcp"):  # a one-shot command (see the factor's note)
-        gc.set_threshold(*thresholds[:2], thresholds[2] * _FULL_COLLECTIONS_RARER)
+    """Entry point of ``rag-async``; returns the exit code.
+
+    SIGINT and SIGTERM end every command in order with ``128 + signum`` (130, 143), also
+    when they arrive before its work starts: Ctrl-C raises ``KeyboardInterrupt`` and SIGTERM
+    :class:`~langchain_rag_async.errors.Interrupted` until the command's event loop takes
+    them over (:func:`~langchain_rag_async.aio.signals.cancel_on_signal`).
+    """
+    previous = _interrupt_on_sigterm()
     try:
-        return _run(args)
+        args = build_parser().parse_args(argv)
+        # `--help` and usage errors have exited by now, having imported nothing but argparse:
+        # each command imports what it uses (pinned by tests/unit/test_cli_startup.py).
+        atexit.unregister(_skip_final_collections)  # once per process, however often main runs
+        atexit.register(_skip_final_collections)
+        thresholds = gc.get_threshold()
+        if args.command not in ("serve", "mcp"):  # a one-shot command (see the factor's note)
+            gc.set_threshold(*thresholds[:2], thresholds[2] * _FULL_COLLECTIONS_RARER)
+        try:
+            return _run(args)
+        finally:
+            gc.set_threshold(*thresholds)
+    except KeyboardInterrupt:  # before the command's own handling began
+        sys.stderr.write("interrupted\n")
+        return 130
+    except _Terminated as exc:
+        sys.stderr.write("interrupted\n")
+        return 128 + exc.signum
     finally:
-        gc.set_threshold(*thresholds)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class _Terminated(BaseException):  # noqa: N818 - a signal, like KeyboardInterrupt
+    """SIGTERM arrived before the command's event loop took the signals over."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise _Terminated(signum)
+
+
+def _interrupt_on_sigterm() -> Any:
+    """Make SIGTERM raise :class:`_Terminated` (as SIGINT raises ``KeyboardInterrupt``).
+
+    Returns:
+        The handler it replaced (to restore), or ``None`` off the main thread, where
+        handlers cannot be set (``main`` called from a thread keeps the process's own).
+    """
+    try:
+        return signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread
+        return None
+
+
+_PRELOADED = {
+    "index": ("langchain_rag_async.indexing.api",),
+    "query": ("langchain_rag_async.engine",),
+    "ask": ("langchain_rag_async.engine",),
+    "doctor": ("langchain_rag_async.indexing.doctor",),
+}
+"""Modules each one-shot command imports first thing on its event loop."""
+
+
+def _preload(args: argparse.Namespace) -> None:
+    """Import the modules the command is about to use, before its event loop starts.
+
+    An import runs synchronously: on the loop, a signal's handler waits until the import in
+    progress ends (the index command's imports take about 1 s, several on a loaded machine),
+    so a Ctrl-C during start-up took that long to act. Before the loop, ``KeyboardInterrupt``
+    (and :class:`_Terminated`) interrupt an import at once. Only modules the command imports
+    anyway are loaded, so the import graph pinned by ``tests/unit/test_cli_startup.py`` is
+    unchanged; the embedding provider's client is loaded for the commands that embed.
+    """
+    import importlib
+
+    names = list(_PRELOADED.get(args.command, ()))
+    if names and args.command != "doctor":
+        provider = _config_from_args(args).embeddings.provider
+        names.append(
+            "langchain_openai" if provider == "openai" else "langchain_rag_async.embeddings.local"
+        )
+    for name in names:
+        importlib.import_module(name)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -582,6 +656,7 @@ def _run(args: argparse.Namespace) -> int:
     tracing: Tracing | None = None
     try:
         tracing = _start_telemetry(args)
+        _preload(args)
         if args.command == "index":
             return asyncio.run(_until_signal(_debugged(args, _run_index(args, out, err))))
         if args.command == "query":

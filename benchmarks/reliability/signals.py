@@ -1,7 +1,8 @@
 """SIGINT and SIGTERM at random moments of ``rag-async index``: a quick, orderly stop.
 
 Per trial: the run gets the signal after a random delay and must exit within 2 s with
-``128 + signum`` (or 0 if it had already finished), leave an index ``rag-async doctor`` finds
+``128 + signum`` (or 0 if it had already finished; or be ended by the signal itself when it
+arrives before the command could handle one, with nothing written), leave an index ``rag-async doctor`` finds
 healthy, and a rerun must finish with exactly the chunk ids of a clean run.
 """
 
@@ -21,6 +22,11 @@ __all__ = ("EXIT_DEADLINE", "run")
 
 EXIT_DEADLINE = 2.0
 """Seconds a run may take to exit after the signal."""
+
+EARLY = "before rag-async had started"
+"""A trial whose signal ended the process by Python's default action while the interpreter
+started and imported the command's entry point, before ``main()`` could handle signals (no
+index directory yet, nothing written): it survived, and is counted in the figures."""
 
 
 def run(
@@ -51,6 +57,7 @@ def run(
         signal.SIGTERM: ScenarioResult("SIGTERM during index"),
     }
     slowest: dict[signal.Signals, float] = dict.fromkeys(results, 0.0)
+    early: dict[signal.Signals, int] = dict.fromkeys(results, 0)
     with FakeOpenAIServer.run_in_thread(latency=latency) as server:
         env = cli_env(server.base_url, RAG_CHECKPOINT_EVERY=str(checkpoint_every))
         started = time.monotonic()
@@ -65,12 +72,15 @@ def run(
             signum = signal.SIGINT if number % 2 == 0 else signal.SIGTERM
             delay = rng.uniform(0.3, duration)
             ok, failure, took = _trial(env, corpus, workdir / f"trial-{number}", signum, delay)
+            if failure == EARLY:
+                early[signum] += 1
             if ok:
                 ok, failure = _rerun_matches(env, corpus, workdir / f"trial-{number}", reference)
             slowest[signum] = max(slowest[signum], took)
             results[signum].record(ok, f"trial {number} ({delay:.2f} s): {failure}")
     for signum, result in results.items():
         result.figures["slowest exit (s)"] = round(slowest[signum], 2)
+        result.figures["signals " + EARLY] = early[signum]
     return list(results.values())
 
 
@@ -89,6 +99,10 @@ def _trial(
         return False, "still running 30 s after the signal", 30.0
     took = time.monotonic() - sent
     code = process.returncode
+    if code == -signum and not index_dir.exists():
+        # Delivered while the interpreter started, before main() could handle a signal:
+        # Python's default action ended it, with nothing written.
+        return True, EARLY, took
     if code not in (0, 128 + signum):
         return False, f"exit code {code} (expected {128 + signum}): {stderr[-500:]}", took
     if took > EXIT_DEADLINE:

@@ -5,7 +5,9 @@ running the block (every ``finally``, checkpoint and ``async with`` runs as the
 cancellation unwinds), then :class:`~langchain_rag_async.errors.Interrupted` is raised
 from the block; a second signal exits the process at once, for a user who does not want to
 wait. Signal handlers only exist on the main thread's loop on Unix; elsewhere the block
-runs without them (Ctrl-C then behaves as Python's default).
+runs without them (Ctrl-C then behaves as Python's default). On the way out the handlers
+the process had before the block are put back (asyncio alone would reset them to Python's
+defaults), so an application's own SIGTERM handler survives.
 """
 
 from __future__ import annotations
@@ -13,14 +15,17 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from types import FrameType
 
 from langchain_rag_async.errors import Interrupted
 
 __all__ = ("cancel_on_signal",)
 
 _DEFAULT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+_Handler = Callable[[int, FrameType | None], object] | int | signal.Handlers | None
 
 
 @asynccontextmanager
@@ -45,13 +50,14 @@ async def cancel_on_signal(
         if task is not None:
             task.cancel()
 
-    installed: list[signal.Signals] = []
+    installed: list[tuple[signal.Signals, _Handler]] = []
     for signum in signals:
+        previous = signal.getsignal(signum)
         try:
             loop.add_signal_handler(signum, on_signal, int(signum))
         except (NotImplementedError, RuntimeError, ValueError):
             continue  # not the main thread, or not Unix: keep Python's default handling
-        installed.append(signum)
+        installed.append((signum, previous))
     try:
         yield
     except asyncio.CancelledError:
@@ -59,5 +65,7 @@ async def cancel_on_signal(
             raise Interrupted(received[0]) from None
         raise
     finally:
-        for signum in installed:
-            loop.remove_signal_handler(signum)
+        for signum, previous in installed:
+            loop.remove_signal_handler(signum)  # which resets it to Python's default...
+            if previous is not None:
+                signal.signal(signum, previous)  # ...so give back the caller's own handler

@@ -392,3 +392,20 @@ async def test_a_block_that_finishes_is_left_alone_and_other_cancellations_pass(
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_the_handlers_from_before_the_block_are_put_back() -> None:
+    # asyncio's remove_signal_handler resets a signal to Python's default: an application's
+    # own SIGTERM handler would be lost after the first block
+    def mine(signum: int, frame: object) -> None:  # pragma: no cover - never delivered
+        pass
+
+    interrupt_before = signal.getsignal(signal.SIGINT)
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        async with cancel_on_signal():
+            assert signal.getsignal(signal.SIGTERM) is not mine  # the loop's, for the block
+        assert signal.getsignal(signal.SIGTERM) is mine
+        assert signal.getsignal(signal.SIGINT) is interrupt_before
+    finally:
+        signal.signal(signal.SIGTERM, previous)
