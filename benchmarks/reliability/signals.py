@@ -2,8 +2,9 @@
 
 Per trial: the run gets the signal after a random delay and must exit within 2 s with
 ``128 + signum`` (or 0 if it had already finished; or be ended by the signal itself when it
-arrives before the command could handle one, with nothing written), leave an index ``rag-async doctor`` finds
-healthy, and a rerun must finish with exactly the chunk ids of a clean run.
+arrives before the command could handle one, with nothing written), leave an index
+``rag-async doctor`` finds healthy, and a rerun must finish with exactly the chunk ids of
+a clean run.
 """
 
 from __future__ import annotations
