@@ -15,10 +15,13 @@ from dataclasses import dataclass
 
 __all__ = (
     "BURST_SECONDS",
+    "DISTRUST_SECONDS",
     "MAX_LEARNED_WINDOW",
     "MAX_WINDOW_MARGIN",
     "MIN_LEARNT_RATE",
     "PEAK_SHARE",
+    "PROBATION_REFUSALS",
+    "PROBATION_REQUESTS",
     "RATE_BACKOFF",
     "RATE_GROWTH",
     "LearntLimits",
@@ -48,6 +51,15 @@ LIMIT_REFUSALS = 2
 LIMIT_REFUSED_SHARE = 0.5
 """...and at least this many per request admitted in that second: a limit refuses a burst's
 tail; a flaky service (one refusal in five, say) is answered with holds, not a rate."""
+PROBATION_REQUESTS = 10
+"""Requests started after a rate was learnt that put it to the test: a limit refuses
+(nearly) none of them once they are spaced below what it admitted..."""
+PROBATION_REFUSALS = 2
+"""...so this many refusals among them show that the refusals did not come from the rate
+(random faults of a flaky service, clustered by chance): the rate is dropped, and none is
+learnt again for :data:`DISTRUST_SECONDS`."""
+DISTRUST_SECONDS = 30.0
+"""How long refusals naming no limit teach no rate after a learnt one failed its test."""
 PEAK_SHARE = 0.4
 """A learnt rate never falls below this share of the highest admitted rate seen, so that
 refusals at random (faults, not a limit) cost at most that share of the throughput."""
@@ -117,6 +129,30 @@ class LearntLimits:
     rate: float = 0.0  # requests per second learnt from refusals that name no limit (0: none)
     peak: float = 0.0  # the highest admitted rate measured at a refusal
     cut_at: int = 0  # the ticket count when the rate was last cut
+    tested_from: float = math.inf  # when the learnt rate's test began (inf: no test running)
+    tested: int = 0  # requests started since then and answered or refused
+    tested_refused: int = 0  # ...of them refused
+    distrust_until: float = -math.inf  # no rate is learnt from refusals before this time
+
+    def test_outcome(self, started: float, refused: bool, now: float) -> bool | None:
+        """Count an answer to a request that started at ``started`` toward the rate's test.
+
+        Returns:
+            ``None`` when no test counts it (none running, or the request started before);
+            else whether the rate failed its test and was dropped.
+        """
+        if self.rate <= 0 or started < self.tested_from:
+            return None
+        self.tested += 1
+        self.tested_refused += refused
+        if self.tested_refused >= PROBATION_REFUSALS:
+            self.rate = 0.0
+            self.distrust_until = now + DISTRUST_SECONDS
+            self.tested_from = math.inf
+            return True
+        if self.tested >= PROBATION_REQUESTS:
+            self.tested_from = math.inf  # passed: a limit it is
+        return False
 
 
 class RequestPacer:
@@ -137,7 +173,10 @@ class RequestPacer:
     a time; each success raises the rate by
     :data:`RATE_GROWTH` (nothing is learnt without a success in the last ten seconds: a
     spent quota, an outage). So the requests refused together come back one by one at a rate
-    the service accepts, instead of all at once after the same ``Retry-After``.
+    the service accepts, instead of all at once after the same ``Retry-After``. A learnt rate
+    is then put to the test: if :data:`PROBATION_REFUSALS` of the first
+    :data:`PROBATION_REQUESTS` requests started under it are refused too, the refusals were
+    not the rate's doing (a flaky service's, clustered by chance) and it is dropped.
 
     A request is counted from when the service most likely received it: its start, or,
     once answered, its answer's time less the quickest answer seen, if that is later. The
@@ -248,6 +287,7 @@ class RequestPacer:
         self._times = None
         if self._learnt.rate > 0:
             self._learnt.rate += RATE_GROWTH
+            self._learnt.test_outcome(started, False, now)
 
     def _counted(self) -> list[float]:
         """When each request counts for the service, sorted (see the class docstring)."""
@@ -278,7 +318,10 @@ class RequestPacer:
         if answer.limit is None or answer.limit < 1:
             if answer.refused and not self.windows:
                 self._refused.add(started)
-                self._cut_rate(answer, now=now, ticket=ticket, issued=issued)
+                if learnt.test_outcome(started, True, now) is None:
+                    self._cut_rate(answer, now=now, ticket=ticket, issued=issued)
+                # else: under the rate's test (which may have dropped it), no cut and no
+                # hold for every request; the refused one's retry waits its Retry-After
             return  # not about a request window
         if answer.refused:
             if answer.retry_after is not None:  # for every request, not only the refused one
@@ -299,24 +342,30 @@ class RequestPacer:
             self._count_foreign(answer, started, now)
 
     def _cut_rate(self, answer: LimitAnswer, *, now: float, ticket: int, issued: int) -> None:
-        """A refusal naming no limit: hold for its ``Retry-After``, space by a lower rate.
+        """Refusals naming no limit, like a limit's: hold for ``Retry-After``, space by a rate.
 
         Once per congestion event: a refusal of a request let through before the last cut
-        reports the congestion already reacted to.
+        reports the congestion already reacted to. Scattered refusals (see
+        :meth:`_refusing_a_share`) are left to the refused requests' own retries.
         """
         learnt = self._learnt
         if ticket and ticket <= learnt.cut_at:
+            return
+        if not self._refusing_a_share(now):
+            # scattered refusals (a flaky service) say nothing about a rate, nor hold every
+            # request: the refused one's retry waits its Retry-After
             return
         learnt.cut_at = issued
         if answer.retry_after is not None and answer.retry_after > 0:
             self._hold_until = max(self._hold_until, now + answer.retry_after)
         if not any(t >= now - 10.0 for t in self._answers.values()):
             return  # no success lately: no rate to learn (a spent quota, an outage)
-        if not self._refusing_a_share(now):
-            return  # scattered refusals (a flaky service) say nothing about a rate
+        if now < learnt.distrust_until:
+            return  # a learnt rate failed its test lately: these refusals are random too
         admitted = self._admitted_rate(now)
         learnt.peak = max(learnt.peak, admitted)
         learnt.rate = max(MIN_LEARNT_RATE, PEAK_SHARE * learnt.peak, RATE_BACKOFF * admitted)
+        learnt.tested_from, learnt.tested, learnt.tested_refused = now, 0, 0
 
     def _refusing_a_share(self, now: float) -> bool:
         """Whether the last second's refusals look like a limit's, not a flaky service's.
