@@ -374,11 +374,16 @@ class ServiceLimiter:
         let through before the last halving (called inside its :meth:`slot`) reports the
         congestion already reacted to, so it does not halve again. Without that, a burst
         of 429s to the requests in flight, or a service that refuses a share of requests
-        at random, would drive the limit to 1.
+        at random, would drive the limit to 1. Refusals naming no limit that the pacer
+        finds scattered (:meth:`RequestPacer.scattered_refusals`: a flaky service's) do not
+        halve it at all.
         """
         ticket = _TICKET.get()
         if ticket is not None and ticket[0] == id(self) and ticket[1] <= self._halved_at:
             return
+        primitives = self._bound.peek()
+        if primitives is not None and primitives.pacer.scattered_refusals(primitives.loop.time()):
+            return  # a flaky service's random refusals: the refused request's retry is enough
         self._successes = 0
         self._halved_at = self._issued
         self._set_limit(max(1, self._limit // 2))

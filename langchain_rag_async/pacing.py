@@ -51,7 +51,7 @@ LIMIT_REFUSALS = 2
 LIMIT_REFUSED_SHARE = 0.5
 """...and at least this many per request admitted in that second: a limit refuses a burst's
 tail; a flaky service (one refusal in five, say) is answered with holds, not a rate."""
-PROBATION_REQUESTS = 10
+PROBATION_REQUESTS = 20
 """Requests started after a rate was learnt that put it to the test: a limit refuses
 (nearly) none of them once they are spaced below what it admitted..."""
 PROBATION_REFUSALS = 2
@@ -366,6 +366,19 @@ class RequestPacer:
         learnt.peak = max(learnt.peak, admitted)
         learnt.rate = max(MIN_LEARNT_RATE, PEAK_SHARE * learnt.peak, RATE_BACKOFF * admitted)
         learnt.tested_from, learnt.tested, learnt.tested_refused = now, 0, 0
+
+    def scattered_refusals(self, now: float) -> bool:
+        """Whether the last second's refusals (none naming a limit) are a flaky service's.
+
+        True when there were some, no window is paced, and they are too few for a limit's
+        (:meth:`_refusing_a_share`) or a rate learnt from refusals lately failed its test.
+        The limiter then leaves its concurrency alone: halving it at each random refusal
+        would hold a flaky service's throughput at a fraction (one in five refused held
+        8 requests in flight at 2 to 3).
+        """
+        if self.windows or not any(t >= now - 1.0 for t in self._refused):
+            return False
+        return now < self._learnt.distrust_until or not self._refusing_a_share(now)
 
     def _refusing_a_share(self, now: float) -> bool:
         """Whether the last second's refusals look like a limit's, not a flaky service's.
