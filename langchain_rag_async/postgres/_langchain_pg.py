@@ -21,14 +21,20 @@ from typing import Any
 from langchain_core.embeddings import Embeddings
 from langchain_postgres import PGEngine
 from langchain_postgres.v2.async_vectorstore import AsyncPGVectorStore
-from langchain_postgres.v2.indexes import DistanceStrategy
+from langchain_postgres.v2.indexes import DistanceStrategy, QueryOptions
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from langchain_rag_async.aio import LoopBound
 from langchain_rag_async.postgres._connect import PostgresDatabase
 from langchain_rag_async.postgres._sql import TableNames
 
-__all__ = ("PG_VECTORSTORE_COLUMNS", "PGStores", "acreate_pg_store", "source_filter")
+__all__ = (
+    "ITERATIVE_SCAN",
+    "PG_VECTORSTORE_COLUMNS",
+    "PGStores",
+    "acreate_pg_store",
+    "source_filter",
+)
 
 PG_VECTORSTORE_COLUMNS: Mapping[str, str] = {
     "id_column": "id",
@@ -37,6 +43,28 @@ PG_VECTORSTORE_COLUMNS: Mapping[str, str] = {
     "metadata_json_column": "metadata",
 }
 """How ``PGVectorStore.create(...)`` names our chunk table's columns (cosine distance)."""
+
+ITERATIVE_SCAN = "strict_order"
+"""``hnsw.iterative_scan`` of filtered dense searches (pgvector 0.8).
+
+An HNSW scan yields at most ``hnsw.ef_search`` (40) rows; a filter applied after it can
+leave fewer than ``k``, or miss nearer matches. With an iterative scan the index goes on
+until ``k`` rows pass, in exact distance order.
+"""
+
+
+@dataclass
+class IterativeScanOptions(QueryOptions):
+    """PGVectorStore's per-query settings for a filtered search: an iterative HNSW scan."""
+
+    def to_parameter(self) -> list[str]:
+        """What PGVectorStore runs as ``SET LOCAL`` before the search."""
+        return [f"hnsw.iterative_scan = {ITERATIVE_SCAN}"]
+
+    def to_string(self) -> str:
+        """The same, as one string."""
+        return f"hnsw.iterative_scan = {ITERATIVE_SCAN}"
+
 
 SOURCE_COLUMN = "source"
 """The generated column PGVectorStore may treat as a metadata column (reads only)."""
@@ -48,8 +76,9 @@ async def acreate_pg_store(
     """``AsyncPGVectorStore`` over ``names.chunks`` on ``engine`` (the table must exist).
 
     ``by_source`` declares ``source`` a metadata column: filters on it then address the
-    indexed column. Such a store is for reads filtered by source only: it would try to
-    write the generated column, and it reports ``source: None`` for a chunk without one.
+    indexed column, and the HNSW scan is iterative (:data:`ITERATIVE_SCAN`). Such a store
+    is for reads filtered by source only: it would try to write the generated column, and
+    it reports ``source: None`` for a chunk without one.
     """
     return await AsyncPGVectorStore.create(
         PGEngine.from_engine(engine),
@@ -61,6 +90,7 @@ async def acreate_pg_store(
         metadata_json_column=PG_VECTORSTORE_COLUMNS["metadata_json_column"],
         metadata_columns=[SOURCE_COLUMN] if by_source else [],
         distance_strategy=DistanceStrategy.COSINE_DISTANCE,
+        index_query_options=IterativeScanOptions() if by_source else None,
     )
 
 

@@ -30,7 +30,7 @@ from langchain_rag_async._checks import check_filter
 from langchain_rag_async.aio import run_sync
 from langchain_rag_async.config import RetrievalConfig
 from langchain_rag_async.postgres._connect import PostgresDatabase
-from langchain_rag_async.postgres._langchain_pg import PGStores, source_filter
+from langchain_rag_async.postgres._langchain_pg import ITERATIVE_SCAN, PGStores, source_filter
 from langchain_rag_async.postgres._sql import (
     TableNames,
     chunk_rows,
@@ -247,7 +247,16 @@ class PostgresVectorStore(VectorStore):
             "ORDER BY embedding <=> CAST(:q AS vector) LIMIT :k"
         )
         params.update(q=vector_literal(embedding), k=k)
-        return await self.db.afetchall(sql, params)
+        if not filter_:
+            return await self.db.afetchall(sql, params)
+        async with self.db.connect() as conn:  # an iterative HNSW scan, this query only
+            await conn.execute(
+                text("SELECT set_config('hnsw.iterative_scan', :mode, true)"),
+                {"mode": ITERATIVE_SCAN},
+            )
+            rows = list((await conn.execute(text(sql), params)).fetchall())
+            await conn.rollback()
+        return rows
 
     async def asimilarity_search_with_score(
         self, query: str, k: int = 4, filter: dict[str, Any] | None = None, **kwargs: Any

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psycopg
 from langchain_core.documents import Document
 from langchain_core.embeddings import DeterministicFakeEmbedding
 from langchain_postgres import PGEngine, PGVectorStore
@@ -230,3 +231,36 @@ def test_the_sync_pgvectorstore_sees_what_the_sync_twins_wrote(pg_url: str) -> N
     finally:
         ours.close()
         asyncio.run(pg_engine.close())
+
+
+async def test_filtered_searches_go_on_scanning_hnsw_until_k_rows_pass(pg_url: str) -> None:
+    # Every session of this database plans with the HNSW index (no sequential scan), as a
+    # large table would: a plain HNSW scan yields its 40 nearest rows, and a filter applied
+    # after it would keep only the few rare ones among them.
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        name = conn.execute("SELECT current_database()").fetchone()
+        assert name is not None
+        conn.execute(f'ALTER DATABASE "{name[0]}" SET enable_seqscan = off')
+    embedding = DeterministicFakeEmbedding(size=16)
+    store = PostgresVectorStore(PostgresDatabase(pg_url), embedding)
+    try:
+        rare = {f"r{i}" for i in range(5)}
+        docs = [
+            Document(
+                id=f"r{i}" if i < 5 else f"n{i}",
+                page_content=f"chunk {i}",
+                metadata={"source": "/rare.md", "part": "rare"}
+                if i < 5
+                else {"source": f"/d/{i % 4}.md", "part": "common"},
+            )
+            for i in range(400)
+        ]
+        await store.aadd_documents(docs)
+        for filter_ in ({"source": "/rare.md"}, {"part": "rare"}):
+            for question in ("chunk 200", "chunk 333", "something else"):
+                hits = await store.asimilarity_search(question, k=5, filter=filter_)
+                assert {d.id for d in hits} == rare, filter_
+            mmr = await store.amax_marginal_relevance_search("chunk 7", k=5, filter=filter_)
+            assert {d.id for d in mmr} == rare
+    finally:
+        await store.aclose()
