@@ -229,7 +229,11 @@ async def _measure(
         chunks = await _read_chunks(db)
         await db.afetchall("SELECT 1")  # warm the pool
         done = [await _write_round(db, chunks, n) for n in range(rounds)]
-        writes: dict[str, Any] = {"chunks": len(chunks.ids), "rounds": done}
+        writes: dict[str, Any] = {
+            "chunks": len(chunks.ids),
+            "dimension": len(chunks.vectors[0]),
+            "rounds": done,
+        }
         for who in ("ours", "langchain_postgres"):
             seconds = [r[who]["seconds"] for r in done]
             writes[who] = {**done[0][who], "seconds_median": statistics.median(seconds)}

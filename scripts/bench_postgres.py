@@ -73,7 +73,7 @@ def langchain_report(report: dict[str, Any], *, as_json: bool) -> int:
         print(json.dumps(report, indent=2))
         return 0
     w = report["writes"]
-    print(f"write {w['chunks']} rust-book chunks into an empty chunk table:")
+    print(f"write {w['chunks']} rust-book chunks ({w['dimension']}-d) into an empty chunk table:")
     print(f"{'':28}{'ours':>12}{'PGVectorStore':>15}")
     for key in ("seconds_median", "statements", "transactions"):
         print(f"{key:28}{w['ours'][key]:>12}{w['langchain_postgres'][key]:>15}")
