@@ -113,6 +113,10 @@ async def test_reads_through_pgvectorstore_equal_our_sql(pg_url: str) -> None:
             got_ids = await store.aget_by_ids(["c05", "nope", "c01", "c05"])
         assert any('FROM "public"."rag_chunks"' in s for s in sent)  # theirs
         assert got_ids == [DOCS[5], DOCS[1]]
+        await store.db.aclose()  # a new pool next: PGVectorStore's view follows it
+        assert await store.aget_by_ids(["c01"]) == [DOCS[1]]
+        assert len(await store.asimilarity_search("trait", k=3)) == 3
+        assert (await store.apg_vectorstore()).engine is store.db.engine()
     finally:
         await store.aclose()
 
