@@ -4,7 +4,7 @@
 ``langchain_postgres``' ``AsyncPGVectorStore`` (v2) wherever that one does what ours
 promises: similarity search by vector with cosine distances, reading by ids, maximal
 marginal relevance, and filters on ``source``, which PGVectorStore addresses as a metadata
-*column* (our generated, B-tree indexed ``source``), so its ``WHERE source = ANY(...)``
+*column* (our generated, B-tree indexed ``source``), so its ``WHERE source = ...``
 can use that index. Any other metadata filter is an exact JSON match in our SQL: in
 PGVectorStore's filter language a key of the JSON column compares as text (or cast to the
 value's type: ``(metadata->>'k')::INTEGER``, which fails on rows holding another type),
@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from langchain_core.embeddings import Embeddings
@@ -31,17 +32,20 @@ from langchain_rag_async.postgres._sql import TableNames
 __all__ = (
     "ITERATIVE_SCAN",
     "PG_VECTORSTORE_COLUMNS",
+    "IterativeScanOptions",
     "PGStores",
     "acreate_pg_store",
     "source_filter",
 )
 
-PG_VECTORSTORE_COLUMNS: Mapping[str, str] = {
-    "id_column": "id",
-    "content_column": "content",
-    "embedding_column": "embedding",
-    "metadata_json_column": "metadata",
-}
+PG_VECTORSTORE_COLUMNS: Mapping[str, str] = MappingProxyType(
+    {
+        "id_column": "id",
+        "content_column": "content",
+        "embedding_column": "embedding",
+        "metadata_json_column": "metadata",
+    }
+)
 """How ``PGVectorStore.create(...)`` names our chunk table's columns (cosine distance)."""
 
 ITERATIVE_SCAN = "strict_order"
