@@ -11,8 +11,8 @@ bridge) and async callers each get their own, as the SQLite layer does.
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -95,8 +95,21 @@ class PostgresDatabase:
         Raises:
             VectorStoreError: The database cannot be reached.
         """
-        try:
+        with self.connection_errors():
             connection = await self.engine().connect()
+        try:
+            yield connection
+        finally:
+            await connection.close()
+
+    @contextmanager
+    def connection_errors(self) -> Iterator[None]:
+        """Turn a busy pool or an unreachable server into a :class:`VectorStoreError`.
+
+        Also wraps calls into ``langchain_postgres``, which checks connections out itself.
+        """
+        try:
+            yield
         except PoolTimeoutError as exc:
             raise VectorStoreError(
                 f"no free connection to {self.where} within {self.pool.pool_timeout:g} s: all "
@@ -109,10 +122,6 @@ class PostgresDatabase:
                 f"cannot connect to PostgreSQL at {self.where}: {_reason(exc)}. Check that "
                 "the server runs and the URL (RAG_STORE_URL / --store-url) is right"
             ) from exc
-        try:
-            yield connection
-        finally:
-            await connection.close()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:

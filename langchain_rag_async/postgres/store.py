@@ -2,32 +2,35 @@
 
 The chunk table (:mod:`._sql`) has the shape ``langchain_postgres.PGVectorStore`` (v2)
 works with (``id_column="id"``, ``content_column="content"``,
-``metadata_json_column="metadata"``), and this store hands maximal marginal relevance to
-it. Writes and searches are our own SQL, for two measured reasons: PGVectorStore's
-``aadd_embeddings`` sends and commits one row per statement (a round trip and a commit
-per chunk), where this store writes a batch in one transaction; and its filters address
-columns only, where ours match any metadata key exactly (as the FAISS store's do).
+``metadata_json_column="metadata"``), and reads go through PGVectorStore's own async
+implementation wherever it does what this store promises (:mod:`._langchain_pg`):
+similarity search by vector, reading by ids, maximal marginal relevance, filters on
+``source``. Our SQL stays for what it cannot do the same way: writes (its
+``aadd_embeddings`` sends and commits one row per statement, where this store writes a
+batch in one transaction: measured in docs/postgres.md), exact-match filters on any other
+metadata key, and the one-statement hybrid search (:mod:`.hybrid`).
 """
 
 from __future__ import annotations
 
-import asyncio
+import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import numpy as np
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
-from langchain_postgres import PGEngine
+from langchain_core.vectorstores.utils import maximal_marginal_relevance
 from langchain_postgres.v2.async_vectorstore import AsyncPGVectorStore
-from langchain_postgres.v2.indexes import DistanceStrategy
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from langchain_rag_async._checks import check_filter
-from langchain_rag_async.aio import LoopBound, run_sync
+from langchain_rag_async.aio import run_sync
 from langchain_rag_async.config import RetrievalConfig
 from langchain_rag_async.postgres._connect import PostgresDatabase
+from langchain_rag_async.postgres._langchain_pg import ITERATIVE_SCAN, PGStores, source_filter
 from langchain_rag_async.postgres._sql import (
     TableNames,
     chunk_rows,
@@ -39,6 +42,9 @@ from langchain_rag_async.postgres._sql import (
 from langchain_rag_async.postgres.schema import aensure_chunks, aread_meta
 
 __all__ = ("PostgresVectorStore",)
+
+_IDS_PER_READ = 1000
+"""Ids per ``aget_by_ids`` statement of PGVectorStore (it binds one parameter per id)."""
 
 
 class PostgresVectorStore(VectorStore):
@@ -63,9 +69,7 @@ class PostgresVectorStore(VectorStore):
         self.embedding = embedding
         self.names = names or TableNames()
         self._ready = False
-        self._pg_stores: LoopBound[asyncio.Future[AsyncPGVectorStore]] = LoopBound(
-            self._new_pg_store
-        )
+        self._pg_stores = PGStores(db, embedding, self.names)
 
     @property
     def embeddings(self) -> Embeddings:
@@ -90,24 +94,14 @@ class PostgresVectorStore(VectorStore):
             await aensure_chunks(self.db, self.names, dimension)
             self._ready = True
 
-    def _new_pg_store(self) -> asyncio.Future[AsyncPGVectorStore]:
-        engine = PGEngine.from_engine(self.db.engine())
-        return asyncio.ensure_future(
-            AsyncPGVectorStore.create(
-                engine,
-                self.embedding,
-                self.names.chunks,
-                id_column="id",
-                content_column="content",
-                embedding_column="embedding",
-                metadata_json_column="metadata",
-                distance_strategy=DistanceStrategy.COSINE_DISTANCE,
-            )
-        )
+    async def apg_vectorstore(self, *, by_source: bool = False) -> AsyncPGVectorStore:
+        """``langchain_postgres``' own store over the same table (this event loop's).
 
-    async def apg_vectorstore(self) -> AsyncPGVectorStore:
-        """``langchain_postgres``' own store over the same table (this event loop's)."""
-        return await asyncio.shield(self._pg_stores.get())
+        With ``by_source``, ``source`` is one of its metadata columns (for reads filtered
+        by source; see :mod:`._langchain_pg`). The table must exist.
+        """
+        with self.db.connection_errors():
+            return await self._pg_stores.aget(by_source=by_source)
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -195,11 +189,17 @@ class PostgresVectorStore(VectorStore):
     # -- reads ----------------------------------------------------------------------------
 
     async def aget_by_ids(self, ids: Sequence[str], /) -> list[Document]:
-        """The chunks of ``ids`` that exist, in the order of ``ids``."""
+        """The chunks of ``ids`` that exist, in the order of ``ids`` (PGVectorStore's read)."""
         if not ids or not await self.ahas_table():
             return []
-        async with self.db.connect() as conn:
-            return await aread_chunks(conn, self.names, ids)
+        wanted = list(dict.fromkeys(ids))
+        pg = await self.apg_vectorstore()
+        found: dict[str, Document] = {}
+        with self.db.connection_errors():
+            for start in range(0, len(wanted), _IDS_PER_READ):
+                for doc in await pg.aget_by_ids(wanted[start : start + _IDS_PER_READ]):
+                    found[str(doc.id)] = doc
+        return [found[i] for i in wanted if i in found]
 
     def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         """Sync twin of :meth:`aget_by_ids`."""
@@ -215,18 +215,48 @@ class PostgresVectorStore(VectorStore):
     async def asimilarity_search_with_score_by_vector(
         self, embedding: list[float], k: int = 4, filter: dict[str, Any] | None = None
     ) -> list[tuple[Document, float]]:
-        """The ``k`` nearest chunks and their cosine distances (lower is closer)."""
+        """The ``k`` nearest chunks and their cosine distances (lower is closer).
+
+        PGVectorStore's search without a filter or with one on ``source``; our SQL for
+        exact matches on other metadata keys. Equal distances come in the HNSW scan's
+        order.
+        """
         if not await self.ahas_table():
             return []
-        where, params = filter_clause(check_filter(filter))
+        checked = check_filter(filter)
+        by_source = source_filter(checked)
+        if checked is None or by_source is not None:
+            pg = await self.apg_vectorstore(by_source=by_source is not None)
+            with self.db.connection_errors():
+                hits = await pg.asimilarity_search_with_score_by_vector(
+                    embedding, k=k, filter=by_source
+                )
+            return [(doc, float(distance)) for doc, distance in hits]
+        rows = await self._anearest(embedding, k, checked, with_vectors=False)
+        return [(document_from_row(i, c, m), float(d)) for i, c, m, d in rows]
+
+    async def _anearest(
+        self, embedding: list[float], k: int, filter_: dict[str, Any] | None, *, with_vectors: bool
+    ) -> list[Any]:
+        """Our SQL: rows ``(id, content, metadata, distance[, embedding])``, nearest first."""
+        where, params = filter_clause(filter_)
+        vectors = ", embedding::text" if with_vectors else ""
         sql = (
-            f"SELECT id, content, metadata, embedding <=> CAST(:q AS vector) AS distance "
-            f"FROM {self.names.chunks} WHERE {where} "
-            "ORDER BY embedding <=> CAST(:q AS vector), id LIMIT :k"
+            f"SELECT id, content, metadata, embedding <=> CAST(:q AS vector) AS distance"
+            f"{vectors} FROM {self.names.chunks} WHERE {where} "
+            "ORDER BY embedding <=> CAST(:q AS vector) LIMIT :k"
         )
         params.update(q=vector_literal(embedding), k=k)
-        rows = await self.db.afetchall(sql, params)
-        return [(document_from_row(i, c, m), float(d)) for i, c, m, d in rows]
+        if not filter_:
+            return await self.db.afetchall(sql, params)
+        async with self.db.connect() as conn:  # an iterative HNSW scan, this query only
+            await conn.execute(
+                text("SELECT set_config('hnsw.iterative_scan', :mode, true)"),
+                {"mode": ITERATIVE_SCAN},
+            )
+            rows = list((await conn.execute(text(sql), params)).fetchall())
+            await conn.rollback()
+        return rows
 
     async def asimilarity_search_with_score(
         self, query: str, k: int = 4, filter: dict[str, Any] | None = None, **kwargs: Any
@@ -314,13 +344,32 @@ class PostgresVectorStore(VectorStore):
         lambda_mult: float = 0.5,
         **kwargs: Any,
     ) -> list[Document]:
-        """Maximal marginal relevance, by ``langchain_postgres``' own implementation."""
+        """Maximal marginal relevance, by ``langchain_postgres``' own implementation.
+
+        Over a filter on another key than ``source`` (or ``lambda_mult=0``, which
+        PGVectorStore replaces by its default 0.5), the candidates come from our SQL and
+        the same selection (``langchain_core``'s ``maximal_marginal_relevance``) runs here.
+        Either way the chosen chunks come nearest first, as PGVectorStore returns them.
+        """
         if not await self.ahas_table():
             return []
-        pg = await self.apg_vectorstore()
-        return await pg.amax_marginal_relevance_search(
-            query, k=k, fetch_k=fetch_k, lambda_mult=lambda_mult
+        checked = check_filter(kwargs.get("filter"))
+        by_source = source_filter(checked)
+        if (checked is None or by_source is not None) and lambda_mult != 0:
+            pg = await self.apg_vectorstore(by_source=by_source is not None)
+            with self.db.connection_errors():
+                return await pg.amax_marginal_relevance_search(
+                    query, k=k, fetch_k=fetch_k, lambda_mult=lambda_mult, filter=by_source
+                )
+        vector = await self.embedding.aembed_query(query)
+        rows = await self._anearest(vector, fetch_k, checked, with_vectors=True)
+        chosen = maximal_marginal_relevance(
+            np.array(vector, dtype=np.float32),
+            [json.loads(row[4]) for row in rows],
+            k=k,
+            lambda_mult=lambda_mult,
         )
+        return [document_from_row(*rows[i][:3]) for i in sorted(chosen)]  # as PGVectorStore
 
     def max_marginal_relevance_search(
         self,
@@ -331,7 +380,9 @@ class PostgresVectorStore(VectorStore):
         **kwargs: Any,
     ) -> list[Document]:
         """Sync twin of :meth:`amax_marginal_relevance_search`."""
-        return run_sync(self.amax_marginal_relevance_search(query, k, fetch_k, lambda_mult))
+        return run_sync(
+            self.amax_marginal_relevance_search(query, k, fetch_k, lambda_mult, **kwargs)
+        )
 
     @classmethod
     def from_texts(
