@@ -479,11 +479,12 @@ class IndexingPipeline:
             keys = [i for w in works for i in w.chunk_ids]
             groups: list[str | None] = [w.record.path for w in works for _ in w.chunk_ids]
             stale = [i for w in works for i in w.stale_ids] + deletes
-            await self._records.acommit_file_batch(
-                files=[w.record for w in works], keys=keys, group_ids=groups, delete_keys=stale
-            )
-            if deleted_files:
-                await self._records.adelete_files(deleted_files)
+            with span("records.commit", files=len(works), keys=len(keys)):
+                await self._records.acommit_file_batch(
+                    files=[w.record for w in works], keys=keys, group_ids=groups, delete_keys=stale
+                )
+                if deleted_files:
+                    await self._records.adelete_files(deleted_files)
 
     async def _staged_writes(self) -> StagedWrites:
         """The open staged transaction of the sparse index (opened on first use)."""
