@@ -18,7 +18,7 @@ from typing import Any
 from .fake_openai import FakeOpenAIServer
 from .report import markdown_table
 
-__all__ = ("SpanRecorder", "profile_table", "stage_profile")
+__all__ = ("MILESTONES", "SpanRecorder", "milestones", "profile_table", "stage_profile")
 
 
 class SpanRecorder:
@@ -86,12 +86,41 @@ def stage_profile(
         "seconds": round(seconds, 3),
         "requests": requests,
         "floor_s": round(floor, 3),
+        "first_request_s": round(first, 3),
+        "last_request_s": round(arrivals[-1] if arrivals else 0.0, 3),
+        "last_answer_s": round(last_answer, 3),
+        "milestones": milestones(by_name, last_answer),
         "before_first_request_s": round(first, 3),
         "requests_span_s": round(last_answer - first, 3),
         "after_last_answer_s": round(seconds - last_answer, 3),
         "over_floor_s": round(seconds - floor, 3),
         "stages": stages,
     }
+
+
+MILESTONES = (
+    ("split done", "split_stage", 1),
+    ("last store batch (FAISS add + staged FTS5 rows) done", "store_stage", 1),
+    ("checkpoint starts", "checkpoint", 0),
+    ("store saved (new generation, fsynced)", "vectorstore.save", 1),
+    ("FTS5 sealed", "sparse.seal", 1),
+    ("records committed", "records.commit", 1),
+    ("stores, cache and clients closed", "close_index_resources", 1),
+)
+"""(what, span, 0: its first start / 1: its last end) of the run's critical path end."""
+
+
+def milestones(
+    by_name: dict[str, list[tuple[float, float]]], last_answer: float
+) -> list[dict[str, Any]]:
+    """When each step after the requests happened, and how long after the last answer."""
+    out: list[dict[str, Any]] = []
+    for what, name, end in MILESTONES:
+        if name in by_name:
+            at = max(b for _, b in by_name[name]) if end else min(a for a, _ in by_name[name])
+            after = round(at - last_answer, 3)
+            out.append({"what": what, "at_s": round(at, 3), "after_last_answer_s": after})
+    return out
 
 
 def profile_table(profile: dict[str, Any]) -> str:
@@ -110,7 +139,15 @@ def profile_table(profile: dict[str, Any]) -> str:
     table = markdown_table(
         ["span", "count", "first start (s)", "last end (s)", "sum (s)", "longest (s)"], rows
     )
-    return f"{head}\n{table}"
+    marks = [
+        ["first request arrives", profile["first_request_s"], ""],
+        ["last request arrives", profile["last_request_s"], ""],
+        ["last answer (arrival + latency)", profile["last_answer_s"], 0.0],
+        *([m["what"], m["at_s"], m["after_last_answer_s"]] for m in profile["milestones"]),
+        ["run returns", profile["seconds"], profile["after_last_answer_s"]],
+    ]
+    timeline = markdown_table(["milestone", "at (s)", "after the last answer (s)"], marks)
+    return f"{head}\n{timeline}\n\n{table}"
 
 
 def wall_clocks() -> tuple[float, int]:

@@ -135,6 +135,7 @@ class IndexingPipeline:
         self._staged_index = sparse if stage_sparse and isinstance(sparse, FTS5Index) else None
         self._staging: contextlib.AbstractAsyncContextManager[StagedWrites] | None = None
         self._staged: StagedWrites | None = None
+        self._look_up_old_keys = True  # until the run finds that no file to read has any
 
     # -- public -----------------------------------------------------------------------
 
@@ -145,6 +146,7 @@ class IndexingPipeline:
         self.progress.files_total = len(plan.to_load)
         self._emit("plan")
         counters = _CacheCounters.start(self._embeddings)
+        self._look_up_old_keys = await self._any_old_keys(plan)
         q = self._config.queue_size
         split_q: ResizableQueue[Any] = ResizableQueue(q)
         embed_q: ResizableQueue[Any] = ResizableQueue(q)
@@ -183,6 +185,18 @@ class IndexingPipeline:
         self.summary.seconds = time.perf_counter() - started
         self._emit("done")
         return self.summary
+
+    async def _any_old_keys(self, plan: IndexPlan) -> bool:
+        """Whether any file to read has chunk keys recorded (one query for the run).
+
+        When none has (a new index, or only new files), each file's chunks are all new
+        and the per-file lookup in ``_prepare_file`` is skipped: a round trip to the
+        records' thread per file, before its first chunk can be embedded.
+        """
+        sources = [info.source for info in plan.to_load]
+        if not sources:
+            return False
+        return bool(await self._records.alist_keys(group_ids=sources, limit=1))
 
     # -- stages -----------------------------------------------------------------------
 
@@ -241,7 +255,9 @@ class IndexingPipeline:
             return _FileWork(record=keep, unchanged_content=True)
         source = record.path
         chunks = await self._splitter.asplit_document(doc) if doc.page_content else []
-        old_keys = set(await self._records.alist_keys(group_ids=[source]))
+        old_keys: set[str] = set()
+        if self._look_up_old_keys:
+            old_keys.update(await self._records.alist_keys(group_ids=[source]))
         new_chunks = [c for c in chunks if c.id not in old_keys]
         stale = sorted(old_keys - {str(c.id) for c in chunks})
         record = replace(record, chunk_count=len(chunks))
@@ -383,11 +399,9 @@ class IndexingPipeline:
         # readers (other processes too) see the sparse rows of the saved generation.
         if self._staged_index is not None and (adds or deletes):  # written now, committed then
             staged = await self._staged_writes()
-            stored = [
-                Document(id=str(c.id), page_content=c.page_content, metadata=dict(c.metadata))
-                for c in adds
-            ]  # what the store holds (its own copy of each chunk)
-            await staged.aapply(upserts=stored, deletes=deletes)
+            # The chunks as the store holds them (it copied their metadata; nothing changed
+            # them since): the rows are encoded before this call first waits.
+            await staged.aapply(upserts=adds, deletes=deletes)
         else:
             self._sparse_upserts.extend(str(c.id) for c in adds)
             self._sparse_deletes.extend(deletes)
@@ -465,11 +479,12 @@ class IndexingPipeline:
             keys = [i for w in works for i in w.chunk_ids]
             groups: list[str | None] = [w.record.path for w in works for _ in w.chunk_ids]
             stale = [i for w in works for i in w.stale_ids] + deletes
-            await self._records.acommit_file_batch(
-                files=[w.record for w in works], keys=keys, group_ids=groups, delete_keys=stale
-            )
-            if deleted_files:
-                await self._records.adelete_files(deleted_files)
+            with span("records.commit", files=len(works), keys=len(keys)):
+                await self._records.acommit_file_batch(
+                    files=[w.record for w in works], keys=keys, group_ids=groups, delete_keys=stale
+                )
+                if deleted_files:
+                    await self._records.adelete_files(deleted_files)
 
     async def _staged_writes(self) -> StagedWrites:
         """The open staged transaction of the sparse index (opened on first use)."""

@@ -48,8 +48,10 @@ class IndexStore(Protocol):
 class IndexRecords(Protocol):
     """The record manager of an indexing run: chunk keys by file, and the file table."""
 
-    async def alist_keys(self, *, group_ids: Sequence[str] | None = None) -> list[str]:
-        """Chunk keys, optionally of some files only."""
+    async def alist_keys(
+        self, *, group_ids: Sequence[str] | None = None, limit: int | None = None
+    ) -> list[str]:
+        """Chunk keys, optionally of some files only, at most ``limit`` of them."""
         ...
 
     async def acommit_file_batch(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -14,6 +16,7 @@ from langchain_core.runnables.config import run_in_executor
 
 from langchain_rag_async._paths import aresolve
 from langchain_rag_async.config import RAGConfig
+from langchain_rag_async.embeddings.cache import CachedEmbeddings, SQLiteEmbeddingCache
 from langchain_rag_async.embeddings.factory import (
     aclose_base_embeddings,
     build_embeddings,
@@ -50,6 +53,7 @@ _log = get_logger(__name__)
 RECORDS_FILE = "records.sqlite"
 MANIFEST_FILE = "manifest.json"
 RECORDS_NAMESPACE = "rag-async"
+_WARM_UP_HASH = "0" * 64  # looked up once to open the embedding cache (never a text's hash)
 
 
 @dataclass(slots=True)
@@ -225,23 +229,24 @@ async def open_index_resources(
         await make_index_dir(index_dir)
     model_id = resolve_model_id(config, embeddings)
     manifest = await check_model(index_dir, model_id, lost_manifest_is_fatal=False)
-    # Client construction reads certificates and package metadata: not on the loop.
-    stack = await run_in_executor(
-        None,
-        partial(
-            build_embeddings,
-            limiter=limiter,
-            cache_dir=index_dir,
-            base=embeddings,
-            model_id=model_id,
-        ),
-        config.embeddings,
-    )
     records = SQLiteRecordManager(RECORDS_NAMESPACE, db_path=index_dir / RECORDS_FILE)
     sparse = FTS5Index.in_index_dir(index_dir)
+    stack: Embeddings | None = None
     try:
-        await records.acreate_schema()
-        await sparse.averify()  # damage since its last write: `rag-async doctor --repair`
+        # Three independent openings, each on its own thread, at once: they came one after
+        # the other before the first request of every run.
+        building, *others = await asyncio.gather(
+            _abuild_stack(config, embeddings, limiter, index_dir, model_id),
+            records.acreate_schema(),
+            sparse.averify(),  # damage since its last write: `rag-async doctor --repair`
+            return_exceptions=True,
+        )
+        if isinstance(building, BaseException):
+            raise building
+        stack = building  # closed on the way out, whatever fails next
+        for outcome in others:
+            if isinstance(outcome, BaseException):
+                raise outcome
         if manifest is None:
             store = AsyncFAISS.create(
                 stack,
@@ -260,13 +265,61 @@ async def open_index_resources(
             is_new=manifest is None,
         )
     finally:
-        await sparse.aclose()
-        await records.aclose()
-        close = getattr(stack, "aclose", None)
-        if close is not None:
-            await close()
-        if embeddings is None:  # we built the base model: we close its clients
-            await aclose_base_embeddings(_innermost(stack))
+        with span("close_index_resources"):
+            await _close_all(
+                sparse.aclose(),
+                records.aclose(),
+                _aclose_stack(stack, own_base=embeddings is None),
+            )
+
+
+async def _abuild_stack(
+    config: RAGConfig,
+    base: Embeddings | None,
+    limiter: ServiceLimiter | None,
+    index_dir: Path,
+    model_id: str,
+) -> Embeddings:
+    """Build the embedding stack off the loop, then open its cache's file.
+
+    Building reads certificates and package metadata (not on the loop). The cache opens
+    its file on first use: opened here, that is not waited for by the first request. A
+    cache that cannot be opened is left to fail there, as it did before.
+    """
+    stack = await run_in_executor(
+        None,
+        partial(
+            build_embeddings, limiter=limiter, cache_dir=index_dir, base=base, model_id=model_id
+        ),
+        config.embeddings,
+    )
+    if isinstance(stack, CachedEmbeddings) and isinstance(stack.cache, SQLiteEmbeddingCache):
+        with contextlib.suppress(RAGError):
+            await stack.cache.aget_many(model_id, [_WARM_UP_HASH])
+    return stack
+
+
+async def _aclose_stack(stack: Embeddings | None, *, own_base: bool) -> None:
+    """Close the embedding stack's cache, then the base model's clients if we built it."""
+    if stack is None:  # its build failed
+        return
+    close = getattr(stack, "aclose", None)
+    if close is not None:
+        await close()
+    if own_base:
+        await aclose_base_embeddings(_innermost(stack))
+
+
+async def _close_all(*closing: Coroutine[Any, Any, None]) -> None:
+    """Run the ``closing`` coroutines at once (each ends its own threads or sockets).
+
+    Every one runs to its end even when another fails; the first failure is raised then.
+    Closed one after the other, they added their times at the end of every run.
+    """
+    outcomes = await asyncio.gather(*closing, return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
 
 
 async def reconcile_sparse(store: AsyncFAISS, sparse: SparseIndex) -> tuple[int, int]:

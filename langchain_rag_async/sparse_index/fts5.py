@@ -388,10 +388,11 @@ class FTS5Index(Closing):
 class StagedWrites:
     """Writes inside :meth:`FTS5Index.astaged`'s transaction (not visible until it ends)."""
 
-    __slots__ = ("_conn",)
+    __slots__ = ("_conn", "_sealed")
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
+        self._sealed = False  # the transaction removed the seal when it began
 
     async def aapply(
         self, *, upserts: Sequence[Document] = (), deletes: Sequence[str] = ()
@@ -401,7 +402,9 @@ class StagedWrites:
         if not plan.size:
             return
         with span("sparse.apply", upserts=len(plan.rows), deletes=len(plan.deletes), staged=True):
-            await self._conn.execute(_seal.UNSEAL_SQL)  # a seal taken earlier no longer holds
+            if self._sealed:  # a seal taken earlier in the transaction no longer holds
+                await self._conn.execute(_seal.UNSEAL_SQL)
+                self._sealed = False
             if plan.deletes:
                 await self._conn.executemany(sql.DELETE_SQL, plan.deletes)
             if plan.rows:
@@ -411,6 +414,7 @@ class StagedWrites:
         """Seal the staged contents (committed with them; see :meth:`FTS5Index.aseal`)."""
         with span("sparse.seal", staged=True):
             rows = await drain_on_cancel(self._conn, self._conn.execute_fetchall(_seal.DIGEST_SQL))
+            self._sealed = True  # from here on, in doubt: a later write removes it again
             await self._conn.execute(_seal.SEAL_SQL, (_seal.combine(tuple(next(iter(rows)))),))
 
 

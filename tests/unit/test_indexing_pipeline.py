@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 from langchain_core.documents import Document
 from langchain_core.embeddings import DeterministicFakeEmbedding
 
-from langchain_rag_async.config import PipelineConfig, RAGConfig, SplitterConfig
+from langchain_rag_async.config import EmbeddingConfig, PipelineConfig, RAGConfig, SplitterConfig
 from langchain_rag_async.errors import EmbeddingModelMismatchError, LoadingError
 from langchain_rag_async.indexing.api import aindex_directory, index_directory
 from langchain_rag_async.indexing.graph import IndexingContext, build_indexing_graph
@@ -307,7 +308,11 @@ async def test_cancellation_leaves_a_consistent_index(
 
 
 class HoldingEmbedding(CountingEmbedding):
-    """Embeds texts without ``marker`` at once and holds those with it until released."""
+    """Embeds texts without ``marker`` at once and holds those with it until released.
+
+    A call holds all its texts when one has the marker: run it with
+    :func:`one_text_per_call`, so that the held file's chunks never hold another's.
+    """
 
     marker: str = "HOLD"
     release: Any = None
@@ -318,6 +323,11 @@ class HoldingEmbedding(CountingEmbedding):
         return self.embed_documents(texts)
 
 
+def one_text_per_call(config: RAGConfig) -> RAGConfig:
+    """``config`` with embedding batches of one text (how files share batches varies)."""
+    return replace(config, embeddings=EmbeddingConfig(batch_size=1))
+
+
 async def test_the_sparse_index_changes_with_the_saved_store_not_before(
     tmp_path: Path,
 ) -> None:
@@ -325,7 +335,7 @@ async def test_the_sparse_index_changes_with_the_saved_store_not_before(
     # hold yet: the run applies them right after saving the store, at its checkpoint.
     corpus = make_corpus(tmp_path / "docs", files=2)
     index_dir = tmp_path / "index"
-    config = config_for(index_dir, store_batch_size=1)
+    config = one_text_per_call(config_for(index_dir, store_batch_size=1))
     emb = HoldingEmbedding(size=32)
     await aindex_directory(corpus, config=config, embeddings=emb)
     async with FTS5Index.in_index_dir(index_dir) as sparse:
@@ -358,7 +368,7 @@ async def test_a_cancelled_run_leaves_no_staged_sparse_rows(tmp_path: Path) -> N
     # the store's save: cancelled before it, the sparse index is as it was, still sealed.
     corpus = make_corpus(tmp_path / "docs", files=2)
     index_dir = tmp_path / "index"
-    config = config_for(index_dir, store_batch_size=1)
+    config = one_text_per_call(config_for(index_dir, store_batch_size=1))
     emb = HoldingEmbedding(size=32)
     await aindex_directory(corpus, config=config, embeddings=emb)
     async with FTS5Index.in_index_dir(index_dir) as sparse:

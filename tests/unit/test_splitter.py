@@ -20,7 +20,7 @@ from langchain_text_splitters import Language, RecursiveCharacterTextSplitter
 from langchain_rag_async.config import SplitterConfig
 from langchain_rag_async.errors import ConfigurationError
 from langchain_rag_async.ids import CHUNK_ID_NAMESPACE, chunk_id, content_hash
-from langchain_rag_async.splitters import RunnableTextSplitter
+from langchain_rag_async.splitters import INLINE_SPLIT_CHARS, RunnableTextSplitter
 
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
 
@@ -70,7 +70,7 @@ def test_chunk_id_depends_on_every_input() -> None:
 def test_chunk_ids_identical_in_a_fresh_interpreter() -> None:
     code = (
         "from langchain_core.documents import Document\n"
-        "from langchain_rag_async.splitters import RunnableTextSplitter\n"
+        "from langchain_rag_async.splitters import INLINE_SPLIT_CHARS, RunnableTextSplitter\n"
         "import sys\n"
         "doc = Document(page_content=sys.stdin.read(), metadata={'source': 'x.md'})\n"
         "print('\\n'.join(c.id for c in RunnableTextSplitter().invoke([doc])))\n"
@@ -312,7 +312,8 @@ async def test_ainvoke_splits_off_the_event_loop(monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr(RecursiveCharacterTextSplitter, "split_text", spy)
     splitter = RunnableTextSplitter(SplitterConfig(chunk_size=200, chunk_overlap=20))
-    doc = Document(markdown_sections(4), metadata={"source": "c.md"})
+    doc = Document(markdown_sections(40), metadata={"source": "c.md"})
+    assert len(doc.page_content) > INLINE_SPLIT_CHARS  # asplit_document: too big to inline
 
     results = [
         await splitter.ainvoke([doc]),
@@ -324,6 +325,28 @@ async def test_ainvoke_splits_off_the_event_loop(monkeypatch: pytest.MonkeyPatch
     assert loop_thread not in threads
     assert results[0] == results[1] == results[2] == splitter.invoke([doc])
     assert len(results[0]) > 2
+
+
+async def test_asplit_document_splits_a_small_document_on_the_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    threads: list[int] = []
+    original = RecursiveCharacterTextSplitter.split_text
+
+    def spy(self: RecursiveCharacterTextSplitter, text: str) -> list[str]:
+        threads.append(threading.get_ident())
+        return original(self, text)
+
+    monkeypatch.setattr(RecursiveCharacterTextSplitter, "split_text", spy)
+    splitter = RunnableTextSplitter(SplitterConfig(chunk_size=200, chunk_overlap=20))
+    doc = Document(markdown_sections(4), metadata={"source": "c.md"})
+    assert len(doc.page_content) <= INLINE_SPLIT_CHARS
+
+    chunks = await splitter.asplit_document(doc)
+
+    assert threads == [threading.get_ident()]  # no hop to a thread for a few KiB
+    assert chunks == splitter.split_document(doc)
+    assert len(chunks) > 2
 
 
 async def test_abatch_and_async_chain() -> None:
