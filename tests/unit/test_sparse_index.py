@@ -556,15 +556,16 @@ def test_cancelling_a_slow_search_waits_for_the_worker_before_the_loop_closes(
     """The query outlives the cancelled caller; its answer must not hit a closed loop."""
     real_connect = SQLiteDatabase._connect
     slow = threading.Event()
+    running = threading.Event()
+    release = threading.Event()
 
     def slow_connect(db: SQLiteDatabase) -> sqlite3.Connection:
         conn = real_connect(db)
 
-        pauses = iter(range(40))
-
         def pause() -> int:
-            if slow.is_set() and next(pauses, None) is not None:
-                time.sleep(0.002)  # the query runs for about 80 ms
+            if slow.is_set():
+                running.set()
+                release.wait(60)  # the query stays on the worker until its caller is cancelled
             return 0
 
         conn.set_progress_handler(pause, 50)
@@ -579,8 +580,9 @@ def test_cancelling_a_slow_search_waits_for_the_worker_before_the_loop_closes(
             await index.asearch("warm up the connection", 1)
             slow.set()
             task = asyncio.create_task(index.asearch("fox", 3))
-            await asyncio.sleep(0.01)  # the query is running on the worker thread
+            assert await asyncio.to_thread(running.wait, 60)  # it runs on the worker thread
             task.cancel()
+            release.set()
             with pytest.raises(asyncio.CancelledError):
                 await task
 
@@ -588,6 +590,7 @@ def test_cancelling_a_slow_search_waits_for_the_worker_before_the_loop_closes(
         time.sleep(0.3)  # an abandoned worker thread would answer within this
     finally:
         slow.clear()
+        release.set()
     # Checked before closing: a worker thread killed by the error would hang close().
     assert thread_errors == []
     index.close()
