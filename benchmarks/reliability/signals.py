@@ -1,6 +1,7 @@
 """SIGINT and SIGTERM at random moments of ``rag-async index``: a quick, orderly stop.
 
-Per trial: the run gets the signal after a random delay and must exit within 2 s with
+Per trial: the run gets the signal after a random delay and must exit within 2 s (more on a
+machine slower than a quiet one: see :data:`QUIET_CLEAN_SECONDS`) with
 ``128 + signum`` (or 0 if it had already finished; or be ended by the signal itself when it
 arrives before the command could handle one, with nothing written), leave an index
 ``rag-async doctor`` finds healthy, and a rerun must finish with exactly the chunk ids of
@@ -22,7 +23,13 @@ from . import ScenarioResult, chunk_ids, cli_env, doctor, index_args, run_cli, s
 __all__ = ("EXIT_DEADLINE", "run")
 
 EXIT_DEADLINE = 2.0
-"""Seconds a run may take to exit after the signal."""
+"""Seconds a run may take to exit after the signal, on a machine as fast as a quiet one..."""
+
+QUIET_CLEAN_SECONDS = 3.0
+"""...where the clean run of the rust-book takes about this long (3.0 s in docs/reliability.md).
+On a machine shared with other work the clean run is measured first, and the deadline grows
+by its slowdown: CPU starvation stretches the orderly stop (a checkpoint in progress is
+finished, not torn) as much as anything else. The figures show the deadline used."""
 
 EARLY = "before rag-async had started"
 """A trial whose signal ended the process by Python's default action while the interpreter
@@ -69,10 +76,13 @@ def run(
                 result.record(False, f"the clean run failed: {clean.stderr[-500:]}")
             return list(results.values())
         reference = chunk_ids(workdir / "reference")
+        deadline = EXIT_DEADLINE * max(1.0, duration / QUIET_CLEAN_SECONDS)
         for number in range(trials):
             signum = signal.SIGINT if number % 2 == 0 else signal.SIGTERM
             delay = rng.uniform(0.3, duration)
-            ok, failure, took = _trial(env, corpus, workdir / f"trial-{number}", signum, delay)
+            ok, failure, took = _trial(
+                env, corpus, workdir / f"trial-{number}", signum, delay, deadline
+            )
             if failure == EARLY:
                 early[signum] += 1
             if ok:
@@ -81,12 +91,19 @@ def run(
             results[signum].record(ok, f"trial {number} ({delay:.2f} s): {failure}")
     for signum, result in results.items():
         result.figures["slowest exit (s)"] = round(slowest[signum], 2)
+        result.figures["clean run (s)"] = round(duration, 2)
+        result.figures["exit deadline (s)"] = round(deadline, 2)
         result.figures["signals " + EARLY] = early[signum]
     return list(results.values())
 
 
 def _trial(
-    env: dict[str, str], corpus: Path, index_dir: Path, signum: signal.Signals, delay: float
+    env: dict[str, str],
+    corpus: Path,
+    index_dir: Path,
+    signum: signal.Signals,
+    delay: float,
+    deadline: float,
 ) -> tuple[bool, str, float]:
     process = spawn_cli(index_args(corpus, index_dir), env=env)
     time.sleep(delay)
@@ -106,8 +123,8 @@ def _trial(
         return True, EARLY, took
     if code not in (0, 128 + signum):
         return False, f"exit code {code} (expected {128 + signum}): {stderr[-500:]}", took
-    if took > EXIT_DEADLINE:
-        return False, f"exited {took:.2f} s after the signal (> {EXIT_DEADLINE} s)", took
+    if took > deadline:
+        return False, f"exited {took:.2f} s after the signal (> {deadline:.2f} s)", took
     if (index_dir / "manifest.json").exists():
         report = doctor(index_dir)
         if not report.get("healthy"):
