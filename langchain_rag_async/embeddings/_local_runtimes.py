@@ -128,14 +128,30 @@ def _onnx_session(path: Path, *, threads: int, fold_dequantization: bool) -> Any
     is loaded again with only the basic optimisations and QDQ handling off, so constant
     folding turns the ``DequantizeLinear`` nodes left on weights into float constants.
     Prepacking stays off in the second session: prepacked float weights run other
-    matrix kernels, whose rounding would change the vectors.
+    matrix kernels, whose rounding would change the vectors. Should folding fail (no
+    scratch space), the file runs as it is (logged).
     """
     import onnxruntime
 
     providers = ["CPUExecutionProvider"]
+    if fold_dequantization:
+        try:
+            return _folded_session(path, threads)
+        except Exception as exc:  # no scratch space, or onnxruntime's own untyped errors
+            _log.warning(
+                "onnxruntime: weights not folded; a text costs more CPU",
+                path=str(path),
+                error=str(exc),
+            )
     options = _session_options(threads)
-    if not fold_dequantization:
-        return onnxruntime.InferenceSession(str(path), sess_options=options, providers=providers)
+    return onnxruntime.InferenceSession(str(path), sess_options=options, providers=providers)
+
+
+def _folded_session(path: Path, threads: int) -> Any:
+    import onnxruntime
+
+    providers = ["CPUExecutionProvider"]
+    options = _session_options(threads)
     with tempfile.TemporaryDirectory(prefix="rag-onnx-") as scratch:
         optimised = Path(scratch) / "optimised.onnx"
         options.optimized_model_filepath = str(optimised)

@@ -123,3 +123,21 @@ def test_folding_keeps_the_vectors_bit_for_bit(threads: int) -> None:
         (expected,) = plain.run(["last_hidden_state"], feed)
         (actual,) = folded.run(["last_hidden_state"], feed)
         assert np.array_equal(actual, expected), batch
+
+
+def test_without_scratch_space_the_file_runs_unfolded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    from langchain_rag_async.embeddings._local_runtimes import _onnx_session
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
+    session = _onnx_session(STATIC_MODEL_PATH, threads=1, fold_dequantization=True)
+    plain = _onnx_session(STATIC_MODEL_PATH, threads=1, fold_dequantization=False)
+    names = {node.name for node in plain.get_inputs()}
+    arrays = _pad(load_tokenizer().encode_batch(TEXTS[:1]))
+    feed = {name: array for name, array in arrays.items() if name in names}
+    (expected,) = plain.run(["last_hidden_state"], feed)
+    (actual,) = session.run(["last_hidden_state"], feed)
+    assert np.array_equal(actual, expected)
