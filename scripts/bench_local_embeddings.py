@@ -65,7 +65,8 @@ CANDIDATES = (
 
 def library_runner(path: Path, runtime: RuntimeName, threads: int = 0) -> Run:
     """The library's own runtime (the same settings as ``LocalMiniLMEmbeddings``)."""
-    loaded = load_runtime(path, runtime, threads)
+    qdq = path == local.STATIC_MODEL_PATH  # as LocalMiniLMEmbeddings loads that file
+    loaded = load_runtime(path, runtime, threads, fold_dequantization=qdq)
 
     def run(feed: dict[str, npt.NDArray[np.int64]]) -> npt.NDArray[np.float32]:
         return loaded.run({k: v for k, v in feed.items() if k in loaded.input_names})

@@ -116,6 +116,7 @@ class _ModelFile:
     sha256: str
     hint: str  # what to do when the file is missing or damaged
     default_path: Callable[[], Path]
+    qdq: bool = False  # QDQ (static int8): onnxruntime folds the weights' dequantisation
 
 
 _FILES = {
@@ -125,6 +126,7 @@ _FILES = {
         "Reinstall langchain-rag-async (its package data holds the file) or point "
         f"{LOCAL_MODEL_PATH_ENV} / model_path= at an intact copy of {STATIC_MODEL_PATH.name}.",
         lambda: STATIC_MODEL_PATH,
+        qdq=True,
     ),
     LEGACY_LOCAL_MODEL_ID: _ModelFile(
         "model.onnx",
@@ -195,14 +197,16 @@ def _threads(chosen: int | None) -> int:
     return chosen
 
 
-def _start_runtime(model_path: Path, runtime: RuntimeName, threads: int, hint: str) -> Runtime:
+def _start_runtime(
+    model_file: _ModelFile, model_path: Path, runtime: RuntimeName, threads: int
+) -> Runtime:
     """Load the file in the runtime(s); raise ConfigurationError when it cannot be loaded."""
     try:
-        return load_runtime(model_path, runtime, threads)
+        return load_runtime(model_path, runtime, threads, fold_dequantization=model_file.qdq)
     except Exception as exc:  # the runtimes raise their own, untyped errors
         raise ConfigurationError(
             f"the local embedding model could not be loaded from {model_path} "
-            f"({resolve_runtime(runtime)}): {exc}. {hint}"
+            f"({resolve_runtime(runtime)}): {exc}. {model_file.hint}"
         ) from exc
 
 
@@ -238,7 +242,7 @@ def _load_model(
                         f"the embedding tokenizer {tokenizer_path} could not be loaded: {exc}. "
                         f"{_TOKENIZER_HINT}"
                     ) from exc
-                started = _start_runtime(model_path, runtime, threads, model_file.hint)
+                started = _start_runtime(model_file, model_path, runtime, threads)
                 model = _LoadedModel(runtime=started, tokenizer=tokenizer)
                 _MODELS[key] = model
     return model
