@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -124,7 +125,12 @@ def run_cli(
 def spawn_cli(
     args: Sequence[str], *, env: Mapping[str, str], cwd: Path | None = None
 ) -> subprocess.Popen[str]:
-    """Start ``rag-async ARGS`` without waiting (to signal or kill it); output captured."""
+    """Start ``rag-async ARGS`` without waiting (to signal or kill it); output captured.
+
+    The child gets SIGINT's default action back, as a command typed at a terminal has it:
+    a harness started in the background (``cmd &`` in a script) runs with SIGINT ignored,
+    which its children would inherit and, by convention, keep.
+    """
     return subprocess.Popen(
         cli_command(*args),
         env=dict(env),
@@ -132,7 +138,12 @@ def spawn_cli(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_default_sigint,  # noqa: PLW1509 - one signal call, no locks
     )
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def doctor(index_dir: Path, *, env: Mapping[str, str] | None = None) -> dict[str, Any]:

@@ -409,3 +409,16 @@ async def test_the_handlers_from_before_the_block_are_put_back() -> None:
         assert signal.getsignal(signal.SIGINT) is interrupt_before
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+async def test_a_signal_the_process_ignores_stays_ignored() -> None:
+    # a background job (``cmd &`` in a script) starts with SIGINT ignored; by convention
+    # it keeps ignoring it, and the loop must not take it over for the block
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        async with cancel_on_signal():
+            assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) != signal.SIG_DFL  # the loop's
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
