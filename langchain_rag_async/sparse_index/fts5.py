@@ -9,15 +9,22 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 from langchain_core.documents import Document
+from langchain_core.runnables.config import run_in_executor
 
 from langchain_rag_async._closing import Closing
-from langchain_rag_async._sqlite import DEFAULT_BUSY_TIMEOUT, SQLiteDatabase, drain_on_cancel
-from langchain_rag_async.aio import LoopBound
+from langchain_rag_async._sqlite import (
+    DEFAULT_BUSY_TIMEOUT,
+    Row,
+    SQLiteDatabase,
+    drain_on_cancel,
+)
+from langchain_rag_async.aio import LoopBound, both
 from langchain_rag_async.aio.coalesce import Coalescer
 from langchain_rag_async.errors import IndexCorruptedError, RAGError
 from langchain_rag_async.observability import span
@@ -230,15 +237,28 @@ class FTS5Index(Closing):
     async def _afetch_searches(
         self, searches: list[tuple[str, str, list[Any]]]
     ) -> list[list[tuple[str, float]]]:
-        """Run searches of :meth:`asearch_ids` (query, SQL, parameters) in one statement."""
+        """Run searches of :meth:`asearch_ids` (query, SQL, parameters) batched.
+
+        One search: its own statement on this loop's connection. Several: two statements
+        run at once, half the searches each, one on this loop's connection and one on the
+        sync connection in an executor thread (SQLite runs them on two cores; each search
+        is one statement's consistent read, as alone).
+        """
         if len(searches) == 1:
             query, statement, params = searches[0]
             rows = await self._db.afetchall(statement, params, action=_search_action(query))
             return [[sql.to_id_result(row) for row in rows]]
-        statement, params = sql.batch_searches([(s, p) for _, s, p in searches])
+        half = (len(searches) + 1) // 2
+        here = sql.batch_searches([(s, p) for _, s, p in searches[:half]])
+        there = sql.batch_searches([(s, p) for _, s, p in searches[half:]])
         action = f"searching for {len(searches)} queries at once"
-        rows = await self._db.afetchall(statement, params, action=action)
-        return sql.split_searches(rows, len(searches))
+        fetch = partial(self._db.fetchall, *there, action=action)
+
+        async def on_sync_connection() -> list[Row]:
+            return await run_in_executor(None, fetch)
+
+        first, second = await both(self._db.afetchall(*here, action=action), on_sync_connection())
+        return sql.split_searches(first, half) + sql.split_searches(second, len(searches) - half)
 
     async def aget_by_ids(self, ids: Iterable[str]) -> list[Document]:
         """The chunks stored under ``ids``, in the order asked; unknown ids are skipped.
