@@ -339,8 +339,7 @@ class AsyncRAGEngine(AsyncClosing):
     async def aclose(self) -> None:
         """Close the open index files (also those a running query still uses)."""
         check = self._checks.get().task
-        if check is not None and not check.done():  # it would load the stores again
-            check.cancel()
+        if check is not None and not check.done():  # let it end (its stores close below)
             await asyncio.wait([check])
         await self._retire_stores()
         retired, self._retired = self._retired, []
