@@ -117,6 +117,7 @@ class AsyncRAGEngine(AsyncClosing):
         self._stores: _Stores | None = None
         self._retired: list[_Stores] = []
         self._load_locks: LoopBound[asyncio.Lock] = LoopBound(asyncio.Lock)
+        self._checks: LoopBound[_Check] = LoopBound(_Check)
 
     # -- indexing -----------------------------------------------------------------------
 
@@ -185,21 +186,33 @@ class AsyncRAGEngine(AsyncClosing):
         stores = self._stores
         if stores is not None and self._refresh_due(stores):
             # Queries arriving during the check wait for it (one stat; a load if the index
-            # changed), so none of them is answered from the older index after it.
-            async with self._load_locks.get():
-                if self._stores is stores and self._refresh_due(stores):
-                    saved = await run_in_executor(None, _manifest_key, stores.index_dir)
-                    if saved is not None and saved != stores.manifest_key:
-                        _log.info("newer saved index found", index_dir=str(stores.index_dir))
-                        await self._retire_stores()
-                        await self._load_current()
-                    # Only now: until the check is done, every query waits for it.
-                    stores.checked_at = time.monotonic()
+            # changed), so none of them is answered from the older index after it. They
+            # share one check and all go on when it ends: taking a lock in turn would
+            # release them one loop turn apart, spreading a burst of queries over
+            # seconds of a busy loop.
+            check = self._checks.get()
+            if check.task is None or check.task.done():
+                check.task = asyncio.get_running_loop().create_task(
+                    self._refresh(stores), name="rag-index-refresh"
+                )
+            await asyncio.shield(check.task)  # a cancelled query leaves it to the others
         if self._stores is None:
             async with self._load_locks.get():  # concurrent first queries load it once
                 if self._stores is None:
                     return await self._load_current()
         return self._stores
+
+    async def _refresh(self, stores: _Stores) -> None:
+        """Load the saved index if it is newer than ``stores`` (one ``stat`` otherwise)."""
+        async with self._load_locks.get():
+            if self._stores is stores and self._refresh_due(stores):
+                saved = await run_in_executor(None, _manifest_key, stores.index_dir)
+                if saved is not None and saved != stores.manifest_key:
+                    _log.info("newer saved index found", index_dir=str(stores.index_dir))
+                    await self._retire_stores()
+                    await self._load_current()
+                # Only now: until the check is done, every query waits for it.
+                stores.checked_at = time.monotonic()
 
     async def _load_current(self) -> _Stores:
         self._stores = stores = await self._load_stores()
@@ -325,6 +338,9 @@ class AsyncRAGEngine(AsyncClosing):
 
     async def aclose(self) -> None:
         """Close the open index files (also those a running query still uses)."""
+        check = self._checks.get().task
+        if check is not None and not check.done():  # let it end (its stores close below)
+            await asyncio.wait([check])
         await self._retire_stores()
         retired, self._retired = self._retired, []
         for stores in retired:
@@ -467,6 +483,13 @@ def _manifest_key(index_dir: Path) -> tuple[int, int, int] | None:
     except OSError:
         return None
     return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+
+@dataclass(slots=True)
+class _Check:
+    """The running check for a newer saved index, shared by the queries waiting for it."""
+
+    task: asyncio.Task[None] | None = None
 
 
 @dataclass(slots=True, eq=False)

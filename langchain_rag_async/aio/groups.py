@@ -3,8 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
-__all__ = ("first_error",)
+__all__ = ("both", "first_error")
+
+_T = TypeVar("_T")
+_U = TypeVar("_U")
+
+
+async def both(first: Coroutine[Any, Any, _T], second: Coroutine[Any, Any, _U]) -> tuple[_T, _U]:
+    """Run two coroutines concurrently (the first starts first); raise the first error.
+
+    A failure of either cancels the other; the error raised is :func:`first_error` of
+    the task group's, not the group.
+    """
+    error: BaseException | None = None
+    try:
+        async with asyncio.TaskGroup() as group:
+            one = group.create_task(first)
+            two = group.create_task(second)
+    except BaseExceptionGroup as failed:
+        error = first_error(failed)
+    if error is not None:
+        raise error
+    return one.result(), two.result()
 
 
 def first_error(exc: BaseException) -> BaseException:

@@ -40,7 +40,11 @@ from langchain_rag_async.embeddings._batches import (
     _unfinished,
     plan_batches,
 )
-from langchain_rag_async.embeddings._coalesce import QueryCoalescer, Then
+from langchain_rag_async.embeddings._coalesce import (
+    QueryCoalescer,
+    Then,
+    queries_embed_as_documents,
+)
 from langchain_rag_async.embeddings._failures import (
     backoff_delay,
     failure_kind,
@@ -167,11 +171,16 @@ class RateLimitedEmbeddings(Embeddings):
         )
         self._deadline = AdaptiveDeadline(self.retry, request_timeout)
         self._dimension: int | None = None
-        # Models whose queries embed as documents get concurrent queries coalesced.
+        # Models whose queries embed as documents get concurrent queries coalesced: up
+        # to the service's concurrency limit of batches in flight at once.
         self._coalescers: LoopBound[QueryCoalescer] | None = None
-        if getattr(type(inner), "queries_embed_as_documents", False):
+        if queries_embed_as_documents(inner):
             self._coalescers = LoopBound(
-                lambda: QueryCoalescer(self._aembed_query_batch, self.batch_size)
+                lambda: QueryCoalescer(
+                    self._aembed_query_batch,
+                    self.batch_size,
+                    max_flushes=lambda: self.limiter.concurrency_limit,
+                )
             )
         self._pace_lock = threading.Lock()
         self._sync_ready_at = 0.0
@@ -311,17 +320,19 @@ class RateLimitedEmbeddings(Embeddings):
     async def aembed_query_then(self, text: str, then: Callable[[list[float]], T]) -> T:
         """Embed one query and run ``then`` (a blocking search) on its vector.
 
-        With a model that computes in an executor thread anyway (``embeds_in_executor``:
-        the local model), both run in the same executor call, together with the queries
-        coalesced beside it: a query costs one executor call, not two. Otherwise the
-        query is embedded as by :meth:`aembed_query` and ``then`` runs in an executor.
-        Limiter, retries and validation are those of :meth:`aembed_query`; an exception
-        of ``then`` is raised as it is, never retried.
+        Coalesced queries (a model whose queries embed as documents) run their steps
+        together: with a model that computes in an executor thread anyway
+        (``embeds_in_executor``: the local model), in the executor call that makes their
+        vectors (a query costs one executor call, not two); with a remote one (OpenAI),
+        in one executor call per batch once its request is answered. Otherwise the query
+        is embedded as by :meth:`aembed_query` and ``then`` runs in an executor. Limiter,
+        retries and validation are those of :meth:`aembed_query`; an exception of
+        ``then`` is raised as it is, to its caller alone, never retried.
 
         Raises:
             EmbeddingError: The query could not be embedded, even after retries.
         """
-        if self._coalescers is not None and getattr(type(self.inner), "embeds_in_executor", False):
+        if self._coalescers is not None:
             with QUERY_LATENCY.labels(stage="embed").time():
                 result: T = await self._coalescers.get().embed(text, then)
             return result

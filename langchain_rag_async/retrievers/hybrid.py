@@ -12,12 +12,10 @@ store lacks). Any other vector store is searched for documents, as LangChain doe
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from collections.abc import (
     Callable,
-    Coroutine,
     Iterable,
     Iterator,
     Sequence,
@@ -46,7 +44,7 @@ from langchain_rag_async._checks import (
     check_query,
     check_search_kwargs,
 )
-from langchain_rag_async.aio import first_error
+from langchain_rag_async.aio import both as _both
 from langchain_rag_async.aio.deadline import check_timeout, deadline
 from langchain_rag_async.config import FusionMethod, RetrievalConfig
 from langchain_rag_async.errors import (
@@ -173,20 +171,6 @@ def _side(side: str, plan: _Plan) -> Iterator[Span]:
 def _counted(current: Span, hits: _Hits) -> _Hits:
     current.set_attribute("rag.results", len(hits))
     return hits
-
-
-async def _both(first: Coroutine[Any, Any, _T], second: Coroutine[Any, Any, _U]) -> tuple[_T, _U]:
-    """Run two coroutines concurrently (the first starts first); raise the first error."""
-    error: BaseException | None = None
-    try:
-        async with asyncio.TaskGroup() as group:
-            one = group.create_task(first)
-            two = group.create_task(second)
-    except BaseExceptionGroup as failed:
-        error = first_error(failed)
-    if error is not None:
-        raise error
-    return one.result(), two.result()
 
 
 def _ranks_ids(store: VectorStore) -> TypeGuard[AsyncFAISS]:

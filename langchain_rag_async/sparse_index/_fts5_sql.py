@@ -206,6 +206,33 @@ def build_search(
     return SEARCH_SQL.format(columns=columns, filters=conditions), [match, *params, k]
 
 
+SEARCH_BATCH = 64
+"""The most searches in one statement (SQLite allows 500 parts in a compound SELECT)."""
+
+
+def batch_searches(searches: Sequence[tuple[str, Sequence[Any]]]) -> tuple[str, list[Any]]:
+    """One statement for several searches of :func:`build_search` (``columns="c.id"``).
+
+    Each search stays the statement it is alone, as a subquery; its rows come back
+    numbered by search (``search, id, score``) in its own order (score, then id: a total
+    order), so :func:`split_searches` hands each search exactly the rows it gets alone.
+    """
+    members = [
+        f"SELECT {number} AS search, id, score FROM ({statement})"
+        for number, (statement, _) in enumerate(searches)
+    ]
+    params = [param for _, bound in searches for param in bound]
+    return "\nUNION ALL\n".join(members) + "\nORDER BY search, score DESC, id", params
+
+
+def split_searches(rows: Iterable[Sequence[Any]], count: int) -> list[list[tuple[str, float]]]:
+    """The ``(id, score)`` results of each of ``count`` batched searches, in order."""
+    results: list[list[tuple[str, float]]] = [[] for _ in range(count)]
+    for number, doc_id, score in rows:
+        results[number].append((str(doc_id), float(score)))
+    return results
+
+
 def to_result(row: Sequence[Any]) -> tuple[Document, float]:
     doc_id, content, metadata, score = row
     return Document(id=doc_id, page_content=content, metadata=json.loads(metadata)), float(score)

@@ -9,14 +9,23 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 from langchain_core.documents import Document
+from langchain_core.runnables.config import run_in_executor
 
 from langchain_rag_async._closing import Closing
-from langchain_rag_async._sqlite import DEFAULT_BUSY_TIMEOUT, SQLiteDatabase, drain_on_cancel
+from langchain_rag_async._sqlite import (
+    DEFAULT_BUSY_TIMEOUT,
+    Row,
+    SQLiteDatabase,
+    drain_on_cancel,
+)
+from langchain_rag_async.aio import LoopBound, both
+from langchain_rag_async.aio.coalesce import Coalescer
 from langchain_rag_async.errors import IndexCorruptedError, RAGError
 from langchain_rag_async.observability import span
 from langchain_rag_async.sparse_index import _fts5_sql as sql
@@ -42,6 +51,7 @@ __all__ = (
 
 SPARSE_INDEX_FILENAME = "sparse.sqlite"  # inside an index directory
 SealState = _seal.SealState
+_Searches = Coalescer[tuple[str, str, list[Any]], list[tuple[str, float]]]
 
 
 def _write_action(plan: sql.WritePlan) -> str:
@@ -77,7 +87,7 @@ class FTS5Index(Closing):
         busy_timeout: Seconds to wait for another writer before giving up.
     """
 
-    __slots__ = ("_db",)
+    __slots__ = ("_db", "_searches")
 
     def __init__(
         self,
@@ -95,6 +105,9 @@ class FTS5Index(Closing):
             label="sparse index",
             read_only=read_only,
             on_connect=_seal.register,
+        )
+        self._searches: LoopBound[_Searches] = LoopBound(
+            lambda: Coalescer(self._afetch_searches, sql.SEARCH_BATCH, name="rag-sparse-search")
         )
 
     @classmethod
@@ -209,15 +222,43 @@ class FTS5Index(Closing):
         """Like :meth:`asearch`, but ``(id, score)`` pairs: no text read, no Document built.
 
         For callers that rank first and fetch only the winners (the hybrid retriever).
+        Concurrent calls of one event loop are run together, as one statement (at most
+        ``SEARCH_BATCH`` searches; each gets exactly the rows it gets alone): one turn of
+        the connection's lock and one hop to its thread, not one per search.
         """
         built = sql.build_search(query, k, filter, columns="c.id")
         if built is None:
             return []
         with span("sparse.search", k=k, ids_only=True) as current:
-            rows = await self._db.afetchall(*built, action=_search_action(query))
-            results = [sql.to_id_result(row) for row in rows]
+            results = await self._searches.get().submit((query, *built))
             current.set_attribute("rag.results", len(results))
         return results
+
+    async def _afetch_searches(
+        self, searches: list[tuple[str, str, list[Any]]]
+    ) -> list[list[tuple[str, float]]]:
+        """Run searches of :meth:`asearch_ids` (query, SQL, parameters) batched.
+
+        One search: its own statement on this loop's connection. Several: two statements
+        run at once, half the searches each, one on this loop's connection and one on the
+        sync connection in an executor thread (SQLite runs them on two cores; each search
+        is one statement's consistent read, as alone).
+        """
+        if len(searches) == 1:
+            query, statement, params = searches[0]
+            rows = await self._db.afetchall(statement, params, action=_search_action(query))
+            return [[sql.to_id_result(row) for row in rows]]
+        half = (len(searches) + 1) // 2
+        here = sql.batch_searches([(s, p) for _, s, p in searches[:half]])
+        there = sql.batch_searches([(s, p) for _, s, p in searches[half:]])
+        action = f"searching for {len(searches)} queries at once"
+        fetch = partial(self._db.fetchall, *there, action=action)
+
+        async def on_sync_connection() -> list[Row]:
+            return await run_in_executor(None, fetch)
+
+        first, second = await both(self._db.afetchall(*here, action=action), on_sync_connection())
+        return sql.split_searches(first, half) + sql.split_searches(second, len(searches) - half)
 
     async def aget_by_ids(self, ids: Iterable[str]) -> list[Document]:
         """The chunks stored under ``ids``, in the order asked; unknown ids are skipped.

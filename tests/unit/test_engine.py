@@ -330,6 +330,46 @@ async def test_a_reader_checks_for_a_newer_index_at_most_every_refresh_interval(
     assert "lifetimes.md" not in {Path(str(d.metadata["source"])).name for d in docs}
 
 
+async def test_queries_arriving_together_share_one_check_a_cancelled_one_leaves_it(
+    tmp_path: Path, embedding: DeterministicFakeEmbedding, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # refresh_interval=0: a check before every query; queries arriving together share
+    # one, and cancelling the query that started it leaves it running for the others.
+    from langchain_rag_async import engine as engine_module
+
+    corpus = write_topics(tmp_path / "docs")
+    reader_config = dataclasses.replace(
+        config_for(tmp_path / "idx"), retrieval=RetrievalConfig(refresh_interval=0.0)
+    )
+    stats: list[Path] = []
+    manifest_key = engine_module._manifest_key
+
+    def counted(index_dir: Path) -> Any:
+        stats.append(index_dir)
+        return manifest_key(index_dir)
+
+    async with (
+        AsyncRAGEngine(config=config_for(tmp_path / "idx"), embeddings=embedding) as writer,
+        AsyncRAGEngine(config=reader_config, embeddings=embedding) as reader,
+    ):
+        await writer.aindex_directory(corpus)
+        await reader.aquery("ownership", k=3)
+        (corpus / "lifetimes.md").write_text("# Lifetimes\n\nLifetimes annotate borrows.\n")
+        await writer.aindex_directory(corpus)
+        monkeypatch.setattr(engine_module, "_manifest_key", counted)
+        tasks = [
+            asyncio.create_task(reader.aquery("lifetimes annotate borrows", k=3)) for _ in range(10)
+        ]
+        await asyncio.sleep(0)  # each has started (and is waiting for the check)
+        tasks[0].cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(results[0], asyncio.CancelledError)
+    for docs in results[1:]:
+        assert isinstance(docs, list)
+        assert "lifetimes.md" in {Path(str(d.metadata["source"])).name for d in docs}
+    assert len(stats) == 2  # the one check, and the load of the newer index it found
+
+
 def test_refresh_interval_must_be_finite_and_not_negative() -> None:
     with pytest.raises(ValueError, match="refresh_interval"):
         RetrievalConfig(refresh_interval=-1.0)
