@@ -68,14 +68,20 @@ def shared_ssl_context() -> ssl.SSLContext:
     import os
     import ssl
 
+    # What httpx (and openai's httpx2) make of these, without importing httpx: its __init__
+    # also imports its command line's click, rich and pygments (3-11 MiB of RSS).
+    cafile, capath = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+    if cafile:
+        return ssl.create_default_context(cafile=cafile)
+    if capath:
+        return ssl.create_default_context(capath=capath)
+    from langchain_openai.chat_models import base
+
+    loaded = getattr(base, "global_ssl_context", None)
+    if isinstance(loaded, ssl.SSLContext):
+        return loaded
     import httpx
 
-    if not (os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR")):
-        from langchain_openai.chat_models import base
-
-        loaded = getattr(base, "global_ssl_context", None)
-        if isinstance(loaded, ssl.SSLContext):
-            return loaded
     return httpx.create_ssl_context()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import pytest
@@ -135,7 +136,7 @@ class MemoryScenario(RecordingEmbedding):
 
 
 async def test_indexing_shrinks_batches_while_memory_is_low_then_grows_back(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     corpus = tmp_path / "docs"
     corpus.mkdir()
@@ -154,6 +155,9 @@ async def test_indexing_shrinks_batches_while_memory_is_low_then_grows_back(
     )
     shrinks = sample("rag_memory_adaptations_total", direction="shrink")
     grows = sample("rag_memory_adaptations_total", direction="grow")
+    # Growing back is logged at info level, which stdlib logging drops by default (and so
+    # does the package's logger, before structlog's processors: observability._Logger).
+    caplog.set_level(logging.INFO, logger="langchain_rag_async")
     with capture_logs() as logs:
         summary = await aindex_directory(corpus, config=config, embeddings=embedding)
     assert summary.files_indexed == 12 and summary.files_failed == []
