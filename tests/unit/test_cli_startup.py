@@ -199,6 +199,7 @@ def test_index_into_a_pipe_loads_no_terminal_renderer_and_no_unused_logging(
     unused = {"rich", "structlog", "pygments", "greenlet", "click", "httpx"}
     assert quiet["packages"].isdisjoint(unused), sorted(quiet["packages"] & unused)
     assert {"openai", "faiss", "prometheus_client"} <= quiet["packages"]  # the run did run
+    assert "langchain_rag_async.embeddings.local" not in quiet["modules"]  # OpenAI's run
     # Asked for: the summary in rich text, and the debug log lines (-v) through structlog.
     assert {"rich", "structlog"} <= shown["packages"]
 
