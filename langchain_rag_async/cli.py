@@ -591,6 +591,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     thresholds = gc.get_threshold()
     if args.command not in ("serve", "mcp"):  # a one-shot command (see the factor's note)
         gc.set_threshold(*thresholds[:2], thresholds[2] * _FULL_COLLECTIONS_RARER)
+        from langchain_rag_async.gc_tuning import limit_malloc_arenas
+
+        limit_malloc_arenas()  # before the command starts threads
     try:
         return _run(args)
     finally:
