@@ -253,6 +253,24 @@ def configure_logging(
         logging.getLogger(name).setLevel(other)
 
 
+def _configure_structlog_once() -> None:
+    """Our structlog configuration, unless structlog is configured already.
+
+    An application (or a test's ``structlog.testing.capture_logs()``) that configured
+    structlog before the package's first record keeps its configuration;
+    :func:`configure_logging` applies ours whatever came before.
+    """
+    global _configured
+    if _configured:
+        return
+    import structlog
+
+    if structlog.is_configured():
+        _configured = True
+    else:
+        _configure_structlog()
+
+
 class _StructlogFormatter(logging.Formatter):
     """structlog's ``ProcessorFormatter``, built (and structlog imported) at the first record.
 
@@ -312,8 +330,7 @@ class _Logger:
         if self._bound is None:
             import structlog
 
-            if not _configured:
-                _configure_structlog()
+            _configure_structlog_once()
             # structlog's own lazy proxy: it follows later structlog.configure() calls
             self._bound = structlog.get_logger(self._name)
         return self._bound

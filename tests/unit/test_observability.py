@@ -101,29 +101,26 @@ async def test_log_lines_inside_a_recorded_span_carry_its_ids(spans: Any) -> Non
     assert inside["span_id"] == f"{context.span_id:016x}"
 
 
-def test_a_record_below_the_level_reaches_no_structlog_processor() -> None:
-    from structlog.testing import capture_logs
-
+def test_levels_are_those_of_the_stdlib_loggers_read_at_each_call() -> None:
+    stream = io.StringIO()
+    observability.configure_logging(logging.WARNING, json=True, stream=stream)
     stdlib = logging.getLogger("langchain_rag_async.levels")
     log = get_logger("langchain_rag_async.levels")
-    stdlib.setLevel(logging.WARNING)
     try:
-        with capture_logs() as logs:
-            log.debug("dropped")
-            log.info("dropped")
-            log.warning("kept", n=1)
-            stdlib.setLevel(logging.DEBUG)  # the level is read at each call
-            log.debug("kept too")
-            stdlib.disabled = True
-            log.error("dropped: disabled logger")
+        log.debug("dropped")
+        log.info("dropped")
+        log.warning("kept", n=1)
+        stdlib.setLevel(logging.DEBUG)  # the level is read at each call
+        log.debug("kept too")
+        stdlib.disabled = True
+        log.error("dropped: disabled logger")
     finally:
         stdlib.disabled = False
         stdlib.setLevel(logging.NOTSET)
-    assert [(e["event"], e["log_level"]) for e in logs] == [
-        ("kept", "warning"),
-        ("kept too", "debug"),
-    ]
-    assert logs[0]["n"] == 1
+        observability.configure_logging(logging.WARNING)  # writes what it still holds
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(e["event"], e["level"]) for e in lines] == [("kept", "warning"), ("kept too", "debug")]
+    assert lines[0]["n"] == 1
 
 
 def test_structlog_is_imported_by_the_first_record_let_through() -> None:
@@ -152,3 +149,27 @@ print(before, "structlog" in sys.modules, stream.getvalue().strip())
     record = json.loads(line)
     assert record["event"] == "let through" and record["n"] == 1
     assert record["level"] == "critical"
+
+
+def test_an_applications_own_structlog_configuration_stands() -> None:
+    """Configured before the package's first record, structlog stays as the application set it."""
+    code = """
+import structlog
+from langchain_rag_async.observability import get_logger
+
+seen = []
+
+def keep(logger, method, event_dict):
+    seen.append(event_dict["event"])
+    raise structlog.DropEvent
+
+structlog.configure(processors=[keep])
+get_logger("langchain_rag_async.probe").warning("ours")
+structlog.get_logger("app").warning("theirs")
+print(seen, structlog.get_config()["processors"] == [keep])
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["['ours',", "'theirs']", "True"]
