@@ -62,8 +62,8 @@ def shared_ssl_context() -> ssl.SSLContext:
     Loading the certificate store takes about 0.1 s per context; the sync and async
     clients of every model share this one instead of loading it each. Importing
     ``langchain_openai`` has already loaded one equivalent to httpx's default (certifi's
-    store): that one is reused, unless ``SSL_CERT_FILE`` or ``SSL_CERT_DIR`` asks httpx
-    for another store.
+    store): that one is reused, unless ``SSL_CERT_FILE`` or ``SSL_CERT_DIR`` names another
+    store, which is then loaded as httpx loads it.
     """
     import os
     import ssl
