@@ -325,32 +325,64 @@ def _print_summary(console: Console, summary: IndexingSummary) -> None:
         console.print("Failed files are not recorded: the next run retries them (exit code 3).")
 
 
-async def _run_index(args: argparse.Namespace, out: Console, err: Console) -> int:
+async def _run_index(args: argparse.Namespace, consoles: _Consoles) -> int:
     from langchain_rag_async.metrics import serve_metrics, watch_event_loop_lag
 
     settings = _observability(args)
     if settings.metrics_port is None:
-        return await _index(args, out, err)
+        return await _index(args, consoles)
     serve_metrics(settings.metrics_port, settings.metrics_host)  # a daemon thread
     async with watch_event_loop_lag():
-        return await _index(args, out, err)
+        return await _index(args, consoles)
 
 
-async def _index(args: argparse.Namespace, out: Console, err: Console) -> int:
+async def _index(args: argparse.Namespace, consoles: _Consoles) -> int:
     from langchain_rag_async.indexing.api import aindex_directory
 
     config = _config_from_args(args)
     show = not args.no_progress and not args.json
     if show:
-        with _ProgressView(err) as view:
+        with _ProgressView(consoles.err) as view:
             summary = await aindex_directory(args.path, config=config, on_progress=view)
     else:
         summary = await aindex_directory(args.path, config=config)
     if args.json:
-        out.print_json(json.dumps(summary.to_dict()))
+        _print_json(consoles, summary.to_dict())
     else:
-        _print_summary(out, summary)
+        _print_summary(consoles.out, summary)
     return EXIT_FILES_FAILED if summary.files_failed else 0
+
+
+class _Consoles:
+    """The rich consoles of a command (stdout, stderr), each made at its first use.
+
+    ``index --json`` or ``--no-progress`` into a pipe, as scripts run it, prints no rich
+    text on success: it never imports rich (3 MiB of peak RSS; docs/benchmarks.md).
+    """
+
+    @functools.cached_property
+    def out(self) -> Console:
+        from rich.console import Console
+
+        return Console(soft_wrap=True)
+
+    @functools.cached_property
+    def err(self) -> Console:
+        from rich.console import Console
+
+        return Console(stderr=True)
+
+
+def _print_json(consoles: _Consoles, data: object) -> None:
+    """Print ``data`` as JSON on stdout, highlighted by rich on a terminal.
+
+    Into a pipe or a file it is the text rich would write there (indented, non-ASCII as
+    is), without importing rich.
+    """
+    if sys.stdout.isatty():
+        consoles.out.print_json(json.dumps(data))
+    else:
+        sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def _printable(text: str) -> str:
@@ -568,6 +600,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         thresholds = gc.get_threshold()
         if args.command not in ("serve", "mcp"):  # a one-shot command (see the factor's note)
             gc.set_threshold(*thresholds[:2], thresholds[2] * _FULL_COLLECTIONS_RARER)
+            from langchain_rag_async.gc_tuning import limit_malloc_arenas
+
+            limit_malloc_arenas()  # before the command starts threads
         try:
             return _run(args)
         finally:
@@ -643,44 +678,41 @@ def _run(args: argparse.Namespace) -> int:
     import asyncio
     import logging
 
-    from rich.console import Console
-    from rich.markup import escape
-
     from langchain_rag_async.errors import Interrupted, RAGError
     from langchain_rag_async.observability import configure_logging
 
     # Errors reach the user as one clear line; details (retries, tracebacks) with -v.
     configure_logging(logging.DEBUG if args.verbose else logging.CRITICAL)
-    out = Console(soft_wrap=True)
-    err = Console(stderr=True)
+    consoles = _Consoles()
     tracing: Tracing | None = None
     try:
         tracing = _start_telemetry(args)
         _preload(args)
         if args.command == "index":
-            return asyncio.run(_until_signal(_debugged(args, _run_index(args, out, err))))
+            return asyncio.run(_until_signal(_debugged(args, _run_index(args, consoles))))
         if args.command == "query":
-            return asyncio.run(_until_signal(_run_query(args, out)))
+            return asyncio.run(_until_signal(_run_query(args, consoles.out)))
         if args.command == "doctor":
-            return asyncio.run(_until_signal(_run_doctor(args, out)))
+            return asyncio.run(_until_signal(_run_doctor(args, consoles.out)))
         if args.command == "migrate":
-            return asyncio.run(_until_signal(_run_migrate(args, out)))
+            return asyncio.run(_until_signal(_run_migrate(args, consoles.out)))
         if args.command in ("serve", "mcp"):
             # uvicorn handles the signals itself; serve runs on uvloop when installed
             with asyncio.Runner(loop_factory=_server_loop_factory(args.command)) as runner:
                 return runner.run(_debugged(args, _run_server(args)))
-        return asyncio.run(_until_signal(_debugged(args, _run_ask(args, out, err))))
+        return asyncio.run(
+            _until_signal(_debugged(args, _run_ask(args, consoles.out, consoles.err)))
+        )
     except Interrupted as exc:
-        _say_interrupted(args.command, err)
+        _say_interrupted(args.command, consoles.err)
         return 128 + exc.signum
-    except RAGError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}")
-        return 2
-    except OSError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}")
+    except (RAGError, OSError) as exc:
+        from rich.markup import escape
+
+        consoles.err.print(f"[red]error:[/red] {escape(str(exc))}")
         return 2
     except KeyboardInterrupt:
-        _say_interrupted(args.command, err)
+        _say_interrupted(args.command, consoles.err)
         return 130
     finally:
         if tracing is not None:

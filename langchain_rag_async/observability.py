@@ -6,6 +6,10 @@ so interleaved concurrent work stays readable, and, inside a recorded span, its
 ``trace_id`` and ``span_id``, so logs and traces join. Only the API of OpenTelemetry is
 used here: spans go nowhere until an application installs a provider
 (:func:`langchain_rag_async.tracing.configure_tracing`).
+
+structlog is imported by the first record a level lets through, not before: importing it
+also imports ``rich``'s traceback renderer, pygments and greenlet when installed (9 MiB of
+RSS), which a run that logs nothing (``rag-async index`` without ``-v``) never uses.
 """
 
 from __future__ import annotations
@@ -16,12 +20,12 @@ import logging
 import logging.handlers
 import queue
 import sys
+import threading
 import uuid
 from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from typing import Any, TextIO
 
-import structlog
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
@@ -184,6 +188,8 @@ def _capture_exc_info(
 
 def _configure_structlog() -> None:
     global _configured
+    import structlog
+
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -226,24 +232,10 @@ def configure_logging(
         levels: Levels of other libraries' loggers, e.g. ``{"uvicorn": logging.INFO}``.
     """
     global _listener
-    _configure_structlog()
-    renderer: Any = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
-    )
+    if "structlog" in sys.modules:  # (re)applied now; else at the first record let through
+        _configure_structlog()
     handler = logging.StreamHandler(stream or _CurrentStderr())
-    chain: list[Any] = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
-    if json:
-        chain.append(structlog.processors.format_exc_info)
-    handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
-            processors=[*chain, renderer],
-            foreign_pre_chain=[  # records of other libraries' loggers
-                structlog.stdlib.add_log_level,
-                structlog.stdlib.add_logger_name,
-                structlog.processors.TimeStamper(fmt="iso"),
-            ],
-        )
-    )
+    handler.setFormatter(_StructlogFormatter(json=json))
     _stop_listener()
     records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
     _listener = logging.handlers.QueueListener(records, handler)
@@ -261,12 +253,124 @@ def configure_logging(
         logging.getLogger(name).setLevel(other)
 
 
+def _configure_structlog_once() -> None:
+    """Our structlog configuration, unless structlog is configured already.
+
+    An application (or a test's ``structlog.testing.capture_logs()``) that configured
+    structlog before the package's first record keeps its configuration;
+    :func:`configure_logging` applies ours whatever came before.
+    """
+    global _configured
+    if _configured:
+        return
+    import structlog
+
+    if structlog.is_configured():
+        _configured = True
+    else:
+        _configure_structlog()
+
+
+class _StructlogFormatter(logging.Formatter):
+    """structlog's ``ProcessorFormatter``, built (and structlog imported) at the first record.
+
+    Rendering happens in the listener thread: that is where the import lands too.
+    """
+
+    def __init__(self, *, json: bool) -> None:
+        super().__init__()
+        self._json = json
+        self._built: logging.Formatter | None = None
+        self._lock = threading.Lock()
+
+    def format(self, record: logging.LogRecord) -> str:
+        if self._built is None:
+            with self._lock:
+                if self._built is None:
+                    self._built = _processor_formatter(json=self._json)
+        return self._built.format(record)
+
+
+def _processor_formatter(*, json: bool) -> logging.Formatter:
+    import structlog
+
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    chain: list[Any] = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
+    if json:
+        chain.append(structlog.processors.format_exc_info)
+    return structlog.stdlib.ProcessorFormatter(
+        processors=[*chain, renderer],
+        foreign_pre_chain=[  # records of other libraries' loggers
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.add_logger_name,
+            structlog.processors.TimeStamper(fmt="iso"),
+        ],
+    )
+
+
+class _Logger:
+    """A structlog logger that skips what its stdlib logger's level would drop.
+
+    A record below the level (or of a disabled logger) costs one ``isEnabledFor`` call: no
+    processor runs, and structlog is not imported until a record gets through, or until
+    an attribute other than the level methods is asked for (``bind``, ...). This is
+    structlog's own ``filter_by_level``, done before the processors instead of among them.
+    """
+
+    __slots__ = ("_bound", "_name", "_stdlib")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._stdlib = logging.getLogger(name)
+        self._bound: Any = None
+
+    def _structlog(self) -> Any:
+        if self._bound is None:
+            import structlog
+
+            _configure_structlog_once()
+            # structlog's own lazy proxy: it follows later structlog.configure() calls
+            self._bound = structlog.get_logger(self._name)
+        return self._bound
+
+    def _emit(self, level: int, method: str, event: Any, args: Any, kw: Any) -> Any:
+        if not self._stdlib.isEnabledFor(level):
+            return None
+        return getattr(self._structlog(), method)(event, *args, **kw)
+
+    def debug(self, event: Any = None, *args: Any, **kw: Any) -> Any:
+        return self._emit(logging.DEBUG, "debug", event, args, kw)
+
+    def info(self, event: Any = None, *args: Any, **kw: Any) -> Any:
+        return self._emit(logging.INFO, "info", event, args, kw)
+
+    def warning(self, event: Any = None, *args: Any, **kw: Any) -> Any:
+        return self._emit(logging.WARNING, "warning", event, args, kw)
+
+    def error(self, event: Any = None, *args: Any, **kw: Any) -> Any:
+        return self._emit(logging.ERROR, "error", event, args, kw)
+
+    def exception(self, event: Any = None, *args: Any, **kw: Any) -> Any:
+        return self._emit(logging.ERROR, "exception", event, args, kw)
+
+    def critical(self, event: Any = None, *args: Any, **kw: Any) -> Any:
+        return self._emit(logging.CRITICAL, "critical", event, args, kw)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # not ours (copy, pickle): never an import, nor a loop
+            raise AttributeError(name)
+        return getattr(self._structlog(), name)
+
+
 def get_logger(name: str) -> Any:
     """Return a structlog logger carrying ``request_id`` and ``task_id`` from contextvars.
+
+    Records below the level of the stdlib logger ``name`` are dropped before structlog's
+    processors run (see :class:`_Logger`).
 
     Args:
         name: The module's ``__name__`` (under ``langchain_rag_async``).
     """
-    if not _configured:
-        _configure_structlog()
-    return structlog.get_logger(name)
+    return _Logger(name)

@@ -62,20 +62,26 @@ def shared_ssl_context() -> ssl.SSLContext:
     Loading the certificate store takes about 0.1 s per context; the sync and async
     clients of every model share this one instead of loading it each. Importing
     ``langchain_openai`` has already loaded one equivalent to httpx's default (certifi's
-    store): that one is reused, unless ``SSL_CERT_FILE`` or ``SSL_CERT_DIR`` asks httpx
-    for another store.
+    store): that one is reused, unless ``SSL_CERT_FILE`` or ``SSL_CERT_DIR`` names another
+    store, which is then loaded as httpx loads it.
     """
     import os
     import ssl
 
+    # What httpx (and openai's httpx2) make of these, without importing httpx: its __init__
+    # also imports its command line's click, rich and pygments (3-11 MiB of RSS).
+    cafile, capath = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+    if cafile:
+        return ssl.create_default_context(cafile=cafile)
+    if capath:
+        return ssl.create_default_context(capath=capath)
+    from langchain_openai.chat_models import base
+
+    loaded = getattr(base, "global_ssl_context", None)
+    if isinstance(loaded, ssl.SSLContext):
+        return loaded
     import httpx
 
-    if not (os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR")):
-        from langchain_openai.chat_models import base
-
-        loaded = getattr(base, "global_ssl_context", None)
-        if isinstance(loaded, ssl.SSLContext):
-            return loaded
     return httpx.create_ssl_context()
 
 

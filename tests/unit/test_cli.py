@@ -217,3 +217,28 @@ def test_file_names_print_on_one_line_with_odd_characters_escaped() -> None:
     assert _printable("names/new\nline.md") == "names/new\\nline.md"
     assert _printable("bad\udcffname.md") == "bad\\udcffname.md"
     assert _printable("tab\there é.md") == "tab\\there é.md"
+
+
+def test_json_into_a_pipe_is_the_text_rich_writes_there(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``index --json`` skips rich when stdout is not a terminal: the bytes stay the same."""
+    import io
+
+    from rich.console import Console
+
+    from langchain_rag_async.cli import _Consoles, _print_json
+
+    data = {
+        "index_dir": "/tmp/café/日本 [bold]x[/bold]",
+        "files_failed": [{"path": "a\tb\x1bc.md", "reason": 'quote " and \\ :smile:'}],
+        "seconds": 1.5,
+        "chunks_added": 3,
+        "empty": [],
+        "nothing": None,
+        "long": "word " * 80,
+    }
+    rendered = io.StringIO()
+    Console(file=rendered, soft_wrap=True).print_json(json.dumps(data))
+    _print_json(_Consoles(), data)  # capsys: stdout is not a terminal
+    assert capsys.readouterr().out == rendered.getvalue()

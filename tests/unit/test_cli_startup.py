@@ -178,6 +178,32 @@ def test_openai_commands_load_no_local_model_and_a_query_no_graph(tmp_path: Path
     assert "langgraph" not in query["packages"]  # retrieval needs no graph
 
 
+def test_index_into_a_pipe_loads_no_terminal_renderer_and_no_unused_logging(
+    tmp_path: Path,
+) -> None:
+    """``index --json`` as a script runs it: rich is imported only to print rich text, and
+    structlog only for a record that a level lets through (none here, without ``-v``).
+
+    structlog brings rich's traceback renderer, pygments and greenlet along, and ``import
+    httpx`` its command line's click, rich and pygments: 9-11 MiB of peak RSS
+    (docs/benchmarks.md, "Indexing memory against LangChain").
+    """
+    corpus = write_corpus(tmp_path / "docs")
+    index_dir = str(tmp_path / "idx")
+    with FakeOpenAIServer.run_in_thread() as server:
+        env = openai_env(server)
+        quiet = run_probe(
+            tmp_path, "index", str(corpus), "--index-dir", index_dir, "--json", env=env
+        )
+        shown = run_probe(tmp_path, "index", str(corpus), "--index-dir", index_dir, "-v", env=env)
+    unused = {"rich", "structlog", "pygments", "greenlet", "click", "httpx"}
+    assert quiet["packages"].isdisjoint(unused), sorted(quiet["packages"] & unused)
+    assert {"openai", "faiss", "prometheus_client"} <= quiet["packages"]  # the run did run
+    assert "langchain_rag_async.embeddings.local" not in quiet["modules"]  # OpenAI's run
+    # Asked for: the summary in rich text, and the debug log lines (-v) through structlog.
+    assert {"rich", "structlog"} <= shown["packages"]
+
+
 def test_local_commands_load_no_http_client_and_no_web_stack(tmp_path: Path) -> None:
     corpus = write_corpus(tmp_path / "docs")
     index_dir = str(tmp_path / "idx")

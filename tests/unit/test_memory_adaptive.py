@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import json
+import logging
 from pathlib import Path
 
 import pytest
 from langchain_core.embeddings import DeterministicFakeEmbedding
-from structlog.testing import capture_logs
 
 from langchain_rag_async.aio.queues import ResizableQueue
 from langchain_rag_async.config import EmbeddingConfig, PipelineConfig, RAGConfig, SplitterConfig
@@ -16,6 +18,7 @@ from langchain_rag_async.indexing import memory
 from langchain_rag_async.indexing.api import aindex_directory
 from langchain_rag_async.indexing.memory import AdaptiveBatching, MemoryDecision
 from langchain_rag_async.metrics import REGISTRY
+from langchain_rag_async.observability import configure_logging
 
 MB = 1024 * 1024
 PARAGRAPH = "Ownership is a set of rules that govern how a Rust program manages memory. " * 3
@@ -154,8 +157,15 @@ async def test_indexing_shrinks_batches_while_memory_is_low_then_grows_back(
     )
     shrinks = sample("rag_memory_adaptations_total", direction="shrink")
     grows = sample("rag_memory_adaptations_total", direction="grow")
-    with capture_logs() as logs:
+    # The decisions as an operator sees them: JSON lines at info level (growing back is
+    # logged at info). Configuring starts or stops the writer thread: not on the loop.
+    stream = io.StringIO()
+    await asyncio.to_thread(configure_logging, logging.INFO, json=True, stream=stream)
+    try:
         summary = await aindex_directory(corpus, config=config, embeddings=embedding)
+    finally:  # stopping the writer thread writes what it still holds
+        await asyncio.to_thread(configure_logging, logging.WARNING)
+    logs = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert summary.files_indexed == 12 and summary.files_failed == []
     assert sum(embedding.sizes) == summary.chunks_added  # every chunk embedded, once
     sizes = embedding.sizes

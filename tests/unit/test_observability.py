@@ -6,6 +6,8 @@ import asyncio
 import io
 import json
 import logging
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -97,3 +99,77 @@ async def test_log_lines_inside_a_recorded_span_carry_its_ids(spans: Any) -> Non
     context = current.get_span_context()
     assert inside["trace_id"] == f"{context.trace_id:032x}"
     assert inside["span_id"] == f"{context.span_id:016x}"
+
+
+def test_levels_are_those_of_the_stdlib_loggers_read_at_each_call() -> None:
+    stream = io.StringIO()
+    observability.configure_logging(logging.WARNING, json=True, stream=stream)
+    stdlib = logging.getLogger("langchain_rag_async.levels")
+    log = get_logger("langchain_rag_async.levels")
+    try:
+        log.debug("dropped")
+        log.info("dropped")
+        log.warning("kept", n=1)
+        stdlib.setLevel(logging.DEBUG)  # the level is read at each call
+        log.debug("kept too")
+        stdlib.disabled = True
+        log.error("dropped: disabled logger")
+    finally:
+        stdlib.disabled = False
+        stdlib.setLevel(logging.NOTSET)
+        observability.configure_logging(logging.WARNING)  # writes what it still holds
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(e["event"], e["level"]) for e in lines] == [("kept", "warning"), ("kept too", "debug")]
+    assert lines[0]["n"] == 1
+
+
+def test_structlog_is_imported_by_the_first_record_let_through() -> None:
+    """A process that logs nothing (the CLI without -v) never imports structlog (9 MiB)."""
+    code = """
+import io, logging, sys
+from langchain_rag_async import observability
+from langchain_rag_async.observability import configure_logging, get_logger
+
+stream = io.StringIO()
+configure_logging(logging.CRITICAL, json=True, stream=stream)
+log = get_logger("langchain_rag_async.probe")
+log.info("below the level")
+log.exception("below the level too")
+before = "structlog" in sys.modules
+log.critical("let through", n=1)
+observability._stop_listener()  # flushes the listener thread
+print(before, "structlog" in sys.modules, stream.getvalue().strip())
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    before, after, line = done.stdout.split(" ", 2)
+    assert (before, after) == ("False", "True")
+    record = json.loads(line)
+    assert record["event"] == "let through" and record["n"] == 1
+    assert record["level"] == "critical"
+
+
+def test_an_applications_own_structlog_configuration_stands() -> None:
+    """Configured before the package's first record, structlog stays as the application set it."""
+    code = """
+import structlog
+from langchain_rag_async.observability import get_logger
+
+seen = []
+
+def keep(logger, method, event_dict):
+    seen.append(event_dict["event"])
+    raise structlog.DropEvent
+
+structlog.configure(processors=[keep])
+get_logger("langchain_rag_async.probe").warning("ours")
+structlog.get_logger("app").warning("theirs")
+print(seen, structlog.get_config()["processors"] == [keep])
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["['ours',", "'theirs']", "True"]
