@@ -9,14 +9,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from langchain_openai import OpenAIEmbeddings
-from pydantic import SecretStr
-
+from benchmarks.langchain_child import MODEL, openai_embeddings
 from langchain_rag_async.testing import FakeOpenAIServer
 
 __all__ = ("MODEL", "FakeOpenAIServer", "keep_traffic_local", "openai_embeddings", "server_figures")
-
-MODEL = "text-embedding-3-small"
 
 
 def keep_traffic_local() -> None:
@@ -24,19 +20,6 @@ def keep_traffic_local() -> None:
     for name in ("NO_PROXY", "no_proxy"):
         hosts = [h for h in os.environ.get(name, "").split(",") if h]
         os.environ[name] = ",".join(dict.fromkeys([*hosts, "127.0.0.1", "localhost"]))
-
-
-def openai_embeddings(base_url: str, batch_size: int) -> OpenAIEmbeddings:
-    """The real LangChain OpenAI client, pointed at the fake server."""
-    return OpenAIEmbeddings(
-        model=MODEL,
-        api_key=SecretStr("bench"),
-        base_url=base_url,
-        chunk_size=batch_size,
-        check_embedding_ctx_length=False,  # would download a tiktoken table
-        max_retries=0,
-        timeout=60,
-    )
 
 
 def server_figures(server: FakeOpenAIServer, started: float) -> dict[str, Any]:

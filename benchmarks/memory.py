@@ -25,17 +25,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from langchain_core.documents import Document
-
-from benchmarks.fake_openai import MODEL, FakeOpenAIServer, keep_traffic_local, openai_embeddings
+from benchmarks.fake_openai import MODEL, FakeOpenAIServer, keep_traffic_local
+from benchmarks.langchain_child import langchain_chunks
 from benchmarks.timing import high_water_kb
-from langchain_rag_async.config import SplitterConfig
 
 __all__ = (
     "OVERHEAD_TARGET",
@@ -49,7 +46,6 @@ __all__ = (
 
 OVERHEAD_TARGET = 0.10
 """The design's bound: our peak RSS at most 10 % above LangChain's sync path."""
-SPLITTER = SplitterConfig()  # 1000 / 150: the same numbers for LangChain's splitter
 _ROOT = Path(__file__).resolve().parents[1]
 _OWN_PEAK = (  # the bare interpreter prints its own VmHWM: it can exit before the first sample
     "import sys; sys.stdout.write(next(line.split()[1] for line in open('/proc/self/status')"
@@ -125,32 +121,6 @@ def child_env(base_url: str) -> dict[str, str]:
     }
 
 
-def langchain_chunks(corpus: Path) -> tuple[list[Document], list[Document]]:
-    """LangChain's usual load and split of ``corpus``: its documents and their chunks."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from langchain_community.document_loaders import DirectoryLoader, TextLoader
-        from langchain_text_splitters import RecursiveCharacterTextSplitter
-
-    docs = DirectoryLoader(str(corpus), glob="**/*.md", loader_cls=TextLoader).load()
-    splitter = RecursiveCharacterTextSplitter(
-        chunk_size=SPLITTER.chunk_size, chunk_overlap=SPLITTER.chunk_overlap
-    )
-    return docs, splitter.split_documents(docs)
-
-
-def langchain_sync_index(corpus: Path, out_dir: Path, base_url: str, batch_size: int) -> None:
-    """The child's work for LangChain: load, split, ``FAISS.from_documents``, ``save_local``."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from langchain_community.vectorstores import FAISS
-
-    docs, chunks = langchain_chunks(corpus)
-    store = FAISS.from_documents(chunks, openai_embeddings(base_url, batch_size))
-    store.save_local(str(out_dir))
-    print(json.dumps({"files": len(docs), "chunks": int(store.index.ntotal)}))
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Serve the embeddings, measure each child in turn (``args.repeat`` times), report."""
     keep_traffic_local()
@@ -173,7 +143,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             ]  # fmt: skip
             results["ours"].append(measure("rag-async index", ours, env=env, timeout=args.timeout))
             langchain = [
-                python, "-m", "benchmarks.memory", "langchain", str(args.corpus),
+                python, "-m", "benchmarks.langchain_child", str(args.corpus),
                 f"{work}/langchain-{n}", server.base_url, str(args.batch_size),
             ]  # fmt: skip
             results["langchain"].append(
@@ -217,20 +187,3 @@ def report_text(report: dict[str, Any]) -> str:
     for key, runs in report["runs"].items():
         lines.append(f"  {key}: " + ", ".join(f"{r['peak_rss_mb']:.1f}" for r in runs))
     return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m benchmarks.memory langchain CORPUS OUT BASE_URL BATCH``: the child's work."""
-    parser = argparse.ArgumentParser()
-    parser.add_argument("role", choices=["langchain"])
-    parser.add_argument("corpus", type=Path)
-    parser.add_argument("out_dir", type=Path)
-    parser.add_argument("base_url")
-    parser.add_argument("batch_size", type=int)
-    args = parser.parse_args(argv)
-    langchain_sync_index(args.corpus, args.out_dir, args.base_url, args.batch_size)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -72,7 +72,7 @@ def run_scaling(args: argparse.Namespace) -> dict[str, Any]:
                 ]  # fmt: skip
                 ours.append(measure("rag-async index", command, env=env, timeout=args.timeout))
                 command = [
-                    python, "-m", "benchmarks.memory", "langchain", str(corpus),
+                    python, "-m", "benchmarks.langchain_child", str(corpus),
                     f"{work}/langchain-{factor}-{n}", server.base_url, str(args.batch_size),
                 ]  # fmt: skip
                 langchain.append(measure("LangChain sync", command, env=env, timeout=args.timeout))

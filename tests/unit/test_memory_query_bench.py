@@ -102,3 +102,26 @@ def test_concurrent_query_bench_runs_both_sides(
     assert report["p50_ratio"] == round(
         report["ours"]["p50_ms"] / report["langchain_sync"]["p50_ms"], 3
     )
+
+
+def test_the_langchain_child_imports_langchain_only() -> None:
+    """Its peak RSS is the side we are compared with: none of our modules may add to it."""
+    import subprocess
+    import sys
+
+    from benchmarks.langchain_child import CHUNK_OVERLAP, CHUNK_SIZE
+    from langchain_rag_async.config import SplitterConfig
+
+    assert (CHUNK_SIZE, CHUNK_OVERLAP) == (
+        SplitterConfig().chunk_size,
+        SplitterConfig().chunk_overlap,
+    )
+    code = (
+        "import sys, benchmarks.langchain_child; "
+        "print(sorted(m for m in sys.modules if m.startswith('langchain_rag_async')))"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]"
