@@ -24,7 +24,7 @@ import json
 import os
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -289,17 +289,17 @@ def write_index(
 
 def _commit_generation(path: Path, names: _Names, snapshot: IndexSnapshot) -> dict[str, Any]:
     """Write the data files, then swap the manifest, then drop older generations."""
-    docstore_bytes = _encode_documents(snapshot.documents)
     generation = _next_generation(path, names)
     files: dict[str, dict[str, Any]] = {}
     try:
         if snapshot.index_bytes is not None:
             index_path = path / names.index_file(generation)
             files["index"] = _commit_file(index_path, snapshot.index_bytes)
-        files["docstore"] = _commit_file(path / names.docstore_file(generation), docstore_bytes)
+        docstore_path = path / names.docstore_file(generation)
+        files["docstore"] = _commit_file(docstore_path, _encode_documents(snapshot.documents))
         manifest = _manifest(snapshot, generation, files)
         _write_atomic(path / names.manifest, json.dumps(manifest, indent=2).encode())
-    except OSError:
+    except BaseException:  # a full disk, metadata that is not JSON (found while writing)
         # No manifest names this generation: its files would only wait for the next save.
         for entry in files.values():
             (path / entry["name"]).unlink(missing_ok=True)
@@ -326,12 +326,21 @@ def _manifest(
     }
 
 
-def _encode_documents(documents: list[tuple[str, str, dict[str, Any]]]) -> bytes:
-    rows = [{"id": i, "page_content": text, "metadata": meta} for i, text, meta in documents]
-    try:
-        return json.dumps({"format_version": FORMAT_VERSION, "documents": rows}).encode()
-    except (TypeError, ValueError) as exc:
-        raise _metadata_error(documents, exc) from exc
+def _encode_documents(documents: list[tuple[str, str, dict[str, Any]]]) -> Iterator[bytes]:
+    """The docstore file, a document at a time: the bytes ``json.dumps`` gives for the whole.
+
+    Encoding it in one piece held the text of every chunk twice more at the save (the JSON
+    string and its bytes, plus a dict per row), the peak of a run's memory.
+    """
+    yield f'{{"format_version": {json.dumps(FORMAT_VERSION)}, "documents": ['.encode()
+    for number, (doc_id, text, meta) in enumerate(documents):
+        row = {"id": doc_id, "page_content": text, "metadata": meta}
+        try:
+            encoded = json.dumps(row).encode()
+        except (TypeError, ValueError) as exc:
+            raise _metadata_error(documents, exc) from exc
+        yield b", " + encoded if number else encoded
+    yield b"]}"
 
 
 def _metadata_error(
@@ -362,17 +371,27 @@ def _next_generation(folder: Path, names: _Names) -> int:
     return max(known, default=0) + 1
 
 
-def _commit_file(path: Path, data: bytes) -> dict[str, Any]:
-    _write_atomic(path, data)
-    return {"name": path.name, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+def _commit_file(path: Path, data: bytes | Iterable[bytes]) -> dict[str, Any]:
+    digest, size = hashlib.sha256(), 0
+
+    def pieces() -> Iterator[bytes]:
+        nonlocal size
+        for piece in [data] if isinstance(data, bytes) else data:
+            digest.update(piece)
+            size += len(piece)
+            yield piece
+
+    _write_atomic(path, pieces())
+    return {"name": path.name, "sha256": digest.hexdigest(), "size": size}
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a fsynced temp file and ``os.replace``."""
+def _write_atomic(path: Path, data: bytes | Iterable[bytes]) -> None:
+    """Write ``data`` (or its pieces) to ``path`` through a fsynced temp file and ``os.replace``."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         with open(tmp, "wb") as fh:
-            fh.write(data)
+            for piece in [data] if isinstance(data, bytes) else data:
+                fh.write(piece)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

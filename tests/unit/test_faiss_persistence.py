@@ -221,9 +221,26 @@ def test_unserialisable_metadata_names_the_document_and_key(tmp_path: Path) -> N
     store = make_store()
     store.save_local(tmp_path)
     store.add_texts(["bad"], [{"fine": 1, "when": object()}], ids=["doc-bad"])
+    before = sorted(p.name for p in tmp_path.iterdir())
     with pytest.raises(VectorStoreError, match=r"'when' of document 'doc-bad'.*object"):
         store.save_local(tmp_path)
     assert AsyncFAISS.load_local(tmp_path, embedding()).index.ntotal == 4
+    # found while the docstore is written, a document at a time: nothing of it is left
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_the_docstore_is_written_a_document_at_a_time_as_one_json_text() -> None:
+    from langchain_rag_async.vectorstores._persistence import FORMAT_VERSION, _encode_documents
+
+    documents = [
+        ("a", 'caf\u00e9 "quoted"\n', {"source": "x.md", "n": 1, "tags": ["α", None]}),
+        ("b", "", {}),
+        ("c", "\x00 control", {"nested": {"deep": 1.5}}),
+    ]
+    for docs in (documents, documents[:1], []):
+        rows = [{"id": i, "page_content": t, "metadata": m} for i, t, m in docs]
+        whole = json.dumps({"format_version": FORMAT_VERSION, "documents": rows}).encode()
+        assert b"".join(_encode_documents(docs)) == whole
 
 
 # -- what cannot be loaded -----------------------------------------------------------------
