@@ -7,8 +7,9 @@ from the block; a second signal exits the process at once, for a user who does n
 wait. Signal handlers only exist on the main thread's loop on Unix; elsewhere the block
 runs without them (Ctrl-C then behaves as Python's default). On the way out the handlers
 the process had before the block are put back (asyncio alone would reset them to Python's
-defaults), so an application's own SIGTERM handler survives; a signal the process was
-started with ignored (a background job's SIGINT) stays ignored, as Python leaves it.
+defaults), so an application's own SIGTERM handler survives. A signal the process was
+started with ignored (a background job's SIGINT) is handled inside the block all the same,
+and ignored again after it.
 """
 
 from __future__ import annotations
@@ -54,8 +55,6 @@ async def cancel_on_signal(
     installed: list[tuple[signal.Signals, _Handler]] = []
     for signum in signals:
         previous = signal.getsignal(signum)
-        if previous == signal.SIG_IGN:
-            continue  # ignored by whoever started the process (``cmd &``): it stays so
         try:
             loop.add_signal_handler(signum, on_signal, int(signum))
         except (NotImplementedError, RuntimeError, ValueError):

@@ -24,7 +24,10 @@ pytestmark = pytest.mark.timeout(300)
 CHILD = """
 import atexit, importlib.abc, json, os, signal, sys
 
-report_path, trigger, signum, argv = sys.argv[1], sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4])
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as at a terminal, even when the
+# test runs in a background job (which starts its children with SIGINT ignored)
+report_path, trigger = sys.argv[1], sys.argv[2]
+signum, argv = int(sys.argv[3]), json.loads(sys.argv[4])
 
 
 class SignalAtImport(importlib.abc.MetaPathFinder):
