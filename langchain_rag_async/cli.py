@@ -595,6 +595,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         # `--help` and usage errors have exited by now, having imported nothing but argparse:
         # each command imports what it uses (pinned by tests/unit/test_cli_startup.py).
+        if args.command in ("serve", "mcp") and previous is not None:
+            # uvicorn takes the signals over and raises a caught one again after its orderly
+            # shutdown: the default action then ends the process, as supervisors expect
+            signal.signal(signal.SIGTERM, previous)
+            previous = None
         atexit.unregister(_skip_final_collections)  # once per process, however often main runs
         atexit.register(_skip_final_collections)
         thresholds = gc.get_threshold()
